@@ -1,0 +1,49 @@
+# Two commands, each self-bootstrapping and idempotent from a fresh clone:
+#   make pipeline   install, then run the notebook chain on the CPU default into runs/cpu/
+#   make test       install, then pytest (which executes the notebook chain too)
+# An active virtualenv or conda env is used as is; otherwise .venv/ is created.
+# torch is installed *before* the package, and only if missing, so an existing torch
+# (e.g. your CUDA build) is never replaced.
+
+SHELL := /bin/bash
+PRESET ?= cpu
+RUN_DIR ?= runs/$(PRESET)
+ARGS ?=
+
+ifneq ($(or $(VIRTUAL_ENV),$(CONDA_PREFIX)),)
+  PY := python
+  STAMP := .tvad-installed-env
+else
+  PY := .venv/bin/python
+  STAMP := .venv/.tvad-installed
+endif
+
+.PHONY: install pipeline test figures tiny-backbone benchmarks clean-runs
+
+$(PY):
+	python3 -m venv .venv
+	$(PY) -m pip install -q --upgrade pip
+
+$(STAMP): pyproject.toml | $(PY)
+	@$(PY) -c "import torch, torchvision" 2>/dev/null || $(PY) -m pip install -q "torch>=2.4" "torchvision>=0.19"
+	$(PY) -m pip install -q -e ".[dev]"
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+pipeline: $(STAMP)
+	$(PY) -m tvad.cli pipeline --preset $(PRESET) --run-dir $(RUN_DIR) $(ARGS)
+	@mkdir -p figures && if [ -d $(RUN_DIR)/figures ]; then cp -r $(RUN_DIR)/figures/. figures/; fi
+
+test: $(STAMP)
+	$(PY) -m pytest $(ARGS)
+
+# Regenerates assets/tiny-qwen2.5-vl/ deterministically (about an hour on 2 cores; CI never runs it).
+tiny-backbone: $(STAMP)
+	$(PY) -m tvad.train.pretrain_tiny --out assets/tiny-qwen2.5-vl
+
+benchmarks: $(STAMP)
+	$(PY) benchmarks/metrics.py
+
+clean-runs:
+	rm -rf runs/

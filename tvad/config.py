@@ -1,0 +1,237 @@
+"""One configuration tree for the whole chain, with two presets.
+
+`cpu`   — the tiny pretrained Qwen2.5-VL-architecture backbone and the generated synthetic
+          dataset: the whole notebook chain in minutes on a 2-core laptop.
+`paper` — Qwen2.5-VL-7B-Instruct, UBnormal and ShanghaiTech, every hyper-parameter of the
+          paper's section 4.1 (learning-rate values were lost in the paper's text extraction;
+          ours are marked as chosen).
+
+    cfg = tvad.config.preset("cpu", overrides={"stage1.epochs": 2})
+    cfg.to_yaml("run/config.yaml"); tvad.config.Config.from_yaml("run/config.yaml")
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+@dataclass
+class DataConfig:
+    dataset: str = "synthetic"  # which loader: "synthetic", "ubnormal" or "shanghaitech"
+    root: str = "data/synthetic"  # dataset root (relative paths resolve against the run dir's parent repo)
+    shanghaitech_root: str = "data/shanghaitech"  # ShanghaiTech Campus root (paper preset; second benchmark)
+    generate: bool = True  # generate the synthetic dataset into `root` if it is missing
+    num_videos: dict = field(  # videos per split for the synthetic generator
+        default_factory=lambda: {"pretrain": 48, "train": 24, "validation": 8, "test": 12, "test_seen": 8}
+    )
+    frame_size: list = field(default_factory=lambda: [224, 224])  # synthetic frame (H, W)
+    frames_per_video: int = 24  # synthetic video length in frames
+    video_fps: float = 8.0  # synthetic video frame rate
+    clip_fps: float = 1.0  # re-partitioning: resample source videos to this rate (paper: 1 fps)
+    clip_min_frames: int = 8  # re-partitioning: shortest clip (paper: 8)
+    clip_max_frames: int = 40  # re-partitioning: longest clip (paper: 40)
+    clip_stride: int = 8  # re-partitioning: stride between clip starts, in resampled frames
+    clip_size: list = field(default_factory=lambda: [476, 868])  # re-partitioning resize (H, W); paper 476x868
+    strict: bool = True  # bad items raise; False skips them, counts and reports them
+
+
+@dataclass
+class BackboneConfig:
+    path: str = "assets/tiny-qwen2.5-vl"  # local directory or hub id of a Qwen2.5-VL checkpoint
+    dtype: str = "float32"  # weights dtype: float32 on CPU, bfloat16 on GPU
+    device: str = "cpu"  # "cpu", "cuda", "cuda:0", ... ("auto" picks cuda when available)
+    layers: list = field(default_factory=lambda: [0, 1, 2, 3])  # ViT blocks feeding the AHD (7B: 0, 7, 15, 23, 31)
+    text_encoder: str = "embeddings"  # eq. 2 text features: "embeddings" (input table) or "decoder" (last hidden)
+    max_pixels: int = 224 * 224  # processor pixel budget per frame (smart_resize)
+    attn_implementation: str = "sdpa"  # vision/decoder attention: "sdpa", "eager", "flash_attention_2"
+
+
+@dataclass
+class AHDConfig:
+    hidden: int = 256  # MLP_l hidden width (eq. 4; authors' code 1024)
+    text_dim: int | None = None  # D of eq. 4's output; None = the text feature width of the backbone
+    layer_weighting: str = "softmax"  # eq. 6 weights a_l: "softmax" (convex mix) or "raw"
+    logit_scale: float = 100.0  # eq. 7 1/tau (authors' code: fixed 100)
+    learnable_scale: bool = False  # learn 1/tau instead of fixing it
+    num_templates: int = 8  # K prompt templates per class (eq. 2)
+    frame_score: str = "max"  # frame score from H: "max" or "topk" (mean of the top-k pixels)
+    topk: int = 16  # k for frame_score="topk"
+
+
+@dataclass
+class RAEConfig:
+    channels: int = 64  # C of eq. 9's conv stack output
+    conv_layers: int = 2  # Conv2d+GELU layers in f (eq. 9)
+    grid: int = 3  # G: adaptive pooling grid G x G (eq. 10); 3 = nine regions
+    num_base: int = 4  # n_base learnable base prompts (eq. 12)
+    variant: str = "paper"  # "paper" (fixed grid, concatenated base) or "released" (soft regions, added base)
+
+
+@dataclass
+class Stage1Config:
+    epochs: int = 6  # passes over the training clips
+    batch_size: int = 1  # paper: 1
+    grad_accum: int = 8  # paper: 8
+    lr: float = 1e-3  # peak LR (paper's value lost in extraction; chosen)
+    min_lr: float = 1e-5  # cosine floor LR (paper's value lost in extraction; chosen)
+    warmup_ratio: float = 0.1  # paper: 0.1
+    weight_decay: float = 0.01  # AdamW weight decay
+    dice_weight: float = 0.0  # optional Dice term (a deviation when > 0; see README)
+    pos_weight: float = 1.0  # positive-class weight in the pixel CE (1.0 = paper)
+    frame_ce: bool = False  # auxiliary frame-level CE head (paper: kept, disabled)
+    clip_frames: int = 8  # frames per training clip (even: temporal patch 2)
+    eval_every: int = 1  # validate every N epochs
+    seed: int = 0  # training seed
+
+
+@dataclass
+class Stage2Config:
+    lr: float = 2e-4  # peak LR (paper's value lost in extraction; chosen)
+    grad_accum: int = 8  # paper: 8
+    epochs: float = 1.0  # paper: one epoch per phase
+    max_length: int = 2048  # paper: 2048
+    lora_r: int = 16  # paper: 16
+    lora_alpha: int = 32  # paper: 32
+    lora_dropout: float = 0.05  # paper: 0.05
+    lora_targets: list = field(default_factory=lambda: ["q_proj", "v_proj"])  # decoder attention only
+    phase_b_last_layers: int = 4  # phase B LoRA on the last N decoder layers (paper: 4)
+    eval_steps: int = 100  # evaluate/save every N steps (paper: 100)
+    gradient_checkpointing: bool = False  # paper: on (GPU); off on the CPU preset
+    bf16: bool = False  # paper: on (GPU)
+    seed: int = 0  # training seed
+
+
+@dataclass
+class EvalConfig:
+    threshold: float = 0.5  # heatmap binarisation for RBDC/TBDC regions (paper: 0.5)
+    iou: float = 0.1  # region IoU for a match (paper: 0.1)
+    link_iou: float = 0.1  # IoU to link regions into tracks (paper: 0.1)
+    hit_ratio: float = 0.1  # per-track hit ratio (paper: 0.1)
+    max_fpr: float = 1.0  # integrate RBDR/TBDR over FPR in [0, max_fpr]
+    sigma: float | None = None  # optional Gaussian smoothing of frame scores before AUC
+    seeds: list = field(default_factory=lambda: [0])  # seeds for mean +- std in the tables
+
+
+@dataclass
+class Config:
+    name: str = "cpu"  # preset name this config came from
+    seed: int = 0  # global seed (numpy, torch, python), recorded in the run dir
+    data: DataConfig = field(default_factory=DataConfig)  # datasets and clip partitioning
+    backbone: BackboneConfig = field(default_factory=BackboneConfig)  # the frozen Qwen2.5-VL
+    ahd: AHDConfig = field(default_factory=AHDConfig)  # Anomaly Heatmap Decoder (eq. 4-7)
+    rae: RAEConfig = field(default_factory=RAEConfig)  # Region-aware Anomaly Encoder (eq. 8-12)
+    stage1: Stage1Config = field(default_factory=Stage1Config)  # AHD training
+    stage2: Stage2Config = field(default_factory=Stage2Config)  # RAE + LoRA SFT
+    eval: EvalConfig = field(default_factory=EvalConfig)  # evaluation protocol
+
+    # -- dict / YAML -------------------------------------------------------------------------
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Config":
+        return _build(cls, d, "")
+
+    def to_yaml(self, path: str | Path | None = None) -> str:
+        text = yaml.safe_dump(self.to_dict(), sort_keys=False)
+        if path is not None:
+            Path(path).write_text(text)
+        return text
+
+    @classmethod
+    def from_yaml(cls, path_or_text: str | Path) -> "Config":
+        p = Path(path_or_text)
+        text = p.read_text() if "\n" not in str(path_or_text) and p.exists() else str(path_or_text)
+        return cls.from_dict(yaml.safe_load(text) or {})
+
+    def override(self, overrides: dict[str, Any] | None) -> "Config":
+        """A copy with dotted keys set, e.g. {"stage1.epochs": 2}. Unknown keys raise."""
+        d = self.to_dict()
+        for key, value in (overrides or {}).items():
+            node, parts = d, key.split(".")
+            for i, part in enumerate(parts):
+                if not isinstance(node, dict) or part not in node:
+                    raise KeyError(f"unknown config key {key!r} (no {'.'.join(parts[: i + 1])!r}); "
+                                   f"known: {', '.join(sorted(flat_keys(self)))}")
+                if i == len(parts) - 1:
+                    node[part] = _coerce(value, node[part], key)
+                else:
+                    node = node[part]
+        return Config.from_dict(d)
+
+
+def _coerce(value: Any, current: Any, key: str) -> Any:
+    """Parse string overrides (from the command line) with YAML, typed like the current value."""
+    if isinstance(value, str) and not isinstance(current, str):
+        value = yaml.safe_load(value)
+    if isinstance(current, bool) and not isinstance(value, bool):
+        raise ValueError(f"config key {key!r} expects true/false, got {value!r}")
+    if isinstance(current, float) and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    return value
+
+
+def _build(cls, d: dict, prefix: str):
+    if not isinstance(d, dict):
+        raise ValueError(f"config section {prefix or '<root>'!r} must be a mapping, got {type(d).__name__}")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = set(d) - names
+    if unknown:
+        raise KeyError(f"unknown config key(s) {sorted(prefix + k for k in unknown)}")
+    kwargs = {}
+    for name, value in d.items():
+        t = hints[name]
+        kwargs[name] = _build(t, value, f"{prefix}{name}.") if dataclasses.is_dataclass(t) else value
+    return cls(**kwargs)
+
+
+def flat_keys(cfg: Config) -> list[str]:
+    """All dotted keys of a config, e.g. ['name', 'seed', 'data.dataset', ...]."""
+    out: list[str] = []
+
+    def walk(d: dict, prefix: str) -> None:
+        for k, v in d.items():
+            if isinstance(v, dict) and k != "num_videos":
+                walk(v, f"{prefix}{k}.")
+            else:
+                out.append(prefix + k)
+
+    walk(cfg.to_dict(), "")
+    return out
+
+
+# -- presets ------------------------------------------------------------------------------------
+
+def _cpu() -> Config:
+    return Config()
+
+
+def _paper() -> Config:
+    c = Config(name="paper")
+    c.data = DataConfig(dataset="ubnormal", root="data/ubnormal", shanghaitech_root="data/shanghaitech",
+                        generate=False, frame_size=[476, 868], video_fps=30.0)
+    c.backbone = BackboneConfig(path="Qwen/Qwen2.5-VL-7B-Instruct", dtype="bfloat16", device="cuda",
+                                layers=[0, 7, 15, 23, 31], max_pixels=476 * 868,
+                                attn_implementation="sdpa")
+    c.ahd = AHDConfig(hidden=1024)
+    c.stage1 = Stage1Config(epochs=10, lr=1e-4, min_lr=1e-6, clip_frames=16, eval_every=1)
+    c.stage2 = Stage2Config(gradient_checkpointing=True, bf16=True)
+    c.eval = EvalConfig(seeds=[0, 1, 2])
+    return c
+
+
+PRESETS = {"cpu": _cpu, "paper": _paper}
+
+
+def preset(name: str, overrides: dict[str, Any] | None = None) -> Config:
+    """The named preset (`cpu` or `paper`) with dotted-key overrides applied."""
+    if name not in PRESETS:
+        raise ValueError(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}")
+    return PRESETS[name]().override(overrides)

@@ -1,0 +1,140 @@
+"""Runs the numbered notebooks (`notebooks/NN_*.ipynb`) in order with papermill.
+
+Each notebook receives `preset`, `run_dir`, `overrides` and `force` in its `parameters` cell;
+its executed copy is saved as `<run_dir>/notebooks/NN_*.ipynb`. The first failure stops the
+chain with the notebook and the failing cell named. Notebooks skip work whose outputs already
+exist in the run dir (unless `force`), so re-running the chain is cheap.
+
+    tvad pipeline --preset cpu --run-dir runs/cpu [--from 02] [--to 03] [--force] [-p stage1.epochs=2]
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tvad.config import preset as make_preset
+from tvad.run import REPO_ROOT
+
+NOTEBOOK_DIR = REPO_ROOT / "notebooks"
+_NUMBERED = re.compile(r"^(\d\d)_.+\.ipynb$")
+# 00_quickstart is a walk-through of a trained run, not a step of the chain.
+_NOT_IN_CHAIN = {"00"}
+
+
+class PipelineError(RuntimeError):
+    """A notebook of the chain failed, or the chain was asked for something impossible."""
+
+
+@dataclass(frozen=True)
+class NotebookStep:
+    number: str  # "01"
+    path: Path  # notebooks/01_dataset_construction.ipynb
+
+    @property
+    def stem(self) -> str:
+        return self.path.stem
+
+
+def chain(notebook_dir: Path = NOTEBOOK_DIR) -> list[NotebookStep]:
+    """The chain's notebooks in numeric order (00 excluded)."""
+    steps = []
+    for p in sorted(Path(notebook_dir).glob("*.ipynb")):
+        m = _NUMBERED.match(p.name)
+        if m and m.group(1) not in _NOT_IN_CHAIN:
+            steps.append(NotebookStep(m.group(1), p))
+    return steps
+
+
+def parameters_cell(path: Path) -> int:
+    """Index of the single cell tagged `parameters`; a clear error if there is none or several."""
+    try:
+        nb = json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise PipelineError(f"{path}: not a readable notebook ({e})") from None
+    tagged = [i for i, c in enumerate(nb.get("cells", []))
+              if "parameters" in c.get("metadata", {}).get("tags", [])]
+    if len(tagged) != 1:
+        raise PipelineError(f"{path}: needs exactly one cell tagged 'parameters', found {len(tagged)}")
+    return tagged[0]
+
+
+def _select(steps: list[NotebookStep], start: str | None, stop: str | None) -> list[NotebookStep]:
+    def number(s: str | None) -> str | None:
+        if s is None:
+            return None
+        key = s.strip()
+        for st in steps:
+            if key in (st.number, st.stem, st.path.name) or st.stem.startswith(key):
+                return st.number
+        raise PipelineError(f"no notebook {s!r} in the chain; have {[st.path.name for st in steps]}")
+
+    a, b = number(start), number(stop)
+    return [s for s in steps if (a is None or s.number >= a) and (b is None or s.number <= b)]
+
+
+def parse_overrides(pairs: list[str] | None) -> dict[str, str]:
+    """['stage1.epochs=2', ...] -> {'stage1.epochs': '2'}; values are parsed by the config."""
+    out: dict[str, str] = {}
+    for pair in pairs or []:
+        if "=" not in pair:
+            raise PipelineError(f"parameter {pair!r} must look like key=value")
+        k, v = pair.split("=", 1)
+        out[k.strip()] = v
+    return out
+
+
+def run_pipeline(preset: str = "cpu", run_dir: str | Path = "runs/cpu", start: str | None = None,
+                 stop: str | None = None, force: bool = False, overrides: dict[str, Any] | None = None,
+                 notebook_dir: Path = NOTEBOOK_DIR, kernel_name: str = "python3",
+                 progress: bool = True) -> list[Path]:
+    """Execute the chain; returns the executed notebooks' paths. Raises `PipelineError`."""
+    import papermill as pm
+
+    # Validate preset and override keys before anything runs (clear error, no traceback).
+    try:
+        make_preset(preset, overrides)
+    except (KeyError, ValueError) as e:
+        raise PipelineError(str(e.args[0] if e.args else e)) from None
+    steps = _select(chain(notebook_dir), start, stop)
+    if not steps:
+        raise PipelineError(f"no notebooks to run in {notebook_dir}")
+    for s in steps:
+        parameters_cell(s.path)
+    run_dir = Path(run_dir).resolve()
+    out_dir = run_dir / "notebooks"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    params = {"preset": preset, "run_dir": str(run_dir), "overrides": dict(overrides or {}), "force": force}
+    done: list[Path] = []
+    for i, s in enumerate(steps, 1):
+        out = out_dir / s.path.name
+        t0 = time.time()
+        if progress:
+            print(f"[{i}/{len(steps)}] {s.path.name} ...", flush=True)
+        try:
+            pm.execute_notebook(str(s.path), str(out), parameters=params, kernel_name=kernel_name,
+                                cwd=str(REPO_ROOT), progress_bar=progress, log_output=False,
+                                request_save_on_cell_execute=True)
+        except pm.PapermillExecutionError as e:
+            raise PipelineError(
+                f"{s.path.name} failed in cell {e.exec_count} ({e.ename}: {e.evalue}); "
+                f"executed copy with the traceback: {out}") from None
+        if progress:
+            print(f"[{i}/{len(steps)}] {s.path.name} done in {time.time() - t0:.1f}s -> {out}", flush=True)
+        done.append(out)
+    return done
+
+
+def main_pipeline(args) -> int:
+    try:
+        run_pipeline(args.preset, args.run_dir, start=args.start, stop=args.stop, force=args.force,
+                     overrides=parse_overrides(args.param))
+    except PipelineError as e:
+        print(f"tvad pipeline: error: {e}", file=sys.stderr)
+        return 1
+    return 0
