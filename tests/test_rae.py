@@ -1,0 +1,54 @@
+"""The RAE (eq. 8–12): shapes, the H_0 = 0 difference, region locality, variants, bad input."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from tvad.model.rae import RegionAwareAnomalyEncoder
+
+
+@pytest.mark.parametrize("variant,grid,num_base", [("paper", 3, 4), ("paper", 2, 1), ("released", 3, 4)])
+def test_output_shape(variant, grid, num_base):
+    torch.manual_seed(0)
+    rae = RegionAwareAnomalyEncoder(hidden_size=32, channels=8, grid=grid, num_base=num_base, variant=variant)
+    P = rae(torch.rand(5, 14, 10))
+    assert P.shape == (5, rae.num_prompts, 32)
+    expect = (num_base if variant == "paper" else 0) + grid * grid + 1
+    assert rae.num_prompts == expect and torch.isfinite(P).all()
+
+
+def test_first_step_sees_the_heatmap_itself_and_static_maps_vanish_later():
+    # eq. 8 with H_0 = 0: a static heatmap gives dH_1 = H_1 and dH_t = 0 for t > 1, so steps 2.. equal
+    # the prompts of an all-zero heatmap, while step 1 differs from them.
+    torch.manual_seed(0)
+    rae = RegionAwareAnomalyEncoder(hidden_size=16, channels=4)
+    H = torch.zeros(3, 12, 12)
+    H[:, 2:6, 2:6] = 1.0
+    P = rae(H)
+    Z = rae(torch.zeros(3, 12, 12))
+    torch.testing.assert_close(P[1:], Z[1:])
+    assert (P[0] - Z[0]).abs().max() > 1e-4
+
+
+def test_regions_are_local_in_the_paper_variant():
+    # heat in the top-left corner changes the top-left region prompt far more than the bottom-right one
+    torch.manual_seed(0)
+    rae = RegionAwareAnomalyEncoder(hidden_size=16, channels=4, conv_layers=1, grid=3, num_base=2)
+    H0 = torch.zeros(1, 18, 18)
+    H1 = H0.clone()
+    H1[0, :4, :4] = 1.0
+    d = (rae(H1) - rae(H0))[0].norm(dim=-1)  # (num_prompts,)
+    top_left, bottom_right = d[2 + 0], d[2 + 8]
+    assert top_left > 10 * max(bottom_right.item(), 1e-8)
+    assert torch.equal(rae(H1)[0, :2], rae(H0)[0, :2])  # base prompts do not depend on the input
+
+
+def test_bad_input():
+    rae = RegionAwareAnomalyEncoder(hidden_size=8, channels=2)
+    with pytest.raises(ValueError, match=r"\(T, h, w\)"):
+        rae(torch.rand(2, 1, 4, 4))
+    with pytest.raises(ValueError, match="NaN"):
+        rae(torch.full((2, 4, 4), float("nan")))
+    with pytest.raises(ValueError, match="unknown RAE variant"):
+        RegionAwareAnomalyEncoder(hidden_size=8, variant="other")

@@ -1,0 +1,67 @@
+"""The Region-aware Anomaly Encoder (RAE): heatmaps in, prompt embeddings out (paper eq. 8–12).
+
+    rae = RegionAwareAnomalyEncoder(hidden_size=D_p, channels=64, grid=3, num_base=4)
+    P = rae(H)          # H: (T, h, w) heatmaps in [0, 1]  ->  P: (T, n_base + G*G + 1, D_p)
+
+The prompts replace placeholder-token rows of the decoder's input embeddings (eq. 13, in
+`tvad.model.tvad`). `variant="released"` gives the authors' earlier public code instead (ReLU,
+nine soft-attention regions, base prompt added rather than concatenated); the paper is the default.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+class RegionAwareAnomalyEncoder(nn.Module):
+    def __init__(self, hidden_size: int, channels: int = 64, conv_layers: int = 2, grid: int = 3,
+                 num_base: int = 4, variant: str = "paper"):
+        super().__init__()
+        if variant not in ("paper", "released"):
+            raise ValueError(f"unknown RAE variant {variant!r}: 'paper' or 'released'")
+        self.variant, self.grid, self.num_base, self.hidden_size = variant, grid, num_base, hidden_size
+        act = nn.GELU if variant == "paper" else nn.ReLU
+        layers: list[nn.Module] = []
+        c_in = 1
+        for _ in range(conv_layers):  # eq. 9: f = a light stack of Conv2d + GELU
+            layers += [nn.Conv2d(c_in, channels, kernel_size=3, padding=1), act()]
+            c_in = channels
+        self.f = nn.Sequential(*layers)
+        self.region_mlp = nn.Sequential(nn.Linear(channels, hidden_size), act(),  # eq. 10: MLP per region
+                                        nn.Linear(hidden_size, hidden_size))
+        self.global_mlp = nn.Sequential(nn.Linear(channels, hidden_size), act(),  # eq. 11: MLP_g
+                                        nn.Linear(hidden_size, hidden_size))
+        self.base = nn.Parameter(torch.randn(num_base, hidden_size) * 0.02)  # eq. 12: P_base
+        if variant == "released":
+            # nine (G*G) learned soft-attention maps over the feature map instead of a fixed grid
+            self.region_logits = nn.Conv2d(channels, grid * grid, kernel_size=1)
+
+    @property
+    def num_prompts(self) -> int:
+        """Prompts per temporal step: n_base + G*G + 1 ("paper"), G*G + 1 ("released": base added)."""
+        return (self.num_base if self.variant == "paper" else 0) + self.grid * self.grid + 1
+
+    def forward(self, heatmaps: torch.Tensor) -> torch.Tensor:
+        """heatmaps (T, h, w) in [0, 1] -> prompts (T, num_prompts, D_p)."""
+        if heatmaps.dim() != 3:
+            raise ValueError(f"RAE expects heatmaps (T, h, w), got shape {tuple(heatmaps.shape)}")
+        if not torch.isfinite(heatmaps).all():
+            raise ValueError("RAE received NaN or infinite heatmap values")
+        H = heatmaps.to(self.base.dtype)
+        dH = H - torch.cat([torch.zeros_like(H[:1]), H[:-1]], dim=0)  # eq. 8: dH_t = H_t - H_{t-1}, H_0 = 0
+        R = self.f(dH.unsqueeze(1))  # eq. 9: R_t = f(dH_t), (T, C, h, w)
+        T = R.shape[0]
+        if self.variant == "paper":
+            pooled = F.adaptive_avg_pool2d(R, self.grid)  # eq. 10: G x G regions, (T, C, G, G)
+            regions = pooled.flatten(2).transpose(1, 2)  # (T, G*G, C), raster order top-left .. bottom-right
+        else:
+            att = self.region_logits(R).flatten(2).softmax(-1)  # (T, G*G, h*w) soft regions
+            regions = att @ R.flatten(2).transpose(1, 2)  # (T, G*G, C)
+        P_reg = self.region_mlp(regions)  # eq. 10: (T, G*G, D_p)
+        P_glob = self.global_mlp(R.mean(dim=(2, 3))).unsqueeze(1)  # eq. 11: (T, 1, D_p)
+        if self.variant == "paper":
+            base = self.base.unsqueeze(0).expand(T, -1, -1)
+            return torch.cat([base, P_reg, P_glob], dim=1)  # eq. 12: [P_base; P_reg; P_glob]
+        return torch.cat([P_reg, P_glob], dim=1) + self.base.mean(0)  # released: base prompt added
