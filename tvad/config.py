@@ -33,11 +33,11 @@ class DataConfig:
     frame_size: list = field(default_factory=lambda: [224, 224])  # synthetic frame (H, W)
     frames_per_video: int = 24  # synthetic video length in frames
     video_fps: float = 8.0  # synthetic video frame rate
-    clip_fps: float = 1.0  # re-partitioning: resample source videos to this rate (paper: 1 fps)
+    clip_fps: float | None = None  # re-partitioning: resample to this rate (paper: 1 fps; None keeps all frames)
     clip_min_frames: int = 8  # re-partitioning: shortest clip (paper: 8)
-    clip_max_frames: int = 40  # re-partitioning: longest clip (paper: 40)
-    clip_stride: int = 8  # re-partitioning: stride between clip starts, in resampled frames
-    clip_size: list = field(default_factory=lambda: [476, 868])  # re-partitioning resize (H, W); paper 476x868
+    clip_max_frames: int = 24  # re-partitioning: longest clip (paper: 40)
+    clip_stride: int | None = None  # re-partitioning: stride between clip starts (None: no overlap)
+    clip_size: list = field(default_factory=lambda: [224, 224])  # re-partitioning resize (H, W); paper 476x868
     strict: bool = True  # bad items raise; False skips them, counts and reports them
 
 
@@ -93,9 +93,11 @@ class Stage1Config:
 @dataclass
 class Stage2Config:
     lr: float = 2e-4  # peak LR (paper's value lost in extraction; chosen)
+    warmup_ratio: float = 0.03  # linear warmup fraction before the cosine decay (paper: value lost; chosen)
+    batch_size: int = 1  # dialogues per device per micro-step
     grad_accum: int = 8  # paper: 8
     epochs: float = 1.0  # paper: one epoch per phase
-    max_length: int = 2048  # paper: 2048
+    max_length: int = 2048  # paper: 2048 (longer dialogues lose their last turns, never the video)
     lora_r: int = 16  # paper: 16
     lora_alpha: int = 32  # paper: 32
     lora_dropout: float = 0.05  # paper: 0.05
@@ -104,6 +106,8 @@ class Stage2Config:
     eval_steps: int = 100  # evaluate/save every N steps (paper: 100)
     gradient_checkpointing: bool = False  # paper: on (GPU); off on the CPU preset
     bf16: bool = False  # paper: on (GPU)
+    video_input: str = "embeds"  # "embeds": cached merged video tokens of the frozen ViT; "pixels": ViT every step
+    eval_max_new_tokens: int = 96  # greedy answer length limit in the dialogue evaluation
     seed: int = 0  # training seed
 
 
@@ -216,7 +220,8 @@ def _cpu() -> Config:
 def _paper() -> Config:
     c = Config(name="paper")
     c.data = DataConfig(dataset="ubnormal", root="data/ubnormal", shanghaitech_root="data/shanghaitech",
-                        generate=False, frame_size=[476, 868], video_fps=30.0)
+                        generate=False, frame_size=[476, 868], video_fps=30.0,
+                        clip_fps=1.0, clip_max_frames=40, clip_stride=8, clip_size=[476, 868])
     c.backbone = BackboneConfig(path="Qwen/Qwen2.5-VL-7B-Instruct", dtype="bfloat16", device="cuda",
                                 layers=[0, 7, 15, 23, 31], max_pixels=476 * 868,
                                 attn_implementation="sdpa")

@@ -1,3 +1,50 @@
-"""Datasets: video reading, the common `Video` record, loaders, the synthetic generator, clips."""
+"""Datasets: video reading, the common `Video` record, loaders, the synthetic generator, clips.
+
+    from tvad.data import ubnormal, shanghaitech, shanghaitech_clips, synthetic, clips
+    videos = synthetic.load("data/synthetic", "train")     # a list of Video (a VideoList)
+    videos = tvad.data.load_split(cfg.data, "train")       # whichever dataset the config names
+
+Modules: `video` (decode, resize), `record` (`Video`, `VideoObject`, `DataError`, statistics),
+`ubnormal`, `shanghaitech`, `shanghaitech_clips` (loaders), `synthetic` + `render` (the generated
+open-set dataset in UBnormal's layout), `clips` (the paper's 1 fps re-partitioning).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
 
 from tvad.data.video import VideoError, VideoInfo, probe, read_frames  # noqa: F401
+from tvad.data.record import (DataError, Skipped, Video, VideoList, VideoObject,  # noqa: F401
+                              behaviour_statistics, split_statistics, type_statistics)
+
+
+def load_split(data_cfg: Any, split: str, root: str | os.PathLike | None = None, seed: int = 0,
+               workers: int = 1) -> VideoList:
+    """The videos of `split` from the dataset a `tvad.config.DataConfig` names.
+
+    synthetic:    generated into `root` (default ``data_cfg.root``) first when ``data_cfg.generate``
+                  and it is not there yet with these parameters; then `synthetic.load`.
+    ubnormal:     `ubnormal.load(root, split)`.
+    shanghaitech: `shanghaitech.load(root or data_cfg.shanghaitech_root, split)`.
+    Relative roots are taken as given (resolve them against the run's repo first).
+    """
+    strict = bool(getattr(data_cfg, "strict", True))
+    name = data_cfg.dataset
+    if name == "synthetic":
+        from tvad.data import synthetic
+
+        r = Path(root or data_cfg.root)
+        if getattr(data_cfg, "generate", False):
+            synthetic.generate_from_config(data_cfg, r, seed=seed, workers=workers)
+        return synthetic.load(r, split, strict=strict)
+    if name == "ubnormal":
+        from tvad.data import ubnormal
+
+        return ubnormal.load(Path(root or data_cfg.root), split, strict=strict)
+    if name == "shanghaitech":
+        from tvad.data import shanghaitech
+
+        return shanghaitech.load(Path(root or data_cfg.shanghaitech_root), split, strict=strict)
+    raise ValueError(f"unknown dataset {name!r}: choose 'synthetic', 'ubnormal' or 'shanghaitech'")

@@ -65,3 +65,23 @@ def frame_strip(frames: np.ndarray, num: int = 6) -> tuple[np.ndarray, np.ndarra
     """`num` evenly spaced frames of (T, H, W, 3) and their indices."""
     idx = np.linspace(0, len(frames) - 1, min(num, len(frames))).round().astype(int)
     return frames[idx], idx
+
+
+def draw_timelines(frames: np.ndarray, targets: Sequence[dict]) -> np.ndarray:
+    """Draw corpus timelines over a clip: each target's box per frame and its centroid trail so far.
+
+    frames (T, H, W, 3); `targets` as `tvad.corpus.load_timelines` gives them (dicts with per-frame
+    `boxes` [x1, y1, x2, y2] or None, `centroids` (x, y) or None, and `anomalous`). Anomalous targets
+    are red, the others green. Returns new uint8 (T, H, W, 3) frames.
+    """
+    out = np.array(frames, copy=True)
+    for tgt in targets:
+        color = PRED_COLOR if tgt.get("anomalous") else GT_COLOR
+        boxes, cents = tgt.get("boxes") or [], tgt.get("centroids") or []
+        for t in range(len(out)):
+            if t < len(boxes) and boxes[t] is not None:
+                out[t] = draw_boxes(out[t], [boxes[t]], color=color, width=1)
+            trail = [tuple(c) if c is not None else None for c in cents[: t + 1]]
+            if any(c is not None for c in trail):
+                out[t] = draw_track(out[t], trail, color=color, radius=1)
+    return out

@@ -35,3 +35,18 @@ def show_frames(frames: np.ndarray, titles=None, ncols: int | None = None, size:
         fig.suptitle(suptitle, fontsize=10)
     fig.tight_layout()
     return fig
+
+
+def table(rows, floatfmt: str = ".3f") -> str:
+    """A Markdown table from a list of dicts (columns from the first row); for notebooks and reports."""
+    rows = list(rows)
+    if not rows:
+        return "_(empty)_"
+    cols = list(rows[0])
+
+    def cell(v):
+        return format(v, floatfmt) if isinstance(v, float) else str(v)
+
+    lines = ["| " + " | ".join(cols) + " |", "|" + "|".join("---" for _ in cols) + "|"]
+    lines += ["| " + " | ".join(cell(r.get(c, "")) for c in cols) + " |" for r in rows]
+    return "\n".join(lines)
