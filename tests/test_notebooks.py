@@ -42,3 +42,18 @@ def test_01_dataset_construction(chain_run):
     r = _results(chain_run, "01_dataset_construction")
     assert r["real.num_clips"] == 3
     assert r["real.frames"] == 24 and r["real.height"] == 476 and r["real.width"] == 868
+    for split in ("pretrain", "train", "validation", "test", "test_seen"):
+        assert r[f"data.{split}.videos"] > 0 and 0 < r[f"data.{split}.abnormal_frame_ratio"] < 1
+    assert r["clips.count"] == r["clips.train.clips"] + r["clips.validation.clips"]
+    assert r["corpus.real_trajectory_bleu4"] > 10
+    for name in ("phase_a.train", "phase_a.val", "phase_b.train", "phase_b.val"):
+        assert r[f"corpus.{name}.dialogues"] > 0
+        assert (chain_run / "corpus" / f"{name}.jsonl").exists()
+    from tvad.corpus import load_corpus
+    from tvad.data import clips
+
+    train = {rec["clip"]["source_video"] for rec in load_corpus(chain_run / "corpus" / "phase_a.train.jsonl")}
+    val = {rec["clip"]["source_video"] for rec in load_corpus(chain_run / "corpus" / "phase_a.val.jsonl")}
+    assert train and val and not train & val  # no source-video leakage
+    clips.check_no_leakage(clips.read_index(chain_run / "clips.jsonl"))
+    assert (chain_run / "figures" / "dataset_statistics.png").exists()
