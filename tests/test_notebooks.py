@@ -57,3 +57,49 @@ def test_01_dataset_construction(chain_run):
     assert train and val and not train & val  # no source-video leakage
     clips.check_no_leakage(clips.read_index(chain_run / "clips.jsonl"))
     assert (chain_run / "figures" / "dataset_statistics.png").exists()
+
+
+def test_04_evaluation(chain_run):
+    r = _results(chain_run, "04_evaluation")
+    for split in ("val", "test_seen", "test"):
+        for method in ("ahd", "ahd_one_shot", "framediff", "decoder"):
+            assert 0 <= r[f"table2.{split}.{method}.micro_auc.mean"] <= 1, (split, method)
+    for v in ("rae", "no_rae", "backbone_zero_shot", "backbone_one_shot"):
+        assert r[f"table3.{v}.yes_no_accuracy.n"] >= 1, v
+    assert r["table4.t_vad.parameters"].endswith("M")
+    for name in ("table2", "table3", "table4"):
+        for ext in ("json", "csv", "md", "tex"):
+            assert (chain_run / "tables" / f"{name}.{ext}").exists()
+    # the tables are a function of the saved predictions: `tvad eval` gives the same numbers
+    from tvad.cli import main
+
+    assert main(["eval", "--run-dir", str(chain_run), "--quiet"]) == 0
+    again = _results(chain_run, "04_evaluation")
+    assert {k: v for k, v in again.items() if k.startswith("table")} == {k: v for k, v in r.items()
+                                                                          if k.startswith("table")}
+
+
+def test_05_figures(chain_run):
+    r = _results(chain_run, "05_figures")
+    names = ("heatmap_grid", "trajectory", "dialogue", "roc", "rbdc_curves", "training_curves")
+    assert r["figures.count"] == len(names)
+    for n in names:
+        for ext in ("png", "pdf"):
+            assert (chain_run / "figures" / f"{n}.{ext}").stat().st_size > 1000, n
+
+
+def test_00_quickstart(chain_run):
+    """The workshop notebook (not in the chain) on the chain's trained run and a real clip."""
+    import papermill as pm
+
+    from tvad.pipeline import NOTEBOOK_DIR
+    from tvad.run import REPO_ROOT
+
+    out = chain_run / "notebooks" / "00_quickstart.ipynb"
+    pm.execute_notebook(str(NOTEBOOK_DIR / "00_quickstart.ipynb"), str(out), cwd=str(REPO_ROOT),
+                        parameters={"preset": "cpu", "run_dir": str(chain_run),
+                                    "overrides": {"data.root": str(chain_run / "dataset")}, "force": False},
+                        progress_bar=False)
+    nb = json.loads(out.read_text())
+    text = "".join(o.get("text", "") for c in nb["cells"] for o in c.get("outputs", []))
+    assert "max score" in text and text.count("T-VAD:") >= 3

@@ -3,6 +3,9 @@
     tvad pipeline --preset cpu --run-dir runs/cpu [--from NB] [--to NB] [--force] [-p key=value ...]
     tvad probe VIDEO          # frames, fps and size of a video file
     tvad config --preset cpu  # print the resolved configuration as YAML
+    tvad detect VIDEO --checkpoint DIR --out DIR   # overlay mp4, per-frame scores CSV, regions JSON
+    tvad chat VIDEO --checkpoint DIR               # multi-turn dialogue about a video in the terminal
+    tvad eval --run-dir DIR                        # rebuild the tables from a run's saved predictions
 """
 
 from __future__ import annotations
@@ -30,6 +33,31 @@ def _parser() -> argparse.ArgumentParser:
     cf = sub.add_parser("config", help="print a preset's resolved configuration")
     cf.add_argument("--preset", default="cpu")
     cf.add_argument("-p", "--param", action="append", default=[], metavar="KEY=VALUE")
+
+    dt = sub.add_parser("detect", help="anomaly heatmaps of a video: overlay mp4, frame scores CSV, regions JSON")
+    dt.add_argument("video")
+    dt.add_argument("--checkpoint", required=True, help="a checkpoint directory or a run directory")
+    dt.add_argument("--out", required=True, help="output directory")
+    dt.add_argument("--fps", type=float, default=None, help="resample the video to this rate first (default: all frames)")
+    dt.add_argument("--max-side", type=int, default=640,
+                    help="downscale frames so the longer side is at most this (0 keeps the size)")
+    dt.add_argument("--threshold", type=float, default=0.5, help="heatmap binarisation for regions (default 0.5)")
+    dt.add_argument("--window", type=int, default=16, help="frames per detection window (even; bounds memory)")
+    dt.add_argument("--device", default=None, help="cpu, cuda, ... (default: cuda when available)")
+    dt.add_argument("--no-video", action="store_true", help="skip the overlay mp4")
+    dt.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    ch = sub.add_parser("chat", help="a multi-turn dialogue about a video in the terminal")
+    ch.add_argument("video")
+    ch.add_argument("--checkpoint", required=True, help="a checkpoint directory or a run directory")
+    ch.add_argument("--max-new-tokens", type=int, default=96)
+    ch.add_argument("--device", default=None)
+    ch.add_argument("-q", "--question", action="append", default=[],
+                    help="ask this question (repeatable) instead of reading questions from the terminal")
+
+    ev = sub.add_parser("eval", help="rebuild the paper's tables from a run directory's saved predictions")
+    ev.add_argument("--run-dir", required=True)
+    ev.add_argument("--quiet", action="store_true", help="write the tables without printing them")
     return p
 
 
@@ -60,7 +88,235 @@ def main(argv: list[str] | None = None) -> int:
             print(f"tvad config: error: {e.args[0] if e.args else e}", file=sys.stderr)
             return 1
         return 0
+    if args.command == "detect":
+        return _detect(args)
+    if args.command == "chat":
+        return _chat(args)
+    if args.command == "eval":
+        from tvad.evaluate import EvalError, main_eval
+
+        try:
+            main_eval(args.run_dir, quiet=args.quiet)
+        except (EvalError, OSError, KeyError) as e:
+            print(f"tvad eval: error: {e.args[0] if e.args else e}", file=sys.stderr)
+            return 1
+        return 0
     return 2
+
+
+# -- detect / chat ----------------------------------------------------------------------------------
+
+class _CliError(Exception):
+    """A one-line error for the user (no traceback)."""
+
+
+def _load_model(path: str, device: str | None):
+    """`tvad.load` (a full checkpoint, a stage-1 checkpoint or a run directory), errors as one line."""
+    from pathlib import Path
+
+    if not Path(path).exists():
+        raise _CliError(f"checkpoint {path}: no such directory")
+    try:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()  # the weight-loading bar is noise in a terminal tool
+        hf_logging.set_verbosity_error()
+    except ImportError:
+        pass
+    try:
+        import tvad
+
+        load = getattr(tvad, "load", None)
+        if load is None:
+            from tvad.model.tvad import load
+        return load(path, device=device)
+    except (FileNotFoundError, ValueError, OSError, KeyError) as e:
+        raise _CliError(f"cannot load checkpoint {path}: {e.args[0] if e.args else e}") from None
+
+
+def _working_size(h: int, w: int, max_side: int) -> tuple[int, int]:
+    """(H, W) no longer than max_side on the longer side (0: unchanged), both even (H.264 needs it)."""
+    s = min(1.0, max_side / max(h, w)) if max_side and max_side > 0 else 1.0
+    return max(2, int(round(h * s / 2)) * 2), max(2, int(round(w * s / 2)) * 2)
+
+
+def _timeline_strip(scores, t: int, width: int, height: int, threshold: float):
+    """A uint8 (height, width, 3) strip: the frame-score curve, the threshold, a cursor at frame t."""
+    import numpy as np
+    from PIL import Image, ImageDraw
+
+    img = Image.new("RGB", (width, height), (20, 20, 28))
+    d = ImageDraw.Draw(img)
+    n = len(scores)
+    top, bot = 4, height - 4
+
+    def xy(i, v):
+        x = 0 if n == 1 else i * (width - 1) / (n - 1)
+        return x, bot - float(np.clip(v, 0, 1)) * (bot - top)
+
+    ty = xy(0, threshold)[1]
+    for x0 in range(0, width, 8):
+        d.line([(x0, ty), (min(x0 + 4, width - 1), ty)], fill=(110, 110, 110))
+    d.line([xy(i, v) for i, v in enumerate(scores)] if n > 1 else [xy(0, scores[0]), (width - 1, xy(0, scores[0])[1])],
+           fill=(235, 70, 60), width=2)
+    cx = xy(t, 0)[0]
+    d.line([(cx, top), (cx, bot)], fill=(255, 255, 255), width=1)
+    d.text((6, 4), f"frame {t}  score {float(scores[t]):.3f}", fill=(255, 255, 255))
+    return np.asarray(img)
+
+
+def _detect(args) -> int:
+    import json
+    from pathlib import Path
+
+    import numpy as np
+
+    from tvad.data.video import VideoError, probe, read_frames, sample_indices, write_video
+
+    def err(msg: str) -> int:
+        print(f"tvad detect: error: {msg}", file=sys.stderr)
+        return 1
+
+    try:
+        info = probe(args.video)
+        idx = sample_indices(info.num_frames, info.fps, args.fps)
+    except VideoError as e:
+        return err(str(e))
+    if args.window < 2 or args.window % 2:
+        return err(f"--window must be an even number >= 2, got {args.window}")
+    if not 0 < args.threshold < 1:
+        return err(f"--threshold must be in (0, 1), got {args.threshold}")
+    if len(idx) < 2:
+        return err(f"{args.video}: {len(idx)} frame(s); at least 2 are needed (one temporal patch)")
+    fps = float(args.fps or info.fps)
+    size = _working_size(info.height, info.width, args.max_side)
+    try:
+        model = _load_model(args.checkpoint, args.device)
+    except _CliError as e:
+        return err(str(e))
+    from tqdm.auto import tqdm
+
+    from tvad.viz.overlays import draw_boxes, overlay_heatmap
+
+    n = len(idx)
+    # windows of even length; a lone last frame joins the previous window (the ViT needs pairs)
+    bounds = list(range(0, n, args.window)) + [n]
+    if len(bounds) > 2 and bounds[-1] - bounds[-2] == 1:
+        bounds.pop(-2)
+    heat8 = np.zeros((n, *size), np.uint8)  # heatmaps kept as uint8 until the overlay is written
+    scores = np.zeros(n, np.float32)
+    regions = []
+    try:
+        for a, b in tqdm(list(zip(bounds[:-1], bounds[1:])), desc="detect", unit="window", disable=args.quiet,
+                         file=sys.stderr):
+            frames = read_frames(args.video, indices=idx[a:b], size=size)
+            det = model.detect(frames, fps=fps, threshold=args.threshold)
+            heat8[a:b] = np.round(np.clip(det.heatmaps, 0, 1) * 255).astype(np.uint8)
+            scores[a:b] = det.frame_scores
+            r = np.asarray(det.regions, float).reshape(-1, 6).copy()
+            r[:, 0] += a
+            regions.append(r)
+    except (VideoError, ValueError, FloatingPointError) as e:
+        return err(str(e.args[0] if e.args else e))
+    regions = np.concatenate(regions) if regions else np.zeros((0, 6))
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    stem = Path(args.video).stem
+    from tvad.run import atomic_write_json, atomic_write_text
+
+    lines = ["frame,source_frame,time_s,score,regions"]
+    counts = np.bincount(regions[:, 0].astype(int), minlength=n) if len(regions) else np.zeros(n, int)
+    for t in range(n):
+        lines.append(f"{t},{int(idx[t])},{t / fps:.4f},{scores[t]:.6f},{int(counts[t])}")
+    csv_path = atomic_write_text(out / f"{stem}_scores.csv", "\n".join(lines) + "\n")
+    sy, sx = info.height / size[0], info.width / size[1]
+    reg_rows = [{"frame": int(r[0]), "source_frame": int(idx[int(r[0])]), "x1": round(r[1] * sx, 1),
+                 "y1": round(r[2] * sy, 1), "x2": round(r[3] * sx, 1), "y2": round(r[4] * sy, 1),
+                 "score": round(float(r[5]), 6)} for r in regions]
+    json_path = atomic_write_json(out / f"{stem}_regions.json", {
+        "video": str(args.video), "checkpoint": str(args.checkpoint), "fps": fps, "num_frames": n,
+        "frame_size": [info.height, info.width], "working_size": list(size), "threshold": args.threshold,
+        "boxes": "inclusive pixel boxes in the video's own frame size", "regions": reg_rows})
+    paths = [csv_path, json_path]
+    if not args.no_video:
+        strip_h = max(40, size[0] // 6 // 2 * 2)
+        frames_out = np.zeros((n, size[0] + strip_h, size[1], 3), np.uint8)
+        try:
+            for a, b in zip(bounds[:-1], bounds[1:]):
+                frames = read_frames(args.video, indices=idx[a:b], size=size)
+                for k, t in enumerate(range(a, b)):
+                    img = overlay_heatmap(frames[k], heat8[t].astype(np.float32) / 255, 0.45)
+                    rt = regions[regions[:, 0] == t] if len(regions) else regions
+                    img = draw_boxes(img, rt[:, 1:5], (255, 255, 255), 2)
+                    frames_out[t, :size[0]] = img
+                    frames_out[t, size[0]:] = _timeline_strip(scores, t, size[1], strip_h, args.threshold)
+            paths.append(write_video(out / f"{stem}_overlay.mp4", frames_out, fps=fps))
+        except VideoError as e:
+            return err(str(e))
+    top = int(np.argmax(scores))
+    print(f"{args.video}: {n} frames at {fps:g} fps, max score {scores[top]:.3f} at frame {top}, "
+          f"{len(regions)} regions >= {args.threshold}")
+    for p in paths:
+        print(f"  wrote {p}")
+    return 0
+
+
+def _chat(args) -> int:
+    from tvad.data.video import VideoError
+
+    def err(msg: str) -> int:
+        print(f"tvad chat: error: {msg}", file=sys.stderr)
+        return 1
+
+    from pathlib import Path
+
+    if not Path(args.video).is_file():
+        return err(f"{args.video}: no such video file")
+    try:
+        model = _load_model(args.checkpoint, args.device)
+    except _CliError as e:
+        return err(str(e))
+    if not hasattr(model, "session"):
+        return err(f"{args.checkpoint}: this checkpoint cannot chat (no language model parts)")
+    try:
+        session = model.session(args.video)
+    except (VideoError, ValueError) as e:
+        return err(str(e.args[0] if e.args else e))
+
+    def ask(q: str) -> int:
+        try:
+            a = session.ask(q, max_new_tokens=args.max_new_tokens)
+        except ValueError as e:
+            return err(str(e.args[0] if e.args else e))
+        print(f"T-VAD> {a}", flush=True)
+        return 0
+
+    if args.question:
+        for q in args.question:
+            print(f"you> {q}")
+            if ask(q):
+                return 1
+        return 0
+    interactive = sys.stdin.isatty()
+    if interactive:
+        print(f"Chatting about {args.video}. Empty line or 'quit' ends, '/reset' starts over.")
+    while True:
+        try:
+            q = input("you> " if interactive else "")
+        except (EOFError, KeyboardInterrupt):
+            break
+        q = q.strip()
+        if not q or q.lower() in ("quit", "exit", ":q"):
+            break
+        if q == "/reset":
+            session.reset()
+            print("(new dialogue)")
+            continue
+        if not interactive:
+            print(f"you> {q}")
+        if ask(q):
+            return 1
+    return 0
 
 
 if __name__ == "__main__":

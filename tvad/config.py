@@ -92,22 +92,22 @@ class Stage1Config:
 
 @dataclass
 class Stage2Config:
-    lr: float = 2e-4  # peak LR (paper's value lost in extraction; chosen)
+    lr: float = 1e-3  # peak LR of LoRA, RAE and token rows (paper: value lost in extraction; paper preset 2e-4, chosen)
     warmup_ratio: float = 0.03  # linear warmup fraction before the cosine decay (paper: value lost; chosen)
     batch_size: int = 1  # dialogues per device per micro-step
-    grad_accum: int = 8  # paper: 8
-    epochs: float = 1.0  # paper: one epoch per phase
+    grad_accum: int = 2  # paper: 8
+    epochs: float = 2.0  # passes over each phase's corpus (paper: 1)
     max_length: int = 2048  # paper: 2048 (longer dialogues lose their last turns, never the video)
     lora_r: int = 16  # paper: 16
     lora_alpha: int = 32  # paper: 32
     lora_dropout: float = 0.05  # paper: 0.05
     lora_targets: list = field(default_factory=lambda: ["q_proj", "v_proj"])  # decoder attention only
     phase_b_last_layers: int = 4  # phase B LoRA on the last N decoder layers (paper: 4)
-    eval_steps: int = 100  # evaluate/save every N steps (paper: 100)
+    eval_steps: int = 12  # evaluate/save every N optimizer steps (paper: 100)
     gradient_checkpointing: bool = False  # paper: on (GPU); off on the CPU preset
     bf16: bool = False  # paper: on (GPU)
-    video_input: str = "embeds"  # "embeds": cached merged video tokens of the frozen ViT; "pixels": ViT every step
-    eval_max_new_tokens: int = 96  # greedy answer length limit in the dialogue evaluation
+    video_input: str = "embeds"  # "embeds": cached merged tokens of the frozen ViT; "pixels": ViT every step (paper)
+    eval_max_new_tokens: int = 128  # greedy answer length limit (Trajectory) in the dialogue evaluation
     seed: int = 0  # training seed
 
 
@@ -227,7 +227,8 @@ def _paper() -> Config:
                                 attn_implementation="sdpa")
     c.ahd = AHDConfig(hidden=1024)
     c.stage1 = Stage1Config(epochs=10, lr=1e-4, min_lr=1e-6, clip_frames=16, eval_every=1)
-    c.stage2 = Stage2Config(gradient_checkpointing=True, bf16=True)
+    c.stage2 = Stage2Config(lr=2e-4, grad_accum=8, epochs=1.0, eval_steps=100, gradient_checkpointing=True,
+                            bf16=True, video_input="pixels", eval_max_new_tokens=256)
     c.eval = EvalConfig(seeds=[0, 1, 2])
     return c
 

@@ -1,0 +1,65 @@
+"""The detection API: load a checkpoint, detect on arrays and files, windows, bad checkpoints."""
+
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import numpy as np
+import pytest
+import torch
+
+from tvad.model.ahd import save_ahd
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    from tvad.config import AHDConfig, BackboneConfig, Config
+    from tvad.model.backbone import build_tiny, from_pretrained
+    from tvad.train.stage1 import backbone_meta, build_ahd
+
+    d = tmp_path_factory.mktemp("det")
+    build_tiny(seed=0, max_pixels=112 * 112).save_pretrained(d / "bb")
+    bb = from_pretrained(d / "bb", max_pixels=112 * 112)
+    cfg = Config(backbone=BackboneConfig(path=str(d / "bb"), layers=[1, 3], max_pixels=112 * 112),
+                 ahd=AHDConfig(hidden=16, num_templates=2))
+    ahd = build_ahd(bb, cfg.ahd, [1, 3])
+    save_ahd(ahd, d / "run" / "stage1" / "best", backbone_meta(bb, cfg))
+    return d, bb
+
+
+def test_detect_arrays_files_and_windows(setup):
+    from tvad.data.video import write_video
+    from tvad.model.detector import load
+
+    d, bb = setup
+    det = load(d / "run")  # a run directory: its best checkpoint, backbone loaded as recorded
+    frames = np.random.default_rng(0).integers(0, 256, (7, 112, 112, 3), dtype=np.uint8)
+    out = det.detect(frames)
+    assert out.heatmaps.shape == (7, 112, 112) and out.heatmaps.dtype == np.float32
+    assert out.frame_scores.shape == (7,) and ((out.heatmaps >= 0) & (out.heatmaps <= 1)).all()
+    assert np.allclose(out.frame_scores, out.heatmaps.reshape(7, -1).max(1))
+    assert out.regions.ndim == 2 and out.regions.shape[1] == 6
+    small = load(d / "run" / "stage1" / "best", backbone=bb, window=2).detect(frames)  # sliding window
+    assert np.allclose(small.heatmaps, out.heatmaps, atol=1e-5)
+    write_video(d / "clip.mp4", frames, fps=8.0)
+    f = det.detect(d / "clip.mp4")
+    assert f.heatmaps.shape == (7, 112, 112) and f.fps == pytest.approx(8.0)
+
+
+def test_bad_checkpoints_and_inputs(setup):
+    from tvad.model.backbone import BackboneError, build_tiny
+    from tvad.model.detector import load
+
+    d, bb = setup
+    with pytest.raises(ValueError, match="backbone"):
+        load(d / "run", backbone=build_tiny(seed=5, max_pixels=112 * 112))
+    with pytest.raises(FileNotFoundError):
+        load(d / "nothing-here")
+    det = load(d / "run", backbone=bb)
+    with pytest.raises(BackboneError, match="temporal patch"):
+        det.detect(np.zeros((1, 112, 112, 3), np.uint8))
+    with pytest.raises(BackboneError, match="different sizes"):
+        det.detect([np.zeros((112, 112, 3), np.uint8), np.zeros((84, 112, 3), np.uint8)])
+    det.ahd.mlps["1"][0].weight.data[:] = float("nan")
+    with pytest.raises((FloatingPointError, ValueError)):
+        det.detect(np.zeros((2, 112, 112, 3), np.uint8))

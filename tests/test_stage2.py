@@ -1,0 +1,171 @@
+"""Stage 2 on a tiny model and a tiny corpus: collator, SFTTrainer phases A -> merge -> B -> merge,
+LoRA placement, resume after a kill, self-contained checkpoints with identical logits, evaluation."""
+
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import numpy as np
+import pytest
+import torch
+
+from tvad.config import AHDConfig, RAEConfig, Stage2Config
+from tvad.corpus import validate_record
+from tvad.model.backbone import build_tiny
+from tvad.model.tvad import HEATMAP_KWARG, PROMPT_TOKENS, VIDEO_EMBEDS_KWARG, TVAD, load, load_tvad
+from tvad.train import stage2
+from tvad.train.stage1 import build_ahd
+
+LAYERS = [0, 3]
+
+
+def _records(n: int, split: str = "train", phase: str = "b") -> tuple[list[dict], dict]:
+    rng = np.random.default_rng({"train": 0, "val": 1}[split])
+    arrays, recs = {}, []
+    for i in range(n):
+        name = f"{split}{i}"
+        f = rng.integers(0, 60, (4, 112, 112, 3), dtype=np.uint8)
+        ab = i % 2 == 0
+        if ab:  # a bright moving square: the "anomaly"
+            for t in range(4):
+                f[t, 30:60, 10 + 20 * t:40 + 20 * t] = 250
+        arrays[name] = f
+        msgs = [{"role": "system", "content": "You watch a fixed camera."},
+                {"role": "user", "content": "Is there any anomaly in this video?"},
+                {"role": "assistant", "content": "Yes." if ab else "No."},
+                {"role": "user", "content": "How does it move?"},
+                {"role": "assistant", "content": "It moves right quickly." if ab else "Nothing moves in this scene at all."}]
+        r = {"schema": "tvad.corpus/v1", "id": f"{phase}/{split}/{name}", "phase": phase, "split": split,
+             "clip": {"name": name, "source_video": name, "frame_indices": [0, 1, 2, 3], "num_frames": 4,
+                      "fps": 8.0, "size": [112, 112], "label": int(ab), "path": ""},
+             "messages": msgs,
+             "turns": [{"type": "yes_no", "kind": "judgement", "references": [msgs[2]["content"]],
+                        "truth": "yes" if ab else "no"},
+                       {"type": "trajectory", "kind": "trajectory", "references": [msgs[4]["content"]]}],
+             "targets": [], "annotator": "oracle"}
+        assert validate_record(r) == [], validate_record(r)
+        recs.append(r)
+    return recs, arrays
+
+
+TRAIN, ARR_T = _records(4, "train")
+VAL, ARR_V = _records(2, "val")
+ARRAYS = {**ARR_T, **ARR_V}
+CFG = Stage2Config(lr=2e-3, grad_accum=1, epochs=1.0, eval_steps=2, max_length=512, phase_b_last_layers=1)
+
+
+def _model(use_rae: bool = True) -> TVAD:
+    bb = build_tiny(seed=0, max_pixels=112 * 112)
+    ahd = build_ahd(bb, AHDConfig(hidden=32), LAYERS, seed=0)
+    return TVAD.build(bb, ahd, {"backbone": {"layers": LAYERS, "identity": bb.identity}}, RAEConfig(channels=8),
+                      use_rae=use_rae, seed=0, meta={"fps": 8.0})
+
+
+def _store(model, root=None):
+    return stage2.ClipStore(model, stage2.ClipResolver(arrays=ARRAYS), root)
+
+
+def _sd(m: TVAD) -> dict:
+    return {k: v.detach().clone() for k, v in m.qwen.state_dict().items() if "anomaly_injector" not in k}
+
+
+def _changed(a: dict, b: dict, m: TVAD) -> set:
+    """Keys whose weights differ, the embedding / tied head counted only outside the prompt-token rows."""
+    out = set()
+    prompt = sorted(m.token_ids.values())
+    for k in a:
+        if torch.equal(a[k], b[k]):
+            continue
+        if k.endswith("embed_tokens.weight") or k == "lm_head.weight":
+            keep = torch.ones(a[k].shape[0], dtype=torch.bool)
+            keep[prompt] = False
+            if torch.equal(a[k][keep], b[k][keep]):
+                continue
+        out.add(k)
+    return out
+
+
+def test_collator_masks_pads_and_hands_over_evidence():
+    m = _model()
+    store = _store(m)
+    col = stage2.Collator(m, TRAIN, store, max_length=512)
+    b = col([{"idx": 0}, {"idx": 1}])
+    assert b["input_ids"].shape == b["labels"].shape == b["attention_mask"].shape == b["mm_token_type_ids"].shape
+    assert b["video_grid_thw"].shape == (2, 3) and b["second_per_grid_ts"].tolist() == [0.25, 0.25]
+    assert len(b[HEATMAP_KWARG]) == 2 and b[HEATMAP_KWARG][0].shape == (2, 8, 8)
+    assert len(b[VIDEO_EMBEDS_KWARG]) == 2 and "pixel_values_videos" not in b
+    tok = m.tokenizer
+    for i, ans in enumerate(["Yes.<|im_end|>It moves right quickly.<|im_end|>", "No.<|im_end|>Nothing moves in this scene at all.<|im_end|>"]):
+        lab = b["labels"][i]
+        assert tok.decode(lab[lab != -100]) == ans
+    assert (b["labels"][b["attention_mask"] == 0] == -100).all()
+    assert int(b["attention_mask"][0].sum()) < int(b["attention_mask"][1].sum())  # padded to the longest
+    # the frozen ViT every step ("pixels") and the cached merged tokens ("embeds") give the same loss
+    m.set_trainable(False)
+    colp = stage2.Collator(m, TRAIN, _store(m), max_length=512, video_input="pixels")
+    bp = colp([{"idx": 0}, {"idx": 1}])
+    assert "pixel_values_videos" in bp and VIDEO_EMBEDS_KWARG not in bp
+    with torch.no_grad():
+        le = m.qwen(**b).loss
+        lp = m.qwen(**bp).loss
+    assert torch.allclose(le, lp, atol=1e-5)
+    # a record whose clip is gone: a clear error naming it
+    gone = dict(TRAIN[0], id="b/train/gone", clip=dict(TRAIN[0]["clip"], name="gone", source_video="gone",
+                                                         path="/nonexistent/gone.mp4"))
+    with pytest.raises(stage2.ClipMissing, match="b/train/gone.*gone"):
+        stage2.check_clips([gone], store)
+
+
+def test_phases_merge_resume_reload(tmp_path):
+    m = _model()
+    store = _store(m, tmp_path / "clips")
+    before = _sd(m)
+    rae0 = {k: v.clone() for k, v in m.rae.state_dict().items()}
+    rows0 = m.injector.token_rows.detach().clone()
+    ra = stage2.train_phase(m, "a", TRAIN, VAL, store, CFG, tmp_path / "a", progress=False, log=lambda s: None)
+    after_a = _sd(m)
+    assert ra.steps == 4 and ra.best_checkpoint is not None and (ra.final_dir / "tvad.json").exists()
+    assert any("eval_loss" in h for h in ra.history) and any("loss" in h for h in ra.history)
+    changed = _changed(before, after_a, m)
+    assert changed and all("language_model" in k and ("q_proj" in k or "v_proj" in k) for k in changed), changed
+    assert {k.split(".layers.")[1].split(".")[0] for k in changed} == {"0", "1"}  # phase A: every layer
+    assert not any("lora" in k for k in after_a)  # merged: plain Qwen weights
+    assert any(not torch.equal(rae0[k], v) for k, v in m.rae.state_dict().items())  # the RAE trained
+    assert not torch.equal(rows0[[0, 2]], m.injector.token_rows.detach()[[0, 2]])  # open/close rows trained
+    rb = stage2.train_phase(m, "b", TRAIN, VAL, store, CFG, tmp_path / "b", progress=False, log=lambda s: None)
+    after_b = _sd(m)
+    changed_b = _changed(after_a, after_b, m)
+    assert changed_b and {k.split(".layers.")[1].split(".")[0] for k in changed_b} == {"1"}  # last layer only
+    assert all("q_proj" in k or "v_proj" in k for k in changed_b)
+    assert all(torch.equal(before[k], after_b[k]) for k in before if ".visual." in k)  # never the ViT
+    assert m.meta["lora"]["phases"] == [None, [1]] and m.parameter_counts()["lora"] > 0
+    # the self-contained checkpoint restores identical logits
+    m2 = load_tvad(rb.final_dir)
+    c = store.get(VAL[0]["clip"])
+    with torch.no_grad():
+        a = m.forward(VAL[0]["messages"], c).logits
+        b = m2.forward(VAL[0]["messages"], m2.encode_clip(ARRAYS["val0"], 8.0)).logits
+    assert torch.equal(a, b)
+    assert load(tmp_path / "b" / "final").meta["phase"] == "b"
+    metrics, preds = stage2.evaluate_dialogues(m2, VAL, store, max_new_tokens=4)
+    assert {"yes_no_accuracy", "yes_no_balanced_accuracy", "bleu4_trajectory"} <= set(metrics)
+    assert len(preds) == 4 and all(isinstance(p["answer"], str) for p in preds)
+
+
+def test_killed_phase_resumes_to_the_same_weights(tmp_path):
+    ref = _model()
+    stage2.train_phase(ref, "a", TRAIN, VAL, _store(ref), CFG, tmp_path / "ref", progress=False, log=lambda s: None)
+    m = _model()
+    with pytest.raises(stage2.Killed):
+        stage2.train_phase(m, "a", TRAIN, VAL, _store(m), CFG, tmp_path / "run", progress=False,
+                           stop_after_steps=2, log=lambda s: None)
+    assert (tmp_path / "run" / "trainer" / "checkpoint-2" / stage2.TRAINABLES_FILE).exists()
+    m = _model()  # a fresh process: the base model again, the checkpoint holds the rest
+    msgs = []
+    res = stage2.train_phase(m, "a", TRAIN, VAL, _store(m), CFG, tmp_path / "run", progress=False, log=msgs.append)
+    assert res.resumed_from and res.resumed_from.endswith("checkpoint-2") and "resuming" in msgs[0]
+    a, b = _sd(ref), _sd(m)
+    for k in a:
+        assert torch.allclose(a[k], b[k], atol=1e-5), k
+    for (k, v), w in zip(ref.rae.state_dict().items(), m.rae.state_dict().values()):
+        assert torch.allclose(v, w, atol=1e-5), k

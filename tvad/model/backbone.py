@@ -1,0 +1,467 @@
+"""The frozen Qwen2.5-VL backbone: visual features (eq. 3) and text features (eq. 2).
+
+A thin wrapper around `transformers.Qwen2_5_VLForConditionalGeneration` and its processor;
+nothing of transformers' modeling code is copied. The same class serves the 7B and the tiny
+pretrained backbone of the `cpu` preset (`assets/tiny-qwen2.5-vl`, same architecture, small sizes).
+
+    bb = from_pretrained("assets/tiny-qwen2.5-vl")                 # or "Qwen/Qwen2.5-VL-7B-Instruct"
+    vf = bb.visual_features(frames, layers=[0, 1, 2, 3], fps=8.0)  # frames uint8 (N, H, W, 3)
+    vf.features[3]            # (T, h, w, D_3), T = ceil(N / 2), raster order
+    vf.merged                 # (T * h/2 * w/2, D_p) video tokens, what the decoder sees (or None)
+    F_c = bb.text_features(["A short surveillance clip ...", ...])   # (K, D)
+
+Frame-count policy: N < 2 raises (shorter than one temporal patch); an odd N is padded by
+repeating the last frame (exactly what Qwen's video processor does), so T = ceil(N / 2).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+
+TEMPORAL_PATCH = 2  # Qwen2.5-VL's temporal patch: two frames per visual token
+
+
+class BackboneError(ValueError):
+    """Bad input to the backbone (too-short clip, mixed frame sizes, NaN features, ...)."""
+
+
+@dataclass
+class VisualFeatures:
+    features: dict[int, torch.Tensor]  # {block l: (T, h, w, D_l)} in raster order
+    merged: torch.Tensor | None  # (T * h/2 * w/2, D_p) merger output in raster merge-group order, or None
+    grid_thw: tuple[int, int, int]  # (T, h, w) patch grid
+    frame_size: tuple[int, int]  # (H, W) of the frames fed to the ViT (after smart_resize)
+    num_frames: int  # N, input frames before padding to an even count
+
+
+def _dtype(dtype: str | torch.dtype) -> torch.dtype:
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    table = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
+             "float16": torch.float16, "fp16": torch.float16}
+    if dtype not in table:
+        raise ValueError(f"unknown dtype {dtype!r}; use one of {sorted(table)}")
+    return table[dtype]
+
+
+def _device(device: str | torch.device) -> torch.device:
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def check_frames(frames) -> np.ndarray:
+    """Validate a clip: uint8 (N, H, W, 3) with N >= 2 and one frame size. Returns the array."""
+    if isinstance(frames, (list, tuple)):
+        shapes = {tuple(np.asarray(f).shape) for f in frames}
+        if len(shapes) > 1:
+            raise BackboneError(f"frames of different sizes within one clip: {sorted(shapes)}")
+        frames = np.stack([np.asarray(f) for f in frames]) if frames else np.zeros((0, 1, 1, 3), np.uint8)
+    if isinstance(frames, torch.Tensor):
+        frames = frames.cpu().numpy()
+    frames = np.asarray(frames)
+    if frames.ndim != 4 or frames.shape[-1] != 3:
+        raise BackboneError(f"frames must be (N, H, W, 3), got shape {frames.shape}")
+    if frames.shape[0] < TEMPORAL_PATCH:
+        raise BackboneError(f"video of {frames.shape[0]} frame(s) is shorter than one temporal patch "
+                            f"({TEMPORAL_PATCH} frames)")
+    if frames.dtype != np.uint8:
+        if np.issubdtype(frames.dtype, np.floating) and not np.isfinite(frames).all():
+            raise BackboneError("frames contain NaN or infinite values")
+        raise BackboneError(f"frames must be uint8, got {frames.dtype}")
+    return frames
+
+
+class Backbone:
+    """A frozen Qwen2.5-VL: `model` (Qwen2_5_VLForConditionalGeneration), `processor`."""
+
+    def __init__(self, model, processor, source: str | None = None, max_pixels: int | None = None):
+        self.model = model.eval()
+        for p in self.model.parameters():
+            p.requires_grad_(False)
+        self.processor = processor
+        self.tokenizer = processor.tokenizer
+        self.source = source
+        self.max_pixels = max_pixels
+        self._identity: str | None = None
+
+    # -- facts -------------------------------------------------------------------------------
+    @property
+    def visual(self):
+        return self.model.model.visual
+
+    @property
+    def vision_config(self):
+        return self.model.config.vision_config
+
+    @property
+    def depth(self) -> int:
+        return int(self.vision_config.depth)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.visual.patch_embed.proj.weight.dtype
+
+    @property
+    def text_dim(self) -> int:
+        """D: the width of the text features (the decoder's hidden size)."""
+        return int(self.model.config.text_config.hidden_size)
+
+    def layer_dims(self, layers: Sequence[int]) -> dict[int, int]:
+        """{l: D_l}; every block of Qwen2.5-VL's ViT has the same width."""
+        self.check_layers(layers)
+        return {int(l): int(self.vision_config.hidden_size) for l in layers}
+
+    def check_layers(self, layers: Sequence[int]) -> list[int]:
+        layers = [int(l) for l in layers]
+        if not layers:
+            raise BackboneError("no ViT blocks chosen")
+        bad = [l for l in layers if not 0 <= l < self.depth]
+        if bad:
+            raise BackboneError(f"ViT block(s) {bad} out of range: this backbone has {self.depth} blocks (0-indexed)")
+        if len(set(layers)) != len(layers):
+            raise BackboneError(f"repeated ViT blocks in {layers}")
+        return layers
+
+    @property
+    def identity(self) -> str:
+        """A fingerprint of the weights and config (feature-cache key): files if loaded from disk,
+        else a hash of the parameters."""
+        if self._identity is None:
+            h = hashlib.sha256()
+            h.update(json.dumps(self.model.config.to_dict(), sort_keys=True, default=str).encode())
+            h.update(str(self.dtype).encode())
+            src = Path(self.source) if self.source else None
+            files = sorted(src.glob("*.safetensors")) if src and src.is_dir() else []
+            if files:
+                for f in files:
+                    st = f.stat()
+                    h.update(f"{f.name}:{st.st_size}".encode())
+                    with open(f, "rb") as fh:  # first and last MiB: cheap even for the 7B
+                        h.update(fh.read(1 << 20))
+                        fh.seek(max(0, st.st_size - (1 << 20)))
+                        h.update(fh.read())
+            else:
+                for name, p in sorted(self.model.state_dict().items()):
+                    h.update(name.encode())
+                    h.update(p.detach().float().cpu().numpy().tobytes()[: 1 << 16])
+            self._identity = h.hexdigest()[:16]
+        return self._identity
+
+    # -- preprocessing ----------------------------------------------------------------------
+    def preprocess(self, frames, fps: float | None = None) -> dict:
+        """uint8 (N, H, W, 3) -> the video processor's tensors.
+
+        Returns pixel_values_videos (T*h*w, 3*2*14*14) in Qwen's merge-group order,
+        video_grid_thw (1, 3) and second_per_grid_ts (1,) = 2 / fps.
+        """
+        frames = check_frames(frames)
+        vp = self.processor.video_processor
+        kw = dict(return_tensors="pt", do_sample_frames=False, cap_pixels_per_frame=False)
+        if self.max_pixels:
+            kw["size"] = {"shortest_edge": min(int(vp.size["shortest_edge"]), self.max_pixels),
+                          "longest_edge": int(self.max_pixels)}
+        out = vp(videos=[frames], **kw)
+        fps = float(fps) if fps else 2.0
+        return {"pixel_values_videos": out["pixel_values_videos"], "video_grid_thw": out["video_grid_thw"],
+                "second_per_grid_ts": torch.tensor([TEMPORAL_PATCH / fps])}
+
+    # -- eq. 3: visual features ------------------------------------------------------------
+    @torch.no_grad()
+    def visual_features(self, frames, layers: Sequence[int], merged: bool = False,
+                        fps: float | None = None) -> VisualFeatures:
+        """Block outputs F_l in raster order (eq. 3), and optionally the merged video tokens V.
+
+        frames: uint8 (N, H, W, 3), N >= 2. layers: 0-indexed ViT blocks.
+        Returns features {l: (T, h, w, D_l)} (float32 on the model's device). Blocks after
+        max(layers) are not run unless `merged=True` (V needs the whole tower).
+        """
+        layers = self.check_layers(layers)
+        inputs = self.preprocess(frames, fps)
+        return self.features_from_pixels(inputs["pixel_values_videos"], inputs["video_grid_thw"], layers,
+                                         merged=merged, num_frames=len(frames))
+
+    @torch.no_grad()
+    def features_from_pixels(self, pixel_values: torch.Tensor, grid_thw: torch.Tensor, layers: Sequence[int],
+                             merged: bool = False, num_frames: int | None = None,
+                             grad: bool = False) -> VisualFeatures:
+        """As `visual_features`, from the processor's (T*h*w, C*2*14*14) patches of ONE clip."""
+        with torch.set_grad_enabled(grad):
+            return self._run_visual(pixel_values, grid_thw, layers, merged, num_frames, grad)
+
+    def _run_visual(self, pixel_values, grid_thw, layers, merged, num_frames, grad) -> VisualFeatures:
+        from transformers.utils.generic import get_max_seqlen
+        from transformers.vision_utils import (get_vision_attention_seqlens, get_vision_position_ids,
+                                               get_vision_window_index)
+
+        vis = self.visual
+        if grid_thw.shape[0] != 1:
+            raise BackboneError(f"one clip at a time, got grid_thw for {grid_thw.shape[0]}")
+        grid_thw = grid_thw.to(self.device)
+        t, h, w = (int(v) for v in grid_thw[0].tolist())
+        m = int(vis.spatial_merge_size)
+        want = set(int(l) for l in layers)
+        last = vis.config.depth - 1 if merged else max(want)
+
+        # The same steps as Qwen2_5_VisionTransformerPretrainedModel.forward, with a truncated block list.
+        position_ids = get_vision_position_ids(grid_thw, m)
+        cu_seqlens, max_seqlen = get_vision_attention_seqlens(grid_thw, vis.config)
+        window_index, cu_window_seqlens = get_vision_window_index(
+            grid_thw, spatial_merge_size=m, window_size=vis.window_size, patch_size=vis.patch_size)
+        window_index = window_index.to(self.device)
+        max_window_seqlen = get_max_seqlen(cu_window_seqlens, vis.config)
+        x = vis.patch_embed(pixel_values.to(device=self.device, dtype=self.dtype))
+        seq_len = x.shape[0]
+        x = vis.permute_input_for_window_attn(x, window_index, seq_len=seq_len)
+        pos = vis.rotary_pos_emb(x, position_ids)
+        pos = tuple(vis.permute_input_for_window_attn(f, window_index, seq_len=seq_len) for f in pos)
+        reverse = torch.argsort(window_index)
+        out: dict[int, torch.Tensor] = {}
+        for i, blk in enumerate(vis.blocks[: last + 1]):
+            full = i in vis.fullatt_block_indexes
+            x = blk(x, cu_seqlens=cu_seqlens if full else cu_window_seqlens,
+                    max_seqlen=max_seqlen if full else max_window_seqlen, position_embeddings=pos)
+            if i in want:
+                out[i] = self.to_raster(x, reverse, (t, h, w))
+        tokens = vis.merger(x)[reverse] if merged else None
+        for l, f in out.items():
+            if not torch.isfinite(f).all():
+                raise BackboneError(f"non-finite values (NaN/inf) in ViT block {l} features")
+        return VisualFeatures(features={l: out[l] for l in sorted(out)}, merged=tokens, grid_thw=(t, h, w),
+                              frame_size=(h * int(vis.patch_size), w * int(vis.patch_size)),
+                              num_frames=int(num_frames) if num_frames is not None else 2 * t)
+
+    def to_raster(self, x: torch.Tensor, reverse: torch.Tensor, thw: tuple[int, int, int]) -> torch.Tensor:
+        """(S, D) block output in window order -> (T, h, w, D) raster order (float32).
+
+        Qwen orders patches by window, then by 2x2 merge group: undo the window permutation on
+        merge groups, then un-interleave each m x m group into the grid.
+        """
+        t, h, w = thw
+        m = int(self.visual.spatial_merge_size)
+        d = x.shape[-1]
+        x = x.reshape(-1, m * m, d)[reverse]  # merge groups back in (t, h/m, w/m) order
+        x = x.reshape(t, h // m, w // m, m, m, d).permute(0, 1, 3, 2, 4, 5).reshape(t, h, w, d)
+        return x.float()
+
+    # -- eq. 2: text features ---------------------------------------------------------------
+    @torch.no_grad()
+    def text_features(self, prompts: Sequence[str], mode: str = "embeddings") -> torch.Tensor:
+        """(K, D) mean over the real tokens of each prompt (padding masked), eq. 2.
+
+        mode "embeddings": the decoder's input embedding table (default, cheap);
+        mode "decoder": the decoder's last hidden states over the text alone.
+        """
+        if isinstance(prompts, str):
+            prompts = [prompts]
+        if not prompts or any(not p.strip() for p in prompts):
+            raise BackboneError("text_features needs non-empty prompts")
+        tok = self.tokenizer(list(prompts), padding=True, return_tensors="pt")
+        ids = tok["input_ids"].to(self.device)
+        mask = tok["attention_mask"].to(self.device)
+        if mode == "embeddings":
+            h = self.model.get_input_embeddings()(ids)
+        elif mode == "decoder":
+            h = self.model.model.language_model(input_ids=ids, attention_mask=mask).last_hidden_state
+        else:
+            raise BackboneError(f"unknown text encoder mode {mode!r}; use 'embeddings' or 'decoder'")
+        mk = mask.unsqueeze(-1).to(h.dtype)
+        f = (h * mk).sum(1) / mk.sum(1).clamp_min(1)
+        return f.float()
+
+    # -- persistence -------------------------------------------------------------------------
+    def save_pretrained(self, path: str | os.PathLike) -> Path:
+        p = Path(path)
+        p.mkdir(parents=True, exist_ok=True)
+        self.model.save_pretrained(p)
+        self.processor.save_pretrained(p)
+        return p
+
+
+def from_pretrained(path_or_id: str | os.PathLike, dtype: str | torch.dtype = "float32",
+                    device: str | torch.device = "cpu", max_pixels: int | None = None,
+                    attn_implementation: str = "sdpa", local_files_only: bool | None = None) -> Backbone:
+    """Load a Qwen2.5-VL checkpoint (a local directory or a hub id) frozen, in eval mode.
+
+    Real transformers classes (`Qwen2_5_VLForConditionalGeneration`, `AutoProcessor`); no remote
+    code. `local_files_only` defaults to True for existing directories and when HF_HUB_OFFLINE=1.
+    """
+    from transformers import AutoProcessor, Qwen2_5_VLForConditionalGeneration
+
+    src = str(path_or_id)
+    if local_files_only is None:
+        local_files_only = Path(src).is_dir() or os.environ.get("HF_HUB_OFFLINE") == "1"
+    if not Path(src).is_dir() and local_files_only and "/" not in src:
+        raise FileNotFoundError(f"backbone {src!r}: no such directory")
+    model = Qwen2_5_VLForConditionalGeneration.from_pretrained(
+        src, dtype=_dtype(dtype), attn_implementation=attn_implementation, local_files_only=local_files_only)
+    model.to(_device(device))
+    processor = AutoProcessor.from_pretrained(src, local_files_only=local_files_only)
+    return Backbone(model, processor, source=src if Path(src).is_dir() else None, max_pixels=max_pixels)
+
+
+def from_config(cfg) -> Backbone:
+    """The backbone a `tvad.config.BackboneConfig` names (paths relative to the repository root)."""
+    from tvad.run import REPO_ROOT
+
+    p = Path(cfg.path)
+    if not p.is_absolute() and (REPO_ROOT / p).is_dir():
+        p = REPO_ROOT / p
+    return from_pretrained(p if p.is_dir() else cfg.path, dtype=cfg.dtype, device=cfg.device,
+                           max_pixels=cfg.max_pixels, attn_implementation=cfg.attn_implementation)
+
+
+# -- the 7B's configuration (for parameter counts on the meta device) --------------------------
+
+def qwen25vl_7b_config():
+    """Qwen2.5-VL-7B-Instruct's configuration (its config.json's values), built offline."""
+    from transformers import Qwen2_5_VLConfig
+
+    return Qwen2_5_VLConfig(
+        vision_config=dict(depth=32, hidden_size=1280, hidden_act="silu", intermediate_size=3420, num_heads=16,
+                           in_channels=3, patch_size=14, spatial_merge_size=2, temporal_patch_size=2,
+                           tokens_per_second=2, window_size=112, out_hidden_size=3584,
+                           fullatt_block_indexes=[7, 15, 23, 31]),
+        text_config=dict(vocab_size=152064, hidden_size=3584, intermediate_size=18944, num_hidden_layers=28,
+                         num_attention_heads=28, num_key_value_heads=4, max_position_embeddings=128000,
+                         rms_norm_eps=1e-6, rope_parameters={"rope_type": "default", "rope_theta": 1000000.0,
+                                                             "mrope_section": [16, 24, 24]},
+                         bos_token_id=151643, eos_token_id=151645, sliding_window=32768, max_window_layers=28,
+                         use_sliding_window=False),
+        image_token_id=151655, video_token_id=151656, vision_start_token_id=151652, vision_end_token_id=151653,
+        tie_word_embeddings=False,
+    )
+
+
+def count_parameters(model) -> dict[str, int]:
+    """{'vision', 'language', 'lm_head', 'total'} parameter counts (works on the meta device)."""
+    vis = sum(p.numel() for p in model.model.visual.parameters())
+    lang = sum(p.numel() for p in model.model.language_model.parameters())
+    head = 0 if model.config.tie_word_embeddings else model.lm_head.weight.numel()
+    total = sum(p.numel() for p in model.parameters())
+    return {"vision": vis, "language": lang, "lm_head": head, "total": total}
+
+
+# -- the tiny backbone of the `cpu` preset ------------------------------------------------------
+
+# Qwen2.5's special tokens, in Qwen's order (ids 151643-151664 in the real vocabulary).
+QWEN_SPECIAL_TOKENS = [
+    "<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|object_ref_start|>", "<|object_ref_end|>",
+    "<|box_start|>", "<|box_end|>", "<|quad_start|>", "<|quad_end|>", "<|vision_start|>", "<|vision_end|>",
+    "<|vision_pad|>", "<|image_pad|>", "<|video_pad|>", "<tool_call>", "</tool_call>", "<|fim_prefix|>",
+    "<|fim_middle|>", "<|fim_suffix|>", "<|fim_pad|>", "<|repo_name|>", "<|file_sep|>",
+]
+
+
+def qwen_chat_template() -> str:
+    """Qwen2.5-VL's chat template, as TRL ships it (trl/chat_templates/qwen2_5_vl.jinja)."""
+    import trl
+
+    p = Path(trl.__file__).parent / "chat_templates" / "qwen2_5_vl.jinja"
+    if not p.exists():
+        raise FileNotFoundError(f"{p}: TRL's Qwen2.5-VL chat template is missing (trl >= 1.16 ships it)")
+    return p.read_text()
+
+
+def build_tiny_tokenizer(texts: Sequence[str], vocab_size: int = 1024):
+    """A byte-level BPE trained on `texts` (deterministic), plus Qwen's special tokens appended
+    after the merges (as in Qwen) and Qwen2.5-VL's chat template. Offline."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, min_frequency=1, show_progress=False,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    corpus = list(texts) + _BASE_TEXT
+    tok.train_from_iterator(sorted(set(corpus)), trainer=trainer)
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|im_end|>", pad_token="<|endoftext|>",
+                                   errors="replace", clean_up_tokenization_spaces=False,
+                                   model_max_length=32768)
+    fast.add_special_tokens({"additional_special_tokens": QWEN_SPECIAL_TOKENS})
+    fast.chat_template = qwen_chat_template()
+    return fast
+
+
+_BASE_TEXT = [
+    "You are a helpful assistant.", "Describe the video.", "What happens in this video?",
+    "Is there an anomaly in the video? Yes. No.", "Where is the anomaly? top left right bottom centre middle",
+    "a person walks from left to right slowly quickly, a car drives up down across the road",
+    "red green blue yellow white black grey orange purple pink brown cyan",
+    "0 1 2 3 4 5 6 7 8 9 10 frame frames second seconds",
+]
+
+
+def tiny_config(vocab_size: int, token_ids: dict[str, int], depth: int = 4, vision_hidden: int = 128,
+                vision_heads: int = 4, fullatt_block_indexes: Sequence[int] = (1, 3), text_hidden: int = 128,
+                text_layers: int = 2, text_heads: int = 4, text_kv_heads: int = 2, window_size: int = 112):
+    """Qwen2.5-VL's architecture at small sizes: a `depth`-block ViT whose blocks in
+    `fullatt_block_indexes` attend over the whole frame pair (the others within 112-px windows,
+    as in the 7B), a merger to `text_hidden`, and a small decoder with multimodal RoPE."""
+    from transformers import Qwen2_5_VLConfig
+
+    head_dim = text_hidden // text_heads
+    half = head_dim // 2  # mrope sections split the rotary half-dimension (7B: 16/24/24 of 64)
+    sec_t = half // 4
+    sec_h = (half - sec_t) // 2
+    mrope = [sec_t, sec_h, half - sec_t - sec_h]
+    return Qwen2_5_VLConfig(
+        vision_config=dict(depth=depth, hidden_size=vision_hidden, hidden_act="silu",
+                           intermediate_size=vision_hidden * 2, num_heads=vision_heads, in_channels=3,
+                           patch_size=14, spatial_merge_size=2, temporal_patch_size=2, tokens_per_second=2,
+                           window_size=window_size, out_hidden_size=text_hidden,
+                           fullatt_block_indexes=list(fullatt_block_indexes)),
+        text_config=dict(vocab_size=vocab_size, hidden_size=text_hidden, intermediate_size=text_hidden * 3,
+                         num_hidden_layers=text_layers, num_attention_heads=text_heads,
+                         num_key_value_heads=text_kv_heads, max_position_embeddings=4096, rms_norm_eps=1e-6,
+                         rope_parameters={"rope_type": "default", "rope_theta": 1000000.0, "mrope_section": mrope},
+                         bos_token_id=token_ids["<|endoftext|>"], eos_token_id=token_ids["<|im_end|>"],
+                         pad_token_id=token_ids["<|endoftext|>"], use_sliding_window=False,
+                         tie_word_embeddings=True),
+        image_token_id=token_ids["<|image_pad|>"], video_token_id=token_ids["<|video_pad|>"],
+        vision_start_token_id=token_ids["<|vision_start|>"], vision_end_token_id=token_ids["<|vision_end|>"],
+        tie_word_embeddings=True,
+    )
+
+
+def build_tiny(texts: Sequence[str] = (), vocab_size: int = 1024, seed: int = 0, max_pixels: int = 224 * 224,
+               **config_kwargs) -> Backbone:
+    """A randomly initialised tiny Qwen2.5-VL (real transformers classes) with its tokenizer and
+    processor, deterministic for a given seed. `pretrain_tiny` trains it; `save_pretrained` +
+    `from_pretrained` round-trip it like any Qwen2.5-VL checkpoint."""
+    from transformers import (Qwen2_5_VLForConditionalGeneration, Qwen2_5_VLProcessor,
+                              Qwen2VLImageProcessor, Qwen2VLVideoProcessor)
+
+    tokenizer = build_tiny_tokenizer(list(texts) + _prompt_texts(), vocab_size=vocab_size)
+    ids = {t: tokenizer.convert_tokens_to_ids(t) for t in QWEN_SPECIAL_TOKENS}
+    n = len(tokenizer)
+    cfg = tiny_config(vocab_size=((n + 63) // 64) * 64, token_ids=ids, **config_kwargs)  # padded rows, as Qwen
+    torch.manual_seed(seed)
+    model = Qwen2_5_VLForConditionalGeneration(cfg)
+    size = {"shortest_edge": 4 * 28 * 28, "longest_edge": max_pixels}
+    processor = Qwen2_5_VLProcessor(
+        image_processor=Qwen2VLImageProcessor(size=size),
+        tokenizer=tokenizer,
+        video_processor=Qwen2VLVideoProcessor(size=size),
+        chat_template=tokenizer.chat_template,
+    )
+    return Backbone(model, processor, source=None, max_pixels=max_pixels)
+
+
+def _prompt_texts() -> list[str]:
+    from tvad.prompts import all_template_text
+
+    return all_template_text()

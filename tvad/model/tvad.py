@@ -1,0 +1,775 @@
+"""The full T-VAD model: frozen Qwen2.5-VL + AHD heatmaps + RAE prompts injected into the decoder (eq. 13).
+
+    model = tvad.model.tvad.load("runs/cpu")          # a checkpoint dir or a run dir (also `tvad.load`)
+    answer, history = model.chat("clip.mp4", "Is there any anomaly in this video?")
+    answer, history = model.chat("clip.mp4", "How does it move?", history)
+    det = model.detect("clip.mp4")                    # heatmaps, frame scores, regions (the AHD's API)
+
+Eq. 13, the way Qwen2.5-VL itself places its video tokens: three special tokens are added to the
+tokenizer (`<|anomaly_start|>`, `<|anomaly_pad|>`, `<|anomaly_end|>`; Qwen's padded embedding
+table has spare rows, so nothing is resized, and never down), and the first user turn carries
+
+    <|anomaly_start|> <|anomaly_pad|> x (T * num_prompts) <|anomaly_end|> <|vision_start|> <|video_pad|> x N_v <|vision_end|> question
+
+The placeholder rows of the input embeddings are replaced by the RAE's prompts P (T, n, D_p)
+flattened time-major. The replacement is a forward pre-hook on the Qwen model's inner
+`Qwen2_5_VLModel` (`qwen.model`), where the `PromptInjector` (RAE + the three trainable token rows)
+is registered as the submodule `qwen.model.anomaly_injector`: the hook builds `inputs_embeds`
+from `input_ids` and overwrites the prompt rows, and leaves `input_ids` in place, so the video
+mask and the multimodal rotary positions are computed from the ids exactly as without injection.
+Because it is a hook on a submodule, it works unchanged under TRL's SFTTrainer (whose fused LM
+head calls `qwen.model` directly), under peft, under `accelerate launch`, and in `generate()`.
+
+Heatmaps reach the hook either as the extra forward kwarg `anomaly_heatmaps` (a list of (T, h, w)
+tensors, one per sequence; the hook pops it, the stage-2 collator supplies it) or, for
+`generate()` (which rejects unknown kwargs), through `PromptInjector.pending(...)`. The cached
+merged video tokens V may likewise come as `anomaly_video_embeds` (turned into Qwen's own
+`mm_encoder_outputs`), so a frozen ViT need not run on every training step.
+
+Switches (paper Table 4): `use_rae=False` drops the prompt block from the text (the decoder sees
+only the video and the dialogue); `use_ahd=False` keeps the prompt block but feeds the RAE an
+all-zero heatmap (no pixel evidence). `TVAD.parameter_counts()` reports each part.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from tvad.model.rae import RegionAwareAnomalyEncoder
+
+PROMPT_TOKENS = ("<|anomaly_start|>", "<|anomaly_pad|>", "<|anomaly_end|>")  # open, placeholder, close
+HEATMAP_KWARG = "anomaly_heatmaps"  # forward kwarg: list of (T, h, w) heatmaps, one per sequence
+VIDEO_EMBEDS_KWARG = "anomaly_video_embeds"  # forward kwarg: list of (N_v, D_p) cached merged video tokens
+INJECTOR_NAME = "anomaly_injector"  # attribute of qwen.model holding the PromptInjector
+CKPT_FORMAT = "tvad-model-1"  # tvad.json "format" of full-model checkpoint directories
+VIDEO_PAD = "<|video_pad|>"
+DEFAULT_SYSTEM = "You are a helpful assistant."
+DEFAULT_MAX_FRAMES = 40  # chat: longer videos are subsampled evenly to this many frames (paper clips: 8-40)
+
+
+class TVADError(ValueError):
+    """Bad input to the full model (no video, too short, history of another video, missing part...)."""
+
+
+# -- special tokens ---------------------------------------------------------------------------------
+
+def add_prompt_tokens(model, tokenizer) -> dict[str, int]:
+    """Add the three prompt tokens to `tokenizer` (idempotent) and make sure the embedding has rows
+    for them: Qwen pads its table (7B: 151,665 tokens, 152,064 rows), so normally nothing changes;
+    if it must grow, it grows (to a multiple of 64), never shrinks. New rows are set to the mean of
+    the real tokens' rows. Returns {token: id}."""
+    have = set(tokenizer.get_vocab())
+    n_real = len(tokenizer)
+    new = [t for t in PROMPT_TOKENS if t not in have]
+    if new:
+        tokenizer.add_tokens(new, special_tokens=True)
+    ids = {t: int(tokenizer.convert_tokens_to_ids(t)) for t in PROMPT_TOKENS}
+    emb = model.get_input_embeddings()
+    rows = emb.weight.shape[0]
+    need = max(ids.values()) + 1
+    if need > rows:
+        model.resize_token_embeddings(((need + 63) // 64) * 64, mean_resizing=False)
+        emb = model.get_input_embeddings()
+    if new:
+        with torch.no_grad():
+            mean = emb.weight[:n_real].float().mean(0).to(emb.weight.dtype)
+            for t in new:
+                emb.weight[ids[t]] = mean
+    return ids
+
+
+# -- the injection ----------------------------------------------------------------------------------
+
+def _as_list(x, n: int | None = None, name: str = "heatmaps") -> list[torch.Tensor]:
+    if isinstance(x, torch.Tensor):
+        if x.dim() == 3:
+            x = [x]
+        elif x.dim() == 4:
+            x = list(x)
+        else:
+            raise TVADError(f"{name} must be (T, h, w), (B, T, h, w) or a list of (T, h, w), got {tuple(x.shape)}")
+    x = list(x)
+    if n is not None and len(x) != n:
+        if n % max(1, len(x)) == 0 and len(x) > 0:  # generate() with beams / several returns per prompt
+            x = [t for t in x for _ in range(n // len(x))]
+        else:
+            raise TVADError(f"{len(x)} {name} for {n} sequences with anomaly prompts")
+    return x
+
+
+class PromptInjector(nn.Module):
+    """The RAE and the three trainable token rows, registered inside the Qwen model (`qwen.model.
+    anomaly_injector`) so that trainers, peft and `generate` see them as part of the model."""
+
+    def __init__(self, rae: RegionAwareAnomalyEncoder | None, token_ids: dict[str, int], init_rows: torch.Tensor):
+        super().__init__()
+        self.rae = rae
+        self.open_id, self.pad_id, self.close_id = (int(token_ids[t]) for t in PROMPT_TOKENS)
+        self.token_rows = nn.Parameter(init_rows.detach().clone().float())  # (3, D_p): open, placeholder, close
+        self._pending: dict[str, Any] | None = None
+
+    @property
+    def num_prompts(self) -> int:
+        return 0 if self.rae is None else int(self.rae.num_prompts)
+
+    @contextlib.contextmanager
+    def pending(self, heatmaps=None, video_embeds=None):
+        """Hand heatmaps (and cached video tokens) to the next forward passes (for `generate()`)."""
+        old = self._pending
+        self._pending = {"heatmaps": heatmaps, "video_embeds": video_embeds}
+        try:
+            yield self
+        finally:
+            self._pending = old
+
+    def prompts(self, heatmaps: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+        """Per sequence, (T * num_prompts, D_p): the RAE's P(t) stacked time-major (eq. 12-13)."""
+        if self.rae is None:
+            raise TVADError("anomaly prompt tokens in the input, but this model has no RAE")
+        dev = self.token_rows.device
+        return [self.rae(h.to(dev)).flatten(0, 1) for h in heatmaps]
+
+    def forward(self, input_ids: torch.Tensor, inputs_embeds: torch.Tensor, heatmaps) -> torch.Tensor:
+        """inputs_embeds with the open/close rows set to the trained token rows and the placeholder
+        rows replaced by the RAE's prompts (eq. 13). input_ids: (B, S); inputs_embeds: (B, S, D)."""
+        is_pad = input_ids == self.pad_id
+        is_oc = (input_ids == self.open_id) | (input_ids == self.close_id)
+        if not (is_pad.any() or is_oc.any()):
+            return inputs_embeds
+        rows = self.token_rows.to(inputs_embeds.dtype)
+        out = inputs_embeds
+        if is_oc.any():
+            sel = (input_ids == self.close_id).long()  # 0 -> open row, 2 -> close row
+            oc_rows = rows[sel * 2]
+            out = torch.where(is_oc.unsqueeze(-1), oc_rows, out)
+        if is_pad.any():
+            has = is_pad.any(1)
+            if heatmaps is None:
+                raise TVADError("anomaly placeholder tokens in input_ids but no heatmaps were handed over "
+                                f"(pass `{HEATMAP_KWARG}=` to forward, or use PromptInjector.pending for generate)")
+            hl = _as_list(heatmaps, int(has.sum()))
+            P = self.prompts(hl)
+            full = out.new_zeros(out.shape)
+            for k, b in enumerate(has.nonzero().flatten().tolist()):
+                n = int(is_pad[b].sum())
+                if n != P[k].shape[0]:
+                    raise TVADError(f"sequence {b} has {n} anomaly placeholder tokens but its heatmap "
+                                    f"{tuple(hl[k].shape)} gives {P[k].shape[0]} prompts "
+                                    f"(T x {self.num_prompts})")
+                full[b, is_pad[b]] = P[k].to(out.dtype)
+            out = torch.where(is_pad.unsqueeze(-1), full, out)
+        return out
+
+
+def _injection_hook(module: nn.Module, args: tuple, kwargs: dict):
+    """Forward pre-hook on `Qwen2_5_VLModel`: pops our kwargs, builds inputs_embeds with the prompts."""
+    heat = kwargs.pop(HEATMAP_KWARG, None)
+    vemb = kwargs.pop(VIDEO_EMBEDS_KWARG, None)
+    inj = getattr(module, INJECTOR_NAME, None)
+    if inj is None:
+        return args, kwargs
+    pend = inj._pending or {}
+    if heat is None:
+        heat = pend.get("heatmaps")
+    if vemb is None:
+        vemb = pend.get("video_embeds")
+    input_ids = kwargs.get("input_ids", args[0] if args else None)
+    if vemb is not None and kwargs.get("pixel_values_videos") is None and kwargs.get("mm_encoder_outputs") is None \
+            and input_ids is not None and (input_ids == module.config.video_token_id).any():
+        from transformers.modeling_outputs import BaseModelOutputWithPooling
+
+        v = tuple(t for t in _as_list(vemb, name="video embeds"))
+        kwargs["mm_encoder_outputs"] = {"video": BaseModelOutputWithPooling(pooler_output=v)}
+    if input_ids is None:
+        return args, kwargs
+    is_ours = (input_ids == inj.pad_id) | (input_ids == inj.open_id) | (input_ids == inj.close_id)
+    if not is_ours.any():
+        return args, kwargs
+    emb = kwargs.get("inputs_embeds")
+    if emb is None:
+        emb = module.get_input_embeddings()(input_ids)
+    if args:  # input_ids given positionally: keep it as the kwarg Qwen reads
+        args = ()
+        kwargs["input_ids"] = input_ids
+    kwargs["inputs_embeds"] = inj(input_ids, emb, heat)
+    return args, kwargs
+
+
+def attach_injector(qwen, injector: PromptInjector) -> None:
+    """Register `injector` as `qwen.model.anomaly_injector` and the pre-hook on `qwen.model` (once)."""
+    inner = qwen.model
+    inner.add_module(INJECTOR_NAME, injector)
+    if not getattr(inner, "_tvad_hooked", False):
+        inner.register_forward_pre_hook(_injection_hook, with_kwargs=True)
+        inner._tvad_hooked = True
+    injector.to(next(qwen.parameters()).device)
+
+
+# -- inputs -----------------------------------------------------------------------------------------
+
+@dataclass
+class ClipInputs:
+    """One clip, ready for the decoder: the frozen ViT's merged tokens and the AHD heatmap."""
+
+    video_embeds: torch.Tensor | None  # (N_v, D_p) merged video tokens V (what the decoder sees), or None
+    heat: torch.Tensor  # (T, h, w) AHD heatmap on the patch grid (zeros without AHD), float32
+    grid_thw: torch.Tensor  # (1, 3) long
+    second_per_grid_ts: torch.Tensor  # (1,) float: 2 / fps
+    num_frames: int  # input frames
+    video_id: str = ""  # fingerprint of the frames (ties a chat history to its video)
+    pixel_values: torch.Tensor | None = None  # processor patches, only when asked for
+
+    @property
+    def num_video_tokens(self) -> int:
+        """N_v = t * h * w / 4 (Qwen's 2x2 spatial merge)."""
+        return int(self.grid_thw.prod()) // 4
+
+
+@dataclass
+class Encoded:
+    input_ids: torch.Tensor  # (S,) long
+    labels: torch.Tensor  # (S,) long, -100 except assistant answers (+ their <|im_end|>)
+    mm_token_type_ids: torch.Tensor  # (S,) int: 2 at video tokens
+    num_turns: int  # assistant turns kept (after truncation)
+
+
+def render(tokenizer, messages: Sequence[dict], num_video_tokens: int, num_prompt_tokens: int,
+           add_generation_prompt: bool = False) -> str:
+    """Qwen2.5-VL's chat template over `messages` ({role, content: str}), the clip attached to the
+    first user turn as `[prompt block] <video> question`, the placeholders expanded."""
+    if not messages:
+        raise TVADError("no messages")
+    tm, first = [], True
+    for m in messages:
+        if m["role"] == "user" and first:
+            content = []
+            if num_prompt_tokens:
+                content.append({"type": "text", "text": "".join(PROMPT_TOKENS)})
+            content += [{"type": "video"}, {"type": "text", "text": m["content"]}]
+            tm.append({"role": "user", "content": content})
+            first = False
+        else:
+            tm.append({"role": m["role"], "content": m["content"]})
+    if first:
+        raise TVADError("the dialogue has no user turn to attach the video to")
+    text = tokenizer.apply_chat_template(tm, tokenize=False, add_generation_prompt=add_generation_prompt)
+    if text.count(VIDEO_PAD) != 1:
+        raise TVADError(f"expected one {VIDEO_PAD} in the rendered dialogue, found {text.count(VIDEO_PAD)}")
+    text = text.replace(VIDEO_PAD, VIDEO_PAD * int(num_video_tokens))
+    if num_prompt_tokens:
+        text = text.replace(PROMPT_TOKENS[1], PROMPT_TOKENS[1] * int(num_prompt_tokens), 1)
+    return text
+
+
+def encode_dialogue(tokenizer, messages: Sequence[dict], num_video_tokens: int, num_prompt_tokens: int,
+                    video_token_id: int, add_generation_prompt: bool = False,
+                    max_length: int | None = None, prompt_token_ids: Iterable[int] = ()) -> Encoded:
+    """Token ids, labels (-100 except the assistant answers and their closing <|im_end|>; the
+    prompt-token positions always -100) and mm_token_type_ids of a dialogue. Too long for
+    `max_length`: later turns are dropped whole; if even the first turn does not fit, an error."""
+    msgs = list(messages)
+    while True:
+        text = render(tokenizer, msgs, num_video_tokens, num_prompt_tokens, add_generation_prompt)
+        enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+        ids = enc["input_ids"]
+        if max_length is None or len(ids) <= max_length:
+            break
+        n_user = sum(m["role"] == "user" for m in msgs)
+        if n_user <= 1:
+            raise TVADError(f"the first turn alone is {len(ids)} tokens (video {num_video_tokens}, prompts "
+                            f"{num_prompt_tokens}), over max_length {max_length}")
+        cut = max(i for i, m in enumerate(msgs) if m["role"] == "user")  # drop the last user turn and after
+        msgs = msgs[:cut]
+    labels = [-100] * len(ids)
+    spans, pos = [], 0  # character spans of each assistant answer and its closing <|im_end|>
+    head, end = "<|im_start|>assistant\n", "<|im_end|>"
+    while True:
+        a = text.find(head, pos)
+        if a < 0:
+            break
+        s = a + len(head)
+        e = text.find(end, s)
+        if e < 0:
+            break
+        spans.append((s, e + len(end)))
+        pos = e + len(end)
+    for i, (s, e) in enumerate(enc["offset_mapping"]):
+        if e > s and any(a <= s and e <= b for a, b in spans):
+            labels[i] = ids[i]
+    ids_t = torch.tensor(ids, dtype=torch.long)
+    lab = torch.tensor(labels, dtype=torch.long)
+    for t in prompt_token_ids:
+        lab[ids_t == int(t)] = -100
+    lab[ids_t == int(video_token_id)] = -100
+    mm = torch.where(ids_t == int(video_token_id), 2, 0).to(torch.int32)
+    return Encoded(ids_t, lab, mm, sum(m["role"] == "assistant" for m in msgs))
+
+
+# -- chat history -------------------------------------------------------------------------------------
+
+class History(list):
+    """The messages of one dialogue about one video ({role, content} dicts, system first). Carries
+    the video's fingerprint (a history from another video is refused) and its encoded clip."""
+
+    def __init__(self, messages: Iterable[dict] = (), video_id: str = "", clip: ClipInputs | None = None):
+        super().__init__(messages)
+        self.video_id = video_id
+        self.clip = clip
+
+
+def frames_fingerprint(frames: np.ndarray) -> str:
+    h = hashlib.sha1(str(frames.shape).encode())
+    h.update(np.ascontiguousarray(frames[:, ::7, ::7]).tobytes())
+    return h.hexdigest()[:16]
+
+
+# -- the model ----------------------------------------------------------------------------------------
+
+class TVAD:
+    """Backbone (frozen Qwen2.5-VL, LoRA merged after stage 2) + AHD + RAE, with `detect` and `chat`."""
+
+    def __init__(self, backbone, ahd=None, ahd_meta: dict | None = None, rae: RegionAwareAnomalyEncoder | None = None,
+                 use_ahd: bool = True, use_rae: bool = True, meta: dict | None = None, window: int = 32):
+        self.backbone = backbone
+        self.ahd = ahd.to(backbone.device).eval() if ahd is not None else None
+        self.ahd_meta = dict(ahd_meta or {})
+        self.meta = dict(meta or {})
+        self.use_rae = bool(use_rae) and rae is not None
+        self.use_ahd = bool(use_ahd) and ahd is not None
+        self.token_ids = add_prompt_tokens(self.qwen, self.tokenizer)
+        emb = self.qwen.get_input_embeddings().weight
+        rows = torch.stack([emb[self.token_ids[t]] for t in PROMPT_TOKENS]).detach()
+        self.rae = rae
+        self.injector = PromptInjector(rae, self.token_ids, rows)
+        attach_injector(self.qwen, self.injector)
+        self.injector.eval()
+        for p in self.injector.parameters():
+            p.requires_grad_(False)
+        bbm = self.ahd_meta.get("backbone") or {}
+        self.layers = sorted(int(l) for l in (bbm.get("layers") or self.meta.get("layers") or []))
+        self.fps = float(self.meta.get("fps") or 2.0)
+        self.max_frames = int(self.meta.get("max_frames") or DEFAULT_MAX_FRAMES)
+        self.system_prompt = self.meta.get("system_prompt") or DEFAULT_SYSTEM
+        self.window = window
+        self._detector = None
+
+    # -- parts ----------------------------------------------------------------------------------
+    @property
+    def qwen(self):
+        return self.backbone.model
+
+    @property
+    def tokenizer(self):
+        return self.backbone.tokenizer
+
+    @property
+    def processor(self):
+        return self.backbone.processor
+
+    @property
+    def device(self) -> torch.device:
+        return self.backbone.device
+
+    @property
+    def num_prompts(self) -> int:
+        """Prompts per temporal token (n_base + G*G + 1), 0 without the RAE."""
+        return self.injector.num_prompts if self.use_rae else 0
+
+    @property
+    def video_token_id(self) -> int:
+        return int(self.qwen.config.video_token_id)
+
+    @classmethod
+    def build(cls, backbone, ahd, ahd_meta: dict | None, rae_cfg=None, use_rae: bool = True, use_ahd: bool = True,
+              seed: int = 0, meta: dict | None = None) -> "TVAD":
+        """A fresh model for stage 2: the given backbone and AHD, a new RAE (`rae_cfg` a RAEConfig
+        or dict), seeded. The backbone is modified in place (tokens, injector)."""
+        rae = None
+        if use_rae:
+            kw = _rae_kwargs(rae_cfg)
+            torch.manual_seed(seed)
+            rae = RegionAwareAnomalyEncoder(hidden_size=int(backbone.model.config.text_config.hidden_size), **kw)
+        m = dict(meta or {})
+        m.setdefault("rae", _rae_kwargs(rae_cfg) if use_rae else None)
+        return cls(backbone, ahd, ahd_meta, rae, use_ahd=use_ahd, use_rae=use_rae, meta=m)
+
+    # -- clips ----------------------------------------------------------------------------------
+    def read_video(self, video, fps: float | None = None) -> tuple[np.ndarray, float]:
+        """A path or uint8 (T, H, W, 3) array -> (frames, fps); long videos subsampled evenly to
+        `max_frames` (fps scaled accordingly)."""
+        from tvad.model.backbone import check_frames
+
+        if video is None:
+            raise TVADError("a question needs a video: pass a path or a uint8 (T, H, W, 3) array")
+        if isinstance(video, (str, os.PathLike)):
+            from tvad.data.video import probe, read_frames
+
+            p = Path(video)
+            if not p.exists():
+                raise TVADError(f"video {p} does not exist")
+            fps = fps or probe(p).fps
+            video = read_frames(p)
+        try:
+            frames = check_frames(video)
+        except ValueError as e:
+            raise TVADError(str(e)) from e
+        fps = float(fps or self.fps)
+        if len(frames) > self.max_frames:
+            idx = np.linspace(0, len(frames) - 1, self.max_frames).round().astype(int)
+            fps = fps * (self.max_frames - 1) / max(1, len(frames) - 1)
+            frames = frames[idx]
+        return frames, fps
+
+    @torch.no_grad()
+    def encode_clip(self, frames: np.ndarray, fps: float | None = None, pixel_values: bool = False) -> ClipInputs:
+        """One ViT pass: merged video tokens V and the AHD's (T, h, w) heatmap (zeros if use_ahd
+        is off or there is no AHD)."""
+        from tvad.model.backbone import check_frames
+
+        frames = check_frames(frames)
+        fps = float(fps or self.fps)
+        bb = self.backbone
+        inp = bb.preprocess(frames, fps)
+        layers = self.layers or [bb.depth - 1]
+        vf = bb.features_from_pixels(inp["pixel_values_videos"], inp["video_grid_thw"], layers, merged=True,
+                                     num_frames=len(frames))
+        t, h, w = vf.grid_thw
+        if self.ahd is not None and self.use_ahd:
+            out = self.ahd({l: f.to(self.ahd.text.device) for l, f in vf.features.items()})
+            heat = out.heat.float()
+            if not torch.isfinite(heat).all():
+                raise TVADError("non-finite heatmap (NaN in features or AHD weights)")
+        else:
+            heat = torch.zeros(t, h, w)
+        return ClipInputs(video_embeds=vf.merged.detach(), heat=heat.detach().cpu(),
+                          grid_thw=inp["video_grid_thw"].long(), second_per_grid_ts=inp["second_per_grid_ts"].float(),
+                          num_frames=len(frames), video_id=frames_fingerprint(frames),
+                          pixel_values=inp["pixel_values_videos"] if pixel_values else None)
+
+    def prompt_token_count(self, clip: ClipInputs) -> int:
+        return int(clip.heat.shape[0]) * self.num_prompts
+
+    def encode(self, messages: Sequence[dict], clip: ClipInputs, add_generation_prompt: bool = False,
+               max_length: int | None = None) -> Encoded:
+        return encode_dialogue(self.tokenizer, messages, clip.num_video_tokens, self.prompt_token_count(clip),
+                               self.video_token_id, add_generation_prompt, max_length,
+                               prompt_token_ids=self.token_ids.values())
+
+    def model_inputs(self, enc: Encoded, clip: ClipInputs, labels: bool = False) -> dict:
+        """Forward kwargs for one sequence (batch of 1): ids, mask, grid, timing, heatmaps, video tokens."""
+        dev = self.device
+        d = {"input_ids": enc.input_ids[None].to(dev), "attention_mask": torch.ones_like(enc.input_ids)[None].to(dev),
+             "mm_token_type_ids": enc.mm_token_type_ids[None].to(dev), "video_grid_thw": clip.grid_thw.to(dev),
+             "second_per_grid_ts": clip.second_per_grid_ts.to(dev)}
+        if labels:
+            d["labels"] = enc.labels[None].to(dev)
+        return d
+
+    def video_kwargs(self, clip: ClipInputs, generate: bool = False) -> dict:
+        """How the clip's video reaches the model: cached merged tokens, else pixel values."""
+        if clip.video_embeds is not None:
+            v = clip.video_embeds.to(self.device, self.qwen.dtype)
+            if generate:
+                from transformers.modeling_outputs import BaseModelOutputWithPooling
+
+                return {"mm_encoder_outputs": {"video": BaseModelOutputWithPooling(pooler_output=(v,))}}
+            return {VIDEO_EMBEDS_KWARG: [v]}
+        if clip.pixel_values is not None:
+            return {"pixel_values_videos": clip.pixel_values.to(self.device)}
+        raise TVADError("this clip carries neither merged video tokens nor pixel values")
+
+    def forward(self, messages: Sequence[dict], clip: ClipInputs, labels: bool = True, **kw):
+        """The Qwen forward on one dialogue (logits, and the loss on the answers with labels=True)."""
+        enc = self.encode(messages, clip)
+        inputs = self.model_inputs(enc, clip, labels=labels)
+        return self.qwen(**inputs, **{HEATMAP_KWARG: [clip.heat]}, **self.video_kwargs(clip), **kw)
+
+    @torch.no_grad()
+    def answer(self, messages: Sequence[dict], clip: ClipInputs, max_new_tokens: int = 96) -> str:
+        """Greedy answer to the last user message of `messages` (the clip in the first user turn)."""
+        if not messages or messages[-1]["role"] != "user":
+            raise TVADError("the last message must be a user question")
+        enc = self.encode(messages, clip, add_generation_prompt=True)
+        inputs = self.model_inputs(enc, clip)
+        was = self.qwen.training
+        self.qwen.eval()
+        tok = self.tokenizer
+        eos = [tok.convert_tokens_to_ids("<|im_end|>")]
+        if tok.eos_token_id is not None and tok.eos_token_id not in eos:
+            eos.append(tok.eos_token_id)
+        try:
+            with self.injector.pending(heatmaps=[clip.heat]):
+                out = self.qwen.generate(**inputs, **self.video_kwargs(clip, generate=True), max_new_tokens=max_new_tokens,
+                                         do_sample=False, eos_token_id=eos, pad_token_id=tok.pad_token_id,
+                                         suppress_tokens=list(self.token_ids.values()) + [self.video_token_id])
+        finally:
+            self.qwen.train(was)
+        new = out[0, inputs["input_ids"].shape[1]:]
+        return tok.decode(new, skip_special_tokens=True).strip()
+
+    def chat(self, video, question: str, history: History | None = None, fps: float | None = None,
+             max_new_tokens: int = 96) -> tuple[str, History]:
+        """Answer `question` about `video` (path or uint8 (T, H, W, 3)), continuing `history`.
+        Every turn sees the same video tokens and the same heatmap evidence (prompts)."""
+        if not isinstance(question, str) or not question.strip():
+            raise TVADError("the question must be a non-empty string")
+        frames, fps = self.read_video(video, fps)
+        vid = frames_fingerprint(frames)
+        if history is not None and not isinstance(history, History):
+            if isinstance(history, list):
+                raise TVADError("history must be the History returned by an earlier chat() call")
+            raise TVADError(f"history must be a History, got {type(history).__name__}")
+        if history is None or len(history) == 0:
+            clip = self.encode_clip(frames, fps)
+            history = History([{"role": "system", "content": self.system_prompt}], video_id=vid, clip=clip)
+        elif history.video_id != vid:
+            raise TVADError("this history belongs to another video: start a new dialogue (history=None) for it")
+        clip = history.clip if history.clip is not None else self.encode_clip(frames, fps)
+        msgs = list(history) + [{"role": "user", "content": question.strip()}]
+        ans = self.answer(msgs, clip, max_new_tokens)
+        new = History(msgs + [{"role": "assistant", "content": ans}], video_id=vid, clip=clip)
+        return ans, new
+
+    def session(self, video, fps: float | None = None) -> "ChatSession":
+        """A dialogue about one video: `s.ask(question) -> answer`, `s.history`, `s.reset()`."""
+        return ChatSession(self, video, fps)
+
+    # -- detection (the AHD's API on the same object) -------------------------------------------------
+    def detect(self, frames, fps: float | None = None, threshold: float = 0.5):
+        if self.ahd is None:
+            raise TVADError("this model has no AHD: detect() needs one")
+        if self._detector is None:
+            from tvad.model.detector import TVADDetector
+
+            self._detector = TVADDetector(self.backbone, self.ahd, self.ahd_meta, window=self.window)
+        return self._detector.detect(frames, fps=fps, threshold=threshold)
+
+    # -- bookkeeping -----------------------------------------------------------------------------------
+    def trainable_parameters(self) -> list[nn.Parameter]:
+        """Stage 2's own trainables besides LoRA: the RAE and the three token rows (none without
+        the RAE: no prompt tokens then appear in the text, and DDP forbids unused parameters)."""
+        if not (self.use_rae and self.rae is not None):
+            return []
+        return [self.injector.token_rows] + list(self.rae.parameters())
+
+    def set_trainable(self, on: bool = True) -> None:
+        self.injector.train(on)
+        for p in self.injector.parameters():
+            p.requires_grad_(False)
+        for p in self.trainable_parameters():
+            p.requires_grad_(on)
+
+    def merge_prompt_rows(self) -> None:
+        """Write the trained token rows into the embedding table (checkpoints are self-contained)."""
+        emb = self.qwen.get_input_embeddings().weight
+        with torch.no_grad():
+            for i, t in enumerate(PROMPT_TOKENS):
+                emb[self.token_ids[t]] = self.injector.token_rows[i].to(emb.dtype)
+
+    def parameter_counts(self, lora: dict | None = None) -> dict[str, int]:
+        """Parameters of each part: vision tower, language model, lm_head (0 when tied), AHD, RAE,
+        the three token rows, LoRA (analytical, of the stage-2 phases recorded in the meta or given
+        as {"r": 16, "phases": [None, [24, 25, 26, 27]]}), and `stage2_trainable` (what stage 2
+        trains under the current switches) and `total` (inference parameters; LoRA is merged)."""
+        q = self.qwen
+        vis = sum(p.numel() for p in q.model.visual.parameters())
+        lang = sum(p.numel() for n, p in q.model.language_model.named_parameters())
+        head = 0 if q.config.tie_word_embeddings else q.lm_head.weight.numel()
+        ahd = sum(p.numel() for p in self.ahd.parameters()) if self.ahd is not None else 0
+        rae = sum(p.numel() for p in self.rae.parameters()) if self.rae is not None else 0
+        tok = self.injector.token_rows.numel()
+        lo = lora if lora is not None else self.meta.get("lora")
+        n_lora = lora_parameter_count(q, lo) if lo else 0
+        use_rae = self.use_rae
+        out = {"vision": vis, "language": lang, "lm_head": head, "ahd": ahd if self.use_ahd else 0,
+               "rae": rae if use_rae else 0, "prompt_tokens": tok if use_rae else 0, "lora": n_lora}
+        out["stage2_trainable"] = out["rae"] + out["prompt_tokens"] + n_lora
+        out["total"] = vis + lang + head + out["ahd"] + out["rae"] + out["prompt_tokens"]
+        return out
+
+    # -- persistence -----------------------------------------------------------------------------------
+    def save(self, path: str | os.PathLike, meta: dict | None = None) -> Path:
+        """A self-contained checkpoint directory (atomic): backbone/ (the merged Qwen model in
+        safetensors with the processor and the tokenizer carrying the prompt tokens), rae.safetensors,
+        ahd/ (the AHD checkpoint), tvad.json (switches, tokens, meta, resolved config)."""
+        from safetensors.torch import save_file
+
+        from tvad.model.ahd import save_ahd
+        from tvad.run import atomic_write_json
+
+        p = Path(path)
+        tmp = p.with_name(p.name + ".tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        self.merge_prompt_rows()
+        inner = self.qwen.model
+        inj = inner._modules.pop(INJECTOR_NAME)
+        try:
+            self.backbone.save_pretrained(tmp / "backbone")
+        finally:
+            inner._modules[INJECTOR_NAME] = inj
+        tensors = {"token_rows": self.injector.token_rows.detach().float().cpu().contiguous()}
+        if self.rae is not None:
+            tensors.update({f"rae.{k}": v.detach().cpu().contiguous() for k, v in self.rae.state_dict().items()})
+        save_file(tensors, str(tmp / "rae.safetensors"))
+        if self.ahd is not None:
+            save_ahd(self.ahd, tmp / "ahd", {k: v for k, v in self.ahd_meta.items() if k not in ("format", "ahd")})
+        m = {**self.meta, **(meta or {})}
+        m.update({"format": CKPT_FORMAT, "tokens": self.token_ids, "use_rae": self.use_rae, "use_ahd": self.use_ahd,
+                  "has_rae": self.rae is not None, "has_ahd": self.ahd is not None, "layers": self.layers,
+                  "fps": self.fps, "max_frames": self.max_frames, "system_prompt": self.system_prompt,
+                  "num_prompts": self.injector.num_prompts, "vision_hash": vision_hash(self.qwen),
+                  "dtype": str(self.backbone.dtype).replace("torch.", ""), "max_pixels": self.backbone.max_pixels,
+                  "rae": _rae_kwargs(self.rae) if self.rae is not None else None})
+        atomic_write_json(tmp / "tvad.json", m)
+        old = p.with_name(p.name + ".old")
+        shutil.rmtree(old, ignore_errors=True)
+        if p.exists():
+            p.rename(old)
+        tmp.rename(p)
+        shutil.rmtree(old, ignore_errors=True)
+        return p
+
+
+class ChatSession:
+    """A multi-turn dialogue about one video (the video is read and encoded once)."""
+
+    def __init__(self, model: TVAD, video, fps: float | None = None):
+        self.model = model
+        self.frames, self.fps = model.read_video(video, fps)
+        self.history: History | None = None
+
+    def ask(self, question: str, max_new_tokens: int = 96) -> str:
+        answer, self.history = self.model.chat(self.frames, question, self.history, fps=self.fps,
+                                               max_new_tokens=max_new_tokens)
+        return answer
+
+    def reset(self) -> None:
+        self.history = None
+
+    def transcript(self) -> str:
+        return "\n".join(f"{'USER' if m['role'] == 'user' else 'T-VAD'}: {m['content']}"
+                         for m in (self.history or []) if m["role"] != "system")
+
+
+def _rae_kwargs(cfg) -> dict:
+    """RegionAwareAnomalyEncoder kwargs from a RAEConfig, a dict, or an RAE module."""
+    keys = ("channels", "conv_layers", "grid", "num_base", "variant")
+    if cfg is None:
+        return {}
+    if isinstance(cfg, RegionAwareAnomalyEncoder):
+        conv = [m for m in cfg.f if isinstance(m, nn.Conv2d)]
+        return {"channels": int(conv[-1].out_channels), "conv_layers": len(conv), "grid": cfg.grid,
+                "num_base": cfg.num_base, "variant": cfg.variant}
+    d = cfg if isinstance(cfg, dict) else {k: getattr(cfg, k) for k in keys if hasattr(cfg, k)}
+    return {k: d[k] for k in keys if k in d}
+
+
+def lora_parameter_count(qwen, lora: dict) -> int:
+    """LoRA parameters r * (in + out) per targeted Linear, summed over the recorded phases
+    (`{"r": 16, "targets": ["q_proj", "v_proj"], "phases": [None, [24, 25, 26, 27]]}`, None = all layers)."""
+    r = int(lora.get("r", 16))
+    targets = list(lora.get("targets", ["q_proj", "v_proj"]))
+    total = 0
+    layers = qwen.model.language_model.layers
+    for sel in lora.get("phases", [None]):
+        idx = range(len(layers)) if sel is None else sel
+        for i in idx:
+            for t in targets:
+                lin = getattr(layers[i].self_attn, t)
+                total += r * (lin.in_features + lin.out_features)
+    return total
+
+
+def vision_hash(qwen) -> str:
+    """A fingerprint of the vision tower's weights (the AHD was trained on it; stage 2 never changes it)."""
+    h = hashlib.sha256()
+    for name, t in sorted(qwen.model.visual.state_dict().items()):
+        f = t.detach().flatten()
+        f = f[:: max(1, f.numel() // 4096)].float().cpu().numpy()
+        h.update(name.encode())
+        h.update(f.tobytes())
+    return h.hexdigest()[:16]
+
+
+# -- loading ------------------------------------------------------------------------------------------
+
+def find_model(path: str | os.PathLike) -> Path | None:
+    """A full-model checkpoint (tvad.json) at `path` or, in a run dir, the stage-2 result."""
+    p = Path(path)
+    if (p / "tvad.json").exists():
+        return p
+    for cand in (p / "stage2" / "rae" / "phase_b" / "final", p / "stage2" / "rae" / "phase_a" / "final",
+                 p / "stage2" / "final"):
+        if (cand / "tvad.json").exists():
+            return cand
+    return None
+
+
+def load_tvad(path: str | os.PathLike, device: str | None = None, dtype: str | None = None) -> TVAD:
+    """Restore a checkpoint written by `TVAD.save` (identical logits)."""
+    from safetensors.torch import load_file
+
+    from tvad.model.ahd import load_ahd
+    from tvad.model.backbone import from_pretrained
+
+    p = Path(path)
+    if not (p / "tvad.json").exists():
+        raise FileNotFoundError(f"{p}: not a T-VAD checkpoint (no tvad.json)")
+    meta = json.loads((p / "tvad.json").read_text())
+    if meta.get("format") != CKPT_FORMAT:
+        raise ValueError(f"{p}: unknown checkpoint format {meta.get('format')!r}")
+    parts = {"backbone": p / "backbone" / "config.json", "RAE weights": p / "rae.safetensors"}
+    if meta.get("has_ahd", True):
+        parts["AHD"] = p / "ahd" / "ahd.json"
+    for name, f in parts.items():
+        if not f.exists():
+            raise FileNotFoundError(f"{p}: the checkpoint is missing its {name} ({f.relative_to(p)})")
+    dev = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    bb = from_pretrained(p / "backbone", dtype=dtype or meta.get("dtype", "float32"), device=dev,
+                         max_pixels=meta.get("max_pixels"))
+    got = vision_hash(bb.model)
+    if meta.get("vision_hash") and got != meta["vision_hash"]:
+        raise ValueError(f"{p}: the vision tower's weights differ from the ones saved ({got} != {meta['vision_hash']})")
+    for t, i in (meta.get("tokens") or {}).items():
+        if bb.tokenizer.convert_tokens_to_ids(t) != int(i):
+            raise ValueError(f"{p}: tokenizer maps {t} to {bb.tokenizer.convert_tokens_to_ids(t)}, checkpoint says {i}")
+    ahd, ahd_meta = (load_ahd(p / "ahd") if meta.get("has_ahd", True) else (None, {}))
+    st = load_file(str(p / "rae.safetensors"))
+    rae = None
+    if meta.get("has_rae"):
+        if not any(k.startswith("rae.") for k in st):
+            raise FileNotFoundError(f"{p}: rae.safetensors holds no RAE weights")
+        rae = RegionAwareAnomalyEncoder(hidden_size=int(bb.model.config.text_config.hidden_size), **meta["rae"])
+        rae.load_state_dict({k[4:]: v for k, v in st.items() if k.startswith("rae.")})
+    model = TVAD(bb, ahd, ahd_meta, rae, use_ahd=meta.get("use_ahd", True), use_rae=meta.get("use_rae", True),
+                 meta=meta)
+    with torch.no_grad():
+        model.injector.token_rows.copy_(st["token_rows"].to(model.injector.token_rows.device))
+    model.injector.to(bb.device)
+    return model
+
+
+def load(path: str | os.PathLike, device: str | None = None, **kw) -> TVAD:
+    """`tvad.load(path)`: a full-model checkpoint, or a run directory (its stage-2 model if trained,
+    else its stage-1 AHD on the untrained backbone, chatting without prompts). `.detect` and
+    `.chat` work on what it returns."""
+    found = find_model(path)
+    if found is not None:
+        return load_tvad(found, device=device)
+    from tvad.model.detector import find_checkpoint, load as load_detector
+
+    det = load_detector(find_checkpoint(path), device=device, **kw)
+    return TVAD(det.backbone, det.ahd, det.meta, rae=None, use_rae=False, use_ahd=True,
+                meta={"stage2": None, "fps": None})

@@ -1,0 +1,288 @@
+"""Pretrain the tiny Qwen2.5-VL of the `cpu` preset (all weights) on the synthetic `pretrain` split.
+
+A random tiny ViT carries no meaning (an AHD on it stays near chance); the paper's open-set power
+comes from the LVLM's pretraining. So, as a real LVLM has seen behaviours with captions but never
+their masks, the tiny model is trained on disjoint synthetic videos covering normal behaviour and
+every behaviour type (the held-out anomaly types included), with captions and no masks:
+
+* a video-captioning loss: the decoder, given the clip's merged video tokens in Qwen's chat
+  format, predicts the caption (next-token cross-entropy on the assistant's tokens only);
+* a motion-aware per-patch loss: from each chosen ViT block, a linear probe predicts each patch's
+  motion within its frame pair (|frame 2t+1 - frame 2t|) and its difference from the video's
+  median background, both computed from pixels (no masks). The probes are discarded afterwards.
+
+    python -m tvad.train.pretrain_tiny --out assets/tiny-qwen2.5-vl          # `make tiny-backbone`
+
+Deterministic for a seed (fixed step count, seeded data order, 2 torch threads). The result,
+config + tokenizer + processor + model.safetensors + training_log.jsonl, loads with
+`tvad.model.backbone.from_pretrained` like any Qwen2.5-VL checkpoint.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+@dataclass
+class PretrainConfig:
+    out: str = "assets/tiny-qwen2.5-vl"  # output directory (overwritten atomically at the end)
+    data_root: str = "data/pretrain-tiny"  # synthetic dataset root for the pretrain split (generated if missing)
+    num_videos: int = 400  # pretrain videos to generate/use
+    data_seed: int = 0  # the synthetic dataset's seed (the cpu preset's: same scenes, disjoint videos)
+    seed: int = 0  # model init, data order, generator seed
+    steps: int = 3000  # optimizer steps (batch of one clip each)
+    clip_frames: int = 8  # frames per training clip (even)
+    lr: float = 1e-3  # peak learning rate
+    min_lr: float = 1e-5  # cosine floor
+    warmup: int = 150  # linear warmup steps
+    weight_decay: float = 0.01  # AdamW weight decay
+    motion_weight: float = 1.0  # weight of the motion-aware per-patch loss
+    caption_weight: float = 1.0  # weight of the captioning loss
+    behaviour_weight: float = 0.5  # clip-level behaviour words (multi-label, from the captions' phases)
+    vocab_size: int = 1024  # BPE vocabulary (before Qwen's special tokens)
+    depth: int = 4  # ViT blocks
+    vision_hidden: int = 128  # ViT width
+    fullatt_block_indexes: list = field(default_factory=lambda: [1, 3])  # full-attention blocks (others windowed)
+    text_hidden: int = 128  # decoder width
+    text_layers: int = 2  # decoder layers
+    motion_layers: list = field(default_factory=lambda: [0, 1, 2, 3])  # blocks the motion probes read
+    threads: int = 1  # torch threads (fixed for reproducibility; 1 avoids oversubscription on shared CPUs)
+    log_every: int = 100  # log a line every N steps
+
+
+# -- data -----------------------------------------------------------------------------------------
+
+def load_pretrain(cfg: PretrainConfig) -> list[dict]:
+    """[{"name", "video", "caption", "fps", "n", "phases"}] of the pretrain split (frames are
+    decoded per step, not held in memory). Generates the split into `data_root` if missing."""
+    from tvad.data import synthetic
+    from tvad.run import REPO_ROOT
+
+    root = Path(cfg.data_root)
+    root = root if root.is_absolute() else REPO_ROOT / root
+    nv = {s: 0 for s in synthetic.SPLITS}
+    nv["pretrain"] = cfg.num_videos
+    synthetic.ensure(root, num_videos=nv, seed=cfg.data_seed)  # the chain's scenes; pretrain videos only
+    out = []
+    for v in synthetic.load(root, "pretrain")[: cfg.num_videos]:
+        out.append({"name": video_name(v), "video": v, "caption": video_caption(v), "fps": float(v.fps),
+                    "n": int(v.num_frames), "phases": video_phases(v)})
+    return out
+
+
+def video_phases(v) -> list[tuple[int, int, str, np.ndarray]]:
+    """[(start, end, behaviour, visible (N,) bool)] of every object of a synthetic video."""
+    out = []
+    for o in getattr(v, "objects", []):
+        vis = np.asarray(o.visible) if hasattr(o, "visible") else np.ones(int(v.num_frames), bool)
+        for s, e, b in (o.extra or {}).get("phases", []) or [[0, int(v.num_frames) - 1, o.behaviour]]:
+            out.append((int(s), int(e), str(b), vis))
+    return out
+
+
+def clip_behaviours(rec: dict, start: int, stop: int, vocab: list[str]) -> torch.Tensor:
+    """(len(vocab),) 0/1: behaviours of objects visible in frames [start, stop)."""
+    y = torch.zeros(len(vocab))
+    for s, e, b, vis in rec.get("phases", []):
+        lo, hi = max(s, start), min(e, stop - 1)
+        if lo <= hi and vis[lo:hi + 1].any() and b in vocab:
+            y[vocab.index(b)] = 1
+    return y
+
+
+def clip_frames(rec: dict, start: int, stop: int) -> np.ndarray:
+    if "frames" in rec:
+        return rec["frames"][start:stop]
+    return np.asarray(rec["video"].read_frames(list(range(start, stop))))
+
+
+def background(rec: dict) -> np.ndarray:
+    """(H, W, 3) uint8 temporal median of the whole video."""
+    f = rec["frames"] if "frames" in rec else np.asarray(rec["video"].read_frames())
+    return np.median(f, axis=0).astype(np.uint8)
+
+
+def video_name(v) -> str:
+    for a in ("name", "id", "key", "video_id"):
+        if getattr(v, a, None):
+            return str(getattr(v, a))
+    return str(getattr(v, "path", v))
+
+
+def video_caption(v) -> str:
+    """The video's caption: its own, else its objects' captions joined."""
+    cap = getattr(v, "caption", None)
+    if cap:
+        return str(cap)
+    caps = [str(o.caption) for o in getattr(v, "objects", []) if getattr(o, "caption", None)]
+    return " ".join(caps) if caps else "An empty street, nothing moves."
+
+
+def motion_targets(frames: np.ndarray, bg: np.ndarray, patch: int = 14) -> torch.Tensor:
+    """(N, H, W, 3) uint8 clip, (H, W, 3) background -> (T, h, w, 2) float targets per patch:
+    [log1p(50 * mean |f_2t+1 - f_2t|), log1p(50 * mean |f - bg| over the pair)]."""
+    x = torch.from_numpy(frames).float().div(255).permute(0, 3, 1, 2)  # (N, 3, H, W)
+    b = torch.from_numpy(bg).float().div(255).permute(2, 0, 1)
+    motion = (x[1::2] - x[0::2]).abs().mean(1, keepdim=True)  # (T, 1, H, W)
+    fg = ((x[0::2] - b).abs() + (x[1::2] - b).abs()).mean(1, keepdim=True) / 2
+    t = torch.cat([motion, fg], 1)
+    t = F.avg_pool2d(t, patch)  # (T, 2, h, w)
+    return torch.log1p(50 * t).permute(0, 2, 3, 1)
+
+
+def chat_inputs(bb, caption: str, grid_thw: torch.Tensor) -> dict:
+    """input_ids / labels / mm_token_type_ids for "<video> Describe the video." -> caption."""
+    tok = bb.tokenizer
+    n_video = int(grid_thw.prod()) // 4
+    prompt = tok.apply_chat_template(
+        [{"role": "user", "content": [{"type": "video"}, {"type": "text", "text": "Describe the video."}]}],
+        tokenize=False, add_generation_prompt=True)
+    prompt = prompt.replace("<|video_pad|>", "<|video_pad|>" * n_video)
+    p_ids = tok(prompt, add_special_tokens=False)["input_ids"]
+    a_ids = tok(caption + "<|im_end|>", add_special_tokens=False)["input_ids"]
+    ids = torch.tensor([p_ids + a_ids])
+    labels = torch.tensor([[-100] * len(p_ids) + a_ids])
+    vid = bb.model.config.video_token_id
+    if int((ids == vid).sum()) != n_video:
+        raise RuntimeError("video pad tokens were merged by the tokenizer")
+    mm = (ids == vid).long() * 2  # 0 text, 1 image, 2 video
+    return {"input_ids": ids, "labels": labels, "mm_token_type_ids": mm, "attention_mask": torch.ones_like(ids)}
+
+
+# -- training -------------------------------------------------------------------------------------
+
+def lr_at(step: int, cfg: PretrainConfig) -> float:
+    if step < cfg.warmup:
+        return cfg.lr * (step + 1) / cfg.warmup
+    p = (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup)
+    return cfg.min_lr + 0.5 * (cfg.lr - cfg.min_lr) * (1 + math.cos(math.pi * min(1.0, p)))
+
+
+def pretrain(cfg: PretrainConfig, videos: list[dict] | None = None, log=print) -> Path:
+    from transformers.modeling_outputs import BaseModelOutputWithPooling
+
+    from tvad.model.backbone import build_tiny
+    from tvad.run import REPO_ROOT, atomic_write_json, seed_everything
+
+    torch.set_num_threads(cfg.threads)
+    seed_everything(cfg.seed)
+    t_start = time.time()
+    videos = videos if videos is not None else load_pretrain(cfg)
+    if not videos:
+        raise ValueError("no pretrain videos")
+    log(f"[pretrain] {len(videos)} videos loaded in {time.time() - t_start:.0f}s")
+    bb = build_tiny(texts=[v["caption"] for v in videos], vocab_size=cfg.vocab_size, seed=cfg.seed,
+                    depth=cfg.depth, vision_hidden=cfg.vision_hidden,
+                    fullatt_block_indexes=cfg.fullatt_block_indexes, text_hidden=cfg.text_hidden,
+                    text_layers=cfg.text_layers)
+    model = bb.model
+    model.train()
+    for p in model.parameters():
+        p.requires_grad_(True)
+    probes = torch.nn.ModuleDict({str(l): torch.nn.Linear(cfg.vision_hidden, 2) for l in cfg.motion_layers})
+    vocab = sorted({b for v in videos for _, _, b, _ in v.get("phases", [])})
+    pool_q = torch.nn.Parameter(torch.zeros(cfg.text_hidden))  # attention-pooling query (discarded)
+    beh_head = torch.nn.Linear(cfg.text_hidden, max(1, len(vocab)))  # behaviour words head (discarded)
+    params = list(model.parameters()) + list(probes.parameters()) + [pool_q] + list(beh_head.parameters())
+    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    bgs = [background(v) for v in videos]
+    log(f"[pretrain] backgrounds done ({time.time() - t_start:.0f}s); behaviours {vocab}")
+    gen = np.random.default_rng(cfg.seed)
+    out_dir = Path(cfg.out)
+    out_dir = out_dir if out_dir.is_absolute() else REPO_ROOT / out_dir
+    tmp_dir = out_dir.with_name(out_dir.name + ".partial")
+    shutil.rmtree(tmp_dir, ignore_errors=True)
+    tmp_dir.mkdir(parents=True)
+    log_path = tmp_dir / "training_log.jsonl"
+    run_cap = run_mot = run_beh = 0.0
+    with open(log_path, "w") as logf:
+        logf.write(json.dumps({"config": asdict(cfg), "videos": len(videos),
+                               "params": sum(p.numel() for p in model.parameters())}) + "\n")
+        for step in range(cfg.steps):
+            vi = int(gen.integers(len(videos)))
+            v = videos[vi]
+            n = int(v.get("n") or len(v["frames"]))
+            cf = min(cfg.clip_frames, n - n % 2)
+            start = 2 * int(gen.integers(0, (n - cf) // 2 + 1))
+            clip = clip_frames(v, start, start + cf)
+            inp = bb.preprocess(clip, v["fps"])
+            vf = bb.features_from_pixels(inp["pixel_values_videos"], inp["video_grid_thw"], cfg.motion_layers,
+                                         merged=True, grad=True)
+            tgt = motion_targets(clip, bgs[vi])
+            mot = sum(F.smooth_l1_loss(probes[str(l)](vf.features[l]), tgt) for l in cfg.motion_layers)
+            mot = mot / len(cfg.motion_layers)
+            ci = chat_inputs(bb, v["caption"], inp["video_grid_thw"])
+            enc = BaseModelOutputWithPooling(pooler_output=(vf.merged,))
+            out = model(**ci, video_grid_thw=inp["video_grid_thw"], second_per_grid_ts=inp["second_per_grid_ts"],
+                        mm_encoder_outputs={"video": enc})
+            beh = torch.zeros(())
+            if vocab and cfg.behaviour_weight > 0:
+                att = (vf.merged @ pool_q).softmax(0)  # (tokens,)
+                logit = beh_head((att[:, None] * vf.merged).sum(0))
+                beh = F.binary_cross_entropy_with_logits(logit, clip_behaviours(v, start, start + cf, vocab))
+            loss = cfg.caption_weight * out.loss + cfg.motion_weight * mot + cfg.behaviour_weight * beh
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"non-finite pretraining loss at step {step}")
+            for g in opt.param_groups:
+                g["lr"] = lr_at(step, cfg)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            opt.step()
+            a = 0.98 if step else 0.0
+            run_cap = a * run_cap + (1 - a) * float(out.loss.detach())
+            run_mot = a * run_mot + (1 - a) * float(mot.detach())
+            run_beh = a * run_beh + (1 - a) * float(beh.detach())
+            if step % cfg.log_every == 0 or step == cfg.steps - 1:
+                rec = {"step": step, "caption_loss": round(run_cap, 4), "motion_loss": round(run_mot, 4),
+                       "behaviour_loss": round(run_beh, 4),
+                       "lr": lr_at(step, cfg), "elapsed_s": round(time.time() - t_start, 1)}
+                logf.write(json.dumps(rec) + "\n")
+                logf.flush()
+                log(f"[pretrain] {rec}")
+    model.eval()
+    bb.save_pretrained(tmp_dir)
+    size = sum(f.stat().st_size for f in tmp_dir.glob("*.safetensors"))
+    atomic_write_json(tmp_dir / "pretrain_summary.json", {
+        "config": asdict(cfg), "final_caption_loss": run_cap, "final_motion_loss": run_mot, "final_behaviour_loss": run_beh, "behaviours": vocab,
+        "wall_s": round(time.time() - t_start, 1), "weights_bytes": size, "torch": torch.__version__,
+        "note": "deterministic for a seed and thread count on one machine; other BLAS builds may differ"})
+    if size > 20 * 2**20:
+        raise RuntimeError(f"tiny backbone weights are {size / 2**20:.1f} MiB > 20 MiB")
+    if out_dir.exists():
+        shutil.rmtree(out_dir)
+    tmp_dir.rename(out_dir)
+    log(f"[pretrain] saved {out_dir} ({size / 2**20:.1f} MiB) in {time.time() - t_start:.0f}s")
+    return out_dir
+
+
+def main(argv=None) -> None:
+    import dataclasses
+
+    ap = argparse.ArgumentParser(description="Pretrain the tiny Qwen2.5-VL backbone (cpu preset).")
+    for f in dataclasses.fields(PretrainConfig):
+        d = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        flag = f"--{f.name.replace('_', '-')}"
+        if isinstance(d, list):
+            ap.add_argument(flag, type=int, nargs="+", default=d)
+        else:
+            ap.add_argument(flag, type=type(d), default=d)
+    cfg = PretrainConfig(**vars(ap.parse_args(argv)))
+    pretrain(cfg)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,509 @@
+"""Stage 1: train the Anomaly Heatmap Decoder on cached features of the frozen backbone.
+
+The paper's recipe (section 4.1): AdamW, batch 1, gradient accumulation 8, warmup-cosine schedule
+(warmup ratio 0.1, peak and floor LR), pixel cross-entropy against pair-merged masks (logical OR
+of frames 2t and 2t+1), until convergence, keeping the checkpoint with the best validation
+micro-AUC. Optional: Dice term and positive-class weight (deviations when on), frame-level CE.
+
+    samples = prepare(videos, cache)                         # features from the cache, masks merged
+    result = train(ahd, train_samples, val_samples, cfg.stage1, out_dir, eval_cfg=cfg.eval)
+    metrics, heat = evaluate(ahd, test_samples, cfg.eval)
+
+Checkpoints (out_dir/last, out_dir/best): ahd.safetensors (weights + class text buffers),
+ahd.json (config, backbone identity and layers, metrics), and for `last` the optimizer,
+scheduler, RNG state and position in training_state.pt. `resume=True` continues from `last`;
+the data order of epoch e is a permutation seeded by (seed, e), checkpoints sit on optimizer-step
+boundaries, so a killed and resumed run reaches exactly the weights of an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+
+from tvad.model.ahd import AHD, CKPT_FORMAT, ahd_loss, frame_scores, load_ahd, pair_merge, save_ahd  # noqa: F401
+
+
+@dataclass
+class Sample:
+    """One video, ready for stage 1: cached features and pair-merged masks."""
+
+    name: str  # unique video name
+    features: dict[int, torch.Tensor]  # {l: (T, h, w, D_l)} float16
+    masks: torch.Tensor | None  # (T, H, W) bool, pair-merged GT (None: no pixel GT)
+    frame_labels: np.ndarray  # (N,) int 0/1 per input frame
+    gt_tracks: np.ndarray  # (M, 6) [track, frame, x1, y1, x2, y2] GT regions
+    num_frames: int  # N
+    frame_size: tuple[int, int]  # (H, W) of the input frames (heatmaps are upsampled to it)
+    anomaly_type: str = "normal"  # behaviour type of the anomaly ("normal" if none)
+    extra: dict = field(default_factory=dict)
+
+
+# -- data -----------------------------------------------------------------------------------------
+
+def video_name(v) -> str:
+    for a in ("name", "id", "key", "video_id"):
+        if getattr(v, a, None):
+            return str(getattr(v, a))
+    return str(getattr(v, "path", v))
+
+
+def video_anomaly_type(v) -> str:
+    t = getattr(v, "anomaly_types", None)
+    t = t() if callable(t) else t
+    if t:
+        return "+".join(sorted({str(x) for x in t}))
+    t = getattr(v, "anomaly_type", None)
+    if t:
+        return str(t)
+    types = sorted({str(o.anomaly_type) for o in getattr(v, "objects", []) if getattr(o, "anomaly_type", None)})
+    return "+".join(types) if types else "normal"
+
+
+def prepare(videos: Sequence, cache, fps: float | None = None, progress: bool = True,
+            desc: str = "features") -> list[Sample]:
+    """Video records (tvad.data: read_frames, read_masks, frame_labels, gt_tracks) -> Samples,
+    features from `cache` (computed once)."""
+    from tqdm.auto import tqdm
+
+    from tvad.metrics import tracks_from_masks
+
+    out = []
+    for v in tqdm(list(videos), desc=desc, disable=not progress):
+        name = video_name(v)
+        key = cache_key(v)
+        frames = None
+
+        def load():
+            nonlocal frames
+            frames = np.asarray(v.read_frames())
+            return frames
+
+        n = int(getattr(v, "num_frames", 0) or len(np.asarray(v.frame_labels)))
+        idx = list(range(n))
+        feats = cache.get_or_compute(key, idx, load, fps=fps or getattr(v, "fps", None))
+        masks = np.asarray(v.read_masks())
+        if masks.shape[0] != n:
+            raise ValueError(f"{name}: {masks.shape[0]} mask frames for {n} video frames")
+        gt = v.gt_tracks() if callable(getattr(v, "gt_tracks", None)) else tracks_from_masks(masks)
+        out.append(Sample(
+            name=name, features={l: f.to(torch.float16) for l, f in feats.items()},
+            masks=pair_merge(torch.from_numpy(masks)), frame_labels=np.asarray(v.frame_labels).astype(int),
+            gt_tracks=np.asarray(gt).reshape(-1, 6), num_frames=n, frame_size=tuple(masks.shape[1:3]),
+            anomaly_type=video_anomaly_type(v), extra={"video": v}))
+    return out
+
+
+def cache_key(v) -> str:
+    """The cache's video key: the file path with its size and mtime (a regenerated file is new)."""
+    p = Path(getattr(v, "path", "") or "")
+    if p.is_file():
+        st = p.stat()
+        return f"{p.resolve()}|{st.st_size}|{st.st_mtime_ns}"
+    return f"{getattr(v, 'split', '')}/{video_name(v)}"
+
+
+def clips(samples: Sequence[Sample], clip_frames: int) -> list[tuple[int, int, int]]:
+    """(sample index, first token, end token) of non-overlapping clips of clip_frames frames."""
+    if clip_frames < 2 or clip_frames % 2:
+        raise ValueError(f"clip_frames must be even and >= 2, got {clip_frames}")
+    k = clip_frames // 2
+    out = []
+    for i, s in enumerate(samples):
+        T = next(iter(s.features.values())).shape[0]
+        for a in range(0, T, k):
+            out.append((i, a, min(T, a + k)))
+    return out
+
+
+# -- schedule ------------------------------------------------------------------------------------
+
+def warmup_cosine(total_steps: int, warmup_ratio: float, lr: float, min_lr: float) -> Callable[[int], float]:
+    """LR multiplier for LambdaLR: linear warmup over warmup_ratio * total, cosine to min_lr."""
+    warm = max(1, int(round(warmup_ratio * total_steps)))
+
+    def f(step: int) -> float:
+        if step < warm:
+            return (step + 1) / warm
+        p = min(1.0, (step - warm) / max(1, total_steps - warm))
+        return (min_lr + 0.5 * (lr - min_lr) * (1 + math.cos(math.pi * p))) / lr
+
+    return f
+
+
+# -- prediction / evaluation ----------------------------------------------------------------------
+
+@torch.no_grad()
+def predict(ahd: AHD, sample: Sample, frame_score: str = "max", topk: int = 16) -> tuple[np.ndarray, np.ndarray]:
+    """heat (N, H, W) float32 in [0, 1] at input resolution, and frame scores (N,); both frames of a
+    pair share the pair's map (the last frame of an odd N is the padded pair's first)."""
+    ahd.eval()
+    dev = ahd.text.device
+    out = ahd({l: f.to(dev).float() for l, f in sample.features.items()})
+    heat = ahd.upsample(out.heat, sample.frame_size)  # (T, H, W), eq. 7 upsampled
+    if not torch.isfinite(heat).all():
+        raise FloatingPointError(f"{sample.name}: non-finite heatmap")
+    sc = frame_scores(heat, frame_score, topk)
+    heat = heat.repeat_interleave(2, 0)[: sample.num_frames]
+    sc = sc.repeat_interleave(2, 0)[: sample.num_frames]
+    return heat.cpu().numpy().astype(np.float32), sc.cpu().numpy().astype(np.float32)
+
+
+def evaluate_heatmaps(heat: dict[str, np.ndarray], scores: dict[str, np.ndarray], samples: Sequence[Sample],
+                      eval_cfg=None, per_type: bool = False) -> dict[str, float]:
+    """micro/macro AUC, RBDC/TBDC and the 0.5 operating point of per-video heatmaps."""
+    from tvad.metrics import macro_auc, micro_auc, operating_point, rbdc_tbdc, regions_from_heatmaps
+
+    thr = getattr(eval_cfg, "threshold", 0.5)
+    iou = getattr(eval_cfg, "iou", 0.1)
+    hit = getattr(eval_cfg, "hit_ratio", 0.1)
+    max_fpr = getattr(eval_cfg, "max_fpr", 1.0)
+    sigma = getattr(eval_cfg, "sigma", None)
+    names = [s.name for s in samples]
+    labels = {s.name: s.frame_labels for s in samples}
+    res: dict[str, float] = {}
+    res["micro_auc"] = _safe(lambda: micro_auc({n: scores[n] for n in names}, labels, sigma=sigma))
+    res["macro_auc"] = _safe(lambda: macro_auc({n: scores[n] for n in names}, labels, sigma=sigma))
+    dets = {n: regions_from_heatmaps(heat[n], thr) for n in names}
+    gts = {s.name: s.gt_tracks for s in samples}
+    nf = {s.name: s.num_frames for s in samples}
+    rb = _safe(lambda: rbdc_tbdc(dets, gts, nf, iou=iou, hit_ratio=hit, max_fpr=max_fpr), (float("nan"),) * 2)
+    res["rbdc"], res["tbdc"] = float(rb[0]), float(rb[1])
+    op = _safe(lambda: operating_point(dets, gts, nf, iou=iou, hit_ratio=hit), {})
+    for k, v in (op or {}).items():
+        res[f"op.{k}"] = float(v)
+    if per_type:
+        normal = [s.name for s in samples if s.anomaly_type == "normal"]
+        types = {t for s in samples for t in s.anomaly_type.split("+")} - {"normal"}
+        for t in sorted(types):  # videos with this type (possibly among others) + the normal videos
+            sel = [s.name for s in samples if t in s.anomaly_type.split("+")] + normal
+            res[f"per_type.{t}.micro_auc"] = _safe(
+                lambda: micro_auc({n: scores[n] for n in sel}, {n: labels[n] for n in sel}, sigma=sigma))
+    return res
+
+
+def _safe(fn, default=float("nan")):
+    try:
+        return fn()
+    except ValueError:
+        return default
+
+
+def evaluate(ahd: AHD, samples: Sequence[Sample], eval_cfg=None, frame_score: str = "max", topk: int = 16,
+             per_type: bool = False) -> tuple[dict[str, float], dict[str, np.ndarray]]:
+    """(metrics, {name: heat (N, H, W)}) of the AHD on samples."""
+    heat, scores = {}, {}
+    for s in samples:
+        heat[s.name], scores[s.name] = predict(ahd, s, frame_score, topk)
+    return evaluate_heatmaps(heat, scores, samples, eval_cfg, per_type), heat
+
+
+# -- checkpoints: save_ahd / load_ahd live in tvad.model.ahd (the detector needs them) ----------
+
+def _rng_state() -> dict:
+    return {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+
+
+def _set_rng_state(s: dict) -> None:
+    random.setstate(s["python"])
+    np.random.set_state(s["numpy"])
+    torch.set_rng_state(s["torch"])
+
+
+# -- training ------------------------------------------------------------------------------------
+
+@dataclass
+class TrainResult:
+    history: list[dict]  # per optimizer step: {"step", "epoch", "loss", "lr"}
+    val_history: list[dict]  # per validation: {"epoch", "step", metrics...}
+    best: dict | None  # the best validation record
+    best_dir: Path | None  # checkpoint of the best validation micro-AUC (or the last, without val)
+    last_dir: Path  # latest checkpoint
+    epoch_seconds: list[float]  # wall time of each epoch's training part
+
+
+class ResumeMismatch(ValueError):
+    """`resume=True` found a `last` checkpoint of another configuration (steps, backbone, AHD)."""
+
+
+class Killed(RuntimeError):
+    """Raised by `train(..., stop_after_steps=k)` to simulate a kill (tests)."""
+
+
+def train(ahd: AHD, train_samples: Sequence[Sample], val_samples: Sequence[Sample], cfg, out_dir: str | os.PathLike,
+          eval_cfg=None, meta: dict | None = None, resume: bool = False, frame_score: str = "max", topk: int = 16,
+          progress: bool = True, stop_after_steps: int | None = None, checkpoint_every: int = 4,
+          log: Callable[[str], None] | None = None) -> TrainResult:
+    """Train `ahd` (in place) with the paper's recipe; `cfg` a Stage1Config.
+
+    checkpoint_every: optimizer steps between `last` checkpoints (and at each epoch end).
+    stop_after_steps: raise `Killed` after that many optimizer steps of this call (tests).
+    """
+    from tqdm.auto import tqdm
+
+    from tvad.run import atomic_write_json
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    meta = dict(meta or {})
+    items = clips(train_samples, cfg.clip_frames)
+    if not items:
+        raise ValueError("no training clips")
+    accum = max(1, int(cfg.grad_accum)) * max(1, int(cfg.batch_size))
+    steps_per_epoch = math.ceil(len(items) / accum)
+    total = steps_per_epoch * int(cfg.epochs)
+    params = [p for p in ahd.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, warmup_cosine(total, cfg.warmup_ratio, cfg.lr, cfg.min_lr))
+    dev = ahd.text.device
+    state = {"epoch": 0, "step": 0, "history": [], "val_history": [], "best": None, "epoch_seconds": []}
+    torch.manual_seed(cfg.seed)
+    last_dir, best_dir = out / "last", out / "best"
+    if resume and (last_dir / "training_state.pt").exists():
+        ck, ck_meta = load_ahd(last_dir)
+        ts = torch.load(last_dir / "training_state.pt", weights_only=False)
+        if ts.get("total") != total:
+            raise ResumeMismatch(f"{last_dir}: checkpoint is for {ts.get('total')} steps, this run has {total}")
+        if (ck_meta.get("backbone") or {}).get("identity") != (meta.get("backbone") or {}).get("identity"):
+            raise ResumeMismatch(f"{last_dir}: checkpoint is from another backbone")
+        if ck.config_dict() != ahd.config_dict():
+            raise ResumeMismatch(f"{last_dir}: checkpoint has another AHD configuration")
+        ahd.load_state_dict(ck.state_dict())
+        opt.load_state_dict(ts["optimizer"])
+        sched.load_state_dict(ts["scheduler"])
+        _set_rng_state(ts["rng"])
+        state = ts["state"]
+    log = log or (lambda s: None)
+
+    def checkpoint():
+        save_ahd(ahd, last_dir, {**meta, "epoch": state["epoch"], "step": state["step"]})
+        tmp = last_dir / "training_state.pt.tmp"
+        torch.save({"optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "rng": _rng_state(),
+                    "state": state, "total": total}, tmp)
+        os.replace(tmp, last_dir / "training_state.pt")
+
+    steps_this_call = 0
+    bar = tqdm(total=total, initial=state["step"], desc="stage 1", disable=not progress)
+    while state["epoch"] < int(cfg.epochs):
+        ep = state["epoch"]
+        order = np.random.default_rng([int(cfg.seed), ep]).permutation(len(items))
+        first = (state["step"] - ep * steps_per_epoch) * accum  # resume inside an epoch
+        t0 = time.time()
+        ahd.train()
+        for s0 in range(first, len(order), accum):
+            opt.zero_grad(set_to_none=True)
+            group = order[s0:s0 + accum]
+            tot = 0.0
+            parts = [(train_samples[items[j][0]], items[j][1], items[j][2]) for j in group]
+            shapes = {(b - a, *smp.masks.shape[1:]) for smp, a, b in parts}
+            if len(shapes) == 1:
+                # The accumulation group in one batched pass: equal-sized clips, so the mean loss of
+                # the batch is exactly the mean of the per-clip losses that accumulation would sum.
+                feats = {l: torch.stack([smp.features[l][a:b] for smp, a, b in parts]).to(dev).float()
+                         for l in ahd.layers}
+                masks = torch.stack([smp.masks[a:b] for smp, a, b in parts]).to(dev)
+                loss = ahd_loss(ahd, ahd(feats), masks, cfg.pos_weight, cfg.dice_weight, cfg.frame_ce)
+                loss.backward()
+                tot = float(loss.detach())
+            else:
+                for smp, a, b in parts:
+                    feats = {l: smp.features[l][a:b].to(dev).float() for l in ahd.layers}
+                    loss = ahd_loss(ahd, ahd(feats), smp.masks[a:b].to(dev), cfg.pos_weight, cfg.dice_weight,
+                                    cfg.frame_ce)
+                    (loss / len(parts)).backward()
+                    tot += float(loss.detach()) / len(parts)
+            opt.step()
+            sched.step()
+            state["step"] += 1
+            steps_this_call += 1
+            state["history"].append({"step": state["step"], "epoch": ep, "loss": tot,
+                                     "lr": opt.param_groups[0]["lr"]})
+            bar.update(1)
+            bar.set_postfix(loss=f"{tot:.4f}")
+            if stop_after_steps is not None and steps_this_call >= stop_after_steps:
+                checkpoint()
+                bar.close()
+                raise Killed(f"stopped after {steps_this_call} steps (step {state['step']})")
+            if state["step"] % checkpoint_every == 0:
+                checkpoint()
+        state["epoch_seconds"].append(time.time() - t0)
+        state["epoch"] = ep + 1
+        if val_samples and (state["epoch"] % max(1, cfg.eval_every) == 0 or state["epoch"] == cfg.epochs):
+            m, _ = evaluate(ahd, val_samples, eval_cfg, frame_score, topk)
+            rec = {"epoch": state["epoch"], "step": state["step"], **m}
+            state["val_history"].append(rec)
+            log(f"[stage1] epoch {state['epoch']}: val {json.dumps({k: round(v, 4) for k, v in m.items()})}")
+            best = state["best"]
+            if best is None or (np.nan_to_num(m["micro_auc"], nan=-1) > np.nan_to_num(best["micro_auc"], nan=-1)):
+                state["best"] = rec
+                save_ahd(ahd, best_dir, {**meta, "epoch": state["epoch"], "step": state["step"], "val": m})
+        checkpoint()
+    bar.close()
+    if not val_samples:
+        save_ahd(ahd, best_dir, {**meta, "epoch": state["epoch"], "step": state["step"]})
+    atomic_write_json(out / "history.json", {"train": state["history"], "val": state["val_history"],
+                                             "best": state["best"], "epoch_seconds": state["epoch_seconds"]})
+    return TrainResult(state["history"], state["val_history"], state["best"], best_dir if best_dir.exists() else None,
+                       last_dir, state["epoch_seconds"])
+
+
+def build_ahd(backbone, ahd_cfg, layers: Sequence[int], dataset: str = "synthetic", text_encoder: str = "embeddings",
+              seed: int = 0) -> AHD:
+    """An AHD for `backbone`'s chosen blocks with the class text features of `dataset`'s prompts."""
+    from tvad.prompts import class_prompts
+
+    torch.manual_seed(seed)
+    ahd = AHD(backbone.layer_dims(layers), ahd_cfg.text_dim or backbone.text_dim, ahd_cfg.hidden,
+              ahd_cfg.layer_weighting, ahd_cfg.logit_scale, ahd_cfg.learnable_scale)
+    if ahd.text_dim != backbone.text_dim:
+        raise ValueError(f"ahd.text_dim {ahd.text_dim} != the backbone's text width {backbone.text_dim}")
+    abnormal, normal = class_prompts(dataset, k=ahd_cfg.num_templates)
+    ahd.set_text(backbone.text_features(normal, text_encoder), backbone.text_features(abnormal, text_encoder))
+    return ahd.to(backbone.device)
+
+
+def backbone_meta(backbone, cfg) -> dict:
+    """What a checkpoint records about the backbone it was trained on."""
+    return {"backbone": {"path": str(cfg.backbone.path), "identity": backbone.identity,
+                         "layers": sorted(int(l) for l in cfg.backbone.layers),
+                         "text_encoder": cfg.backbone.text_encoder, "max_pixels": cfg.backbone.max_pixels,
+                         "dtype": cfg.backbone.dtype},
+            "frame_score": cfg.ahd.frame_score, "topk": cfg.ahd.topk}
+
+
+# -- notebook 02: the whole stage in one call ------------------------------------------------------
+
+SPLITS = {"train": "train", "val": "validation", "test_seen": "test_seen", "test": "test"}
+
+
+def load_split(cfg, split: str, run=None):
+    """Videos of a split of the configured dataset, generating the synthetic set if missing
+    (the same call as notebook 01, so a dataset it made is reused)."""
+    from tvad.run import REPO_ROOT
+
+    root = Path(cfg.data.root)
+    root = root if root.is_absolute() else REPO_ROOT / root
+    if cfg.data.dataset == "synthetic":
+        from tvad.data import synthetic
+
+        if cfg.data.generate:
+            synthetic.generate_from_config(cfg.data, root, seed=cfg.seed)
+        return synthetic.load(root, split)
+    if cfg.data.dataset == "ubnormal":
+        from tvad.data import ubnormal
+
+        return ubnormal.load(root, split, strict=cfg.data.strict)
+    raise ValueError(f"stage 1 has no loader for dataset {cfg.data.dataset!r}")
+
+
+@dataclass
+class Stage1Outputs:
+    results: dict  # the flat result keys written to results/02_ahd_training.json
+    history: dict  # {"train": [...], "val": [...], "best": {...}}
+    samples: dict  # {split: [Sample]}
+    heatmaps: dict  # {split: {name: (N, H, W)}} of the best AHD
+    framediff: dict  # {split: {name: (N, H, W)}} of the baseline
+    best_dir: Path  # the best AHD checkpoint
+
+
+def run_stage1(run, force: bool = False, progress: bool = True, log=print) -> Stage1Outputs:
+    """Notebook 02 in one call: data, backbone, feature cache, training (skipped when a best
+    checkpoint exists, unless force), evaluation of the AHD and of frame differencing."""
+    from tvad.baselines import framediff_heatmaps, framediff_scores
+    from tvad.model.backbone import from_config
+    from tvad.train.features import FeatureCache
+
+    cfg = run.config
+    out_dir = run.dir / "stage1"
+    t0 = time.time()
+    videos = {k: load_split(cfg, s, run) for k, s in SPLITS.items()}
+    log(f"[stage1] data: " + ", ".join(f"{k} {len(v)}" for k, v in videos.items()) + f" ({time.time() - t0:.0f}s)")
+    bb = from_config(cfg.backbone)
+    cache = FeatureCache(run.dir / "features", bb, cfg.backbone.layers)
+    samples, feat_s = {}, {}
+    for k, vs in videos.items():
+        t = time.time()
+        m0 = cache.misses
+        samples[k] = prepare(vs, cache, fps=cfg.data.video_fps, progress=progress, desc=f"features {k}")
+        feat_s[k] = (time.time() - t, cache.misses - m0)
+    # timing: recompute the train split's features once (uncached) against reading them from the cache
+    t = time.time()
+    for v in videos["train"][: min(4, len(videos["train"]))]:
+        bb.visual_features(np.asarray(v.read_frames()), cfg.backbone.layers, fps=cfg.data.video_fps)
+    per_video_compute = (time.time() - t) / max(1, min(4, len(videos["train"])))
+    t = time.time()
+    for v in videos["train"]:
+        cache.get(cache_key(v), list(range(int(v.num_frames))))
+    read_s = time.time() - t
+    meta = backbone_meta(bb, cfg)
+    best_dir = out_dir / "best"
+    if force or not (best_dir / "ahd.json").exists():
+        ahd = build_ahd(bb, cfg.ahd, cfg.backbone.layers, cfg.data.dataset, cfg.backbone.text_encoder,
+                        seed=cfg.stage1.seed)
+        kw = dict(eval_cfg=cfg.eval, meta=meta, frame_score=cfg.ahd.frame_score, topk=cfg.ahd.topk,
+                  progress=progress, log=log)
+        try:
+            res = train(ahd, samples["train"], samples["val"], cfg.stage1, out_dir, resume=not force, **kw)
+        except ResumeMismatch as e:  # a `last` checkpoint of another configuration: start afresh
+            log(f"[stage1] not resuming: {e}")
+            res = train(ahd, samples["train"], samples["val"], cfg.stage1, out_dir, resume=False, **kw)
+        best_dir = res.best_dir
+    history = json.loads((out_dir / "history.json").read_text()) if (out_dir / "history.json").exists() else {}
+    ahd, _ = load_ahd(best_dir, backbone_identity=bb.identity, layers=cfg.backbone.layers)
+    ahd = ahd.to(bb.device)
+    results: dict[str, Any] = {}
+    heat, fd = {}, {}
+    for k in ("val", "test_seen", "test"):
+        m, heat[k] = evaluate(ahd, samples[k], cfg.eval, cfg.ahd.frame_score, cfg.ahd.topk, per_type=(k == "test"))
+        for name, v in m.items():
+            results[f"ahd.{k}.{name}"] = v
+        fd[k] = {v.name: framediff_heatmaps(np.asarray(v.read_frames())) for v in videos[k]}
+        fm = evaluate_heatmaps(fd[k], {n: framediff_scores(h) for n, h in fd[k].items()}, samples[k], cfg.eval,
+                               per_type=(k == "test"))
+        for name, v in fm.items():
+            results[f"framediff.{k}.{name}"] = v
+    ep = history.get("epoch_seconds") or [float("nan")]
+    n_train = len(videos["train"])
+    results.update({
+        "timing.epoch_cached_s": float(np.mean(ep)) + read_s,
+        "timing.epoch_recompute_s": float(np.mean(ep)) + per_video_compute * n_train,
+        "timing.feature_s_per_video": per_video_compute,
+        "timing.cache_read_s_per_video": read_s / max(1, n_train),
+        "stage1.best_epoch": (history.get("best") or {}).get("epoch"),
+        "stage1.train_videos": n_train, "stage1.backbone": bb.identity,
+    })
+    results["timing.cache_speedup"] = results["timing.epoch_recompute_s"] / max(1e-9, results["timing.epoch_cached_s"])
+    run.write_results("02_ahd_training", results)
+    log(f"[stage1] done in {time.time() - t0:.0f}s")
+    return Stage1Outputs(results, history, samples, heat, fd, best_dir)
+
+
+def examples(out: Stage1Outputs, split: str = "test", n: int = 3, cfg=None) -> list[dict]:
+    """For figures: the first `n` anomalous videos of `split`, each {"name", "type", "frame",
+    "image" (H, W, 3) uint8, "gt" (H, W) bool, "ahd" (H, W), "framediff" (H, W)} at the frame
+    whose pair-merged GT mask is largest."""
+    rows = []
+    for s in out.samples[split]:
+        if s.masks is None or not s.frame_labels.any():
+            continue
+        t = int(s.masks.flatten(1).sum(1).argmax())  # pair with the largest GT area
+        rows.append((s, 2 * t))
+    rows = rows[:n]
+    res = []
+    for s, f in rows:
+        v = s.extra.get("video")
+        res.append({"name": s.name, "type": s.anomaly_type, "frame": f,
+                    "image": np.asarray(v.read_frames([f]))[0] if v is not None else None,
+                    "gt": s.masks[f // 2].numpy(), "ahd": out.heatmaps[split][s.name][f],
+                    "framediff": out.framediff[split][s.name][f]})
+    return res

@@ -1,0 +1,376 @@
+"""The paper's figures from saved arrays (no model runs): each function returns a matplotlib figure,
+`save(fig, out_dir, name)` writes `<name>.png` and `<name>.pdf`.
+
+    heatmap_grid(examples)                  input frames, GT mask, AHD and decoder-driven heatmaps over time
+    trajectory(frames, gt_tracks, regions, masks, heat)   GT (green) / predicted (red) boxes over time,
+                                            accumulated GT and predicted masks
+    dialogue(frames, heat, messages)        key frames with heatmaps beside a multi-turn conversation
+    roc({method: (fpr, tpr, auc)})          frame-level ROC curves
+    rbdc_curves({method: {"fpr", "rbdr", "tbdr"}})   RBDR / TBDR against false positives per frame
+    training_curves(stage1_history, stage2_histories)   losses and validation metrics
+
+One style (`tvad.viz.plots.set_style`: seaborn paper context), sized for a paper column (3.3 in)
+or the full width (6.9 in).
+"""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import numpy as np
+
+from tvad.viz.overlays import GT_COLOR, PRED_COLOR, draw_boxes, draw_track, overlay_heatmap, overlay_mask
+
+COLUMN_IN = 3.3  # one paper column, inches
+FULL_IN = 6.9  # full text width, inches
+HEAT_CMAP = "jet"
+ROW_LABELS = {"frame": "input", "gt": "GT mask", "ahd": "AHD", "decoder": "decoder", "framediff": "frame diff."}
+
+__all__ = ["save", "heatmap_grid", "trajectory", "dialogue", "roc", "rbdc_curves", "training_curves",
+           "time_indices", "FIGURE_NAMES"]
+FIGURE_NAMES = ("heatmap_grid", "trajectory", "dialogue", "roc", "rbdc_curves", "training_curves")
+
+
+def _plt():
+    import matplotlib.pyplot as plt
+
+    from tvad.viz.plots import set_style
+
+    set_style()
+    return plt
+
+
+def save(fig, out_dir: str | Path, name: str, formats: Sequence[str] = ("png", "pdf")) -> list[Path]:
+    """Write `fig` as `<out_dir>/<name>.<fmt>` for each format (PNG at 200 dpi, vector PDF)."""
+    d = Path(out_dir)
+    d.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for fmt in formats:
+        p = d / f"{name}.{fmt}"
+        fig.savefig(p, dpi=200, bbox_inches="tight")
+        paths.append(p)
+    return paths
+
+
+def time_indices(n: int, k: int, focus: np.ndarray | None = None) -> np.ndarray:
+    """k frame indices of an n-frame clip: evenly spaced, or evenly over the frames where `focus`
+    (T,) is true when it has at least k of them."""
+    if focus is not None and np.count_nonzero(focus) >= k:
+        f = np.flatnonzero(focus)
+        return f[np.linspace(0, len(f) - 1, k).round().astype(int)]
+    return np.linspace(0, n - 1, min(k, n)).round().astype(int)
+
+
+def _off(ax):
+    ax.set_xticks([])
+    ax.set_yticks([])
+    for s in ax.spines.values():
+        s.set_visible(False)
+
+
+# -- heatmap comparison grid -----------------------------------------------------------------------
+
+def heatmap_grid(examples: Sequence[Mapping], rows: Sequence[str] = ("frame", "gt", "ahd", "decoder"),
+                 times: int = 4, width: float = FULL_IN, overlay: bool = True):
+    """The paper's heatmap comparison: for each example clip a block of rows (input, GT mask, AHD,
+    decoder-driven map; any method in `example["heatmaps"]`), columns = `times` frames spread over
+    the clip's anomalous span. `examples`: dicts with "name", "frames" (T, H, W, 3) uint8,
+    "masks" (T, H, W) or None, "heatmaps" {method: (T, H, W) in [0, 1]}."""
+    plt = _plt()
+    if not examples:
+        raise ValueError("heatmap_grid needs at least one example")
+    blocks = []
+    for ex in examples:
+        have = [r for r in rows if r == "frame" or (r == "gt" and ex.get("masks") is not None)
+                or r in (ex.get("heatmaps") or {})]
+        blocks.append(have)
+    n_rows = sum(len(b) for b in blocks)
+    H, W = examples[0]["frames"].shape[1:3]
+    cell = width / (times + 0.35)
+    fig, axes = plt.subplots(n_rows, times, figsize=(width, cell * H / W * n_rows + 0.3 * len(examples)),
+                             squeeze=False, gridspec_kw={"wspace": 0.03, "hspace": 0.06})
+    r0 = 0
+    for ex, have in zip(examples, blocks):
+        fr = np.asarray(ex["frames"])
+        masks = ex.get("masks")
+        focus = None if masks is None else np.asarray(masks).reshape(len(masks), -1).any(1)
+        idx = time_indices(len(fr), times, focus)
+        for i, kind in enumerate(have):
+            for j in range(times):
+                ax = axes[r0 + i, j]
+                _off(ax)
+                if j >= len(idx):
+                    continue
+                t = int(idx[j])
+                if kind == "frame":
+                    img = fr[t]
+                elif kind == "gt":
+                    m = np.asarray(masks[t]) != 0
+                    img = overlay_mask(fr[t], m, GT_COLOR, 0.6) if overlay else np.repeat(m[..., None] * 255, 3, -1)
+                else:
+                    h = np.asarray(ex["heatmaps"][kind][t], np.float32)
+                    img = overlay_heatmap(fr[t], h, 0.55, HEAT_CMAP) if overlay else h
+                ax.imshow(img, cmap=None if img.ndim == 3 else HEAT_CMAP, vmin=0, vmax=1)
+                if i == 0:
+                    ax.set_title(f"t={t}", fontsize=7, pad=2)
+                if j == 0:
+                    label = ROW_LABELS.get(kind, kind)
+                    if i == 0:
+                        label = f"{ex.get('name', '')}\n{label}"
+                    ax.set_ylabel(label, fontsize=7)
+        r0 += len(have)
+    return fig
+
+
+# -- trajectory figure ------------------------------------------------------------------------------
+
+def _boxes_at(rows: np.ndarray, t: int, frame_col: int) -> np.ndarray:
+    rows = np.asarray(rows, float).reshape(-1, 6)
+    return rows[rows[:, frame_col] == t]
+
+
+def _centres(rows: np.ndarray, n: int, frame_col: int, box_cols: slice) -> list:
+    """Per frame the centre of the largest box (None where there is none)."""
+    out = []
+    for t in range(n):
+        b = _boxes_at(rows, t, frame_col)
+        if len(b) == 0:
+            out.append(None)
+            continue
+        bx = b[:, box_cols]
+        big = bx[np.argmax((bx[:, 2] - bx[:, 0]) * (bx[:, 3] - bx[:, 1]))]
+        out.append(((big[0] + big[2]) / 2, (big[1] + big[3]) / 2))
+    return out
+
+
+def trajectory(frames: np.ndarray, gt_tracks: np.ndarray | None, regions: np.ndarray | None,
+               masks: np.ndarray | None = None, heat: np.ndarray | None = None, threshold: float = 0.5,
+               times: int = 4, width: float = FULL_IN, title: str | None = None):
+    """Top row: `times` key frames with GT boxes (green; rows [track, frame, x1, y1, x2, y2]) and
+    predicted regions (red; rows [frame, x1, y1, x2, y2, score]); then the clip's last frame with
+    both trajectories (box centres over time), the accumulated GT masks and the accumulated
+    predicted masks (heat >= threshold), each as the fraction of frames covering a pixel."""
+    plt = _plt()
+    fr = np.asarray(frames)
+    T = len(fr)
+    gt = np.zeros((0, 6)) if gt_tracks is None else np.asarray(gt_tracks, float).reshape(-1, 6)
+    pr = np.zeros((0, 6)) if regions is None else np.asarray(regions, float).reshape(-1, 6)
+    focus = None if masks is None else np.asarray(masks).reshape(T, -1).any(1)
+    idx = time_indices(T, times, focus)
+    panels = len(idx) + 1 + (masks is not None) + (heat is not None)
+    H, W = fr.shape[1:3]
+    fig, axes = plt.subplots(1, panels, figsize=(width, width / panels * H / W + 0.45), squeeze=False,
+                             gridspec_kw={"wspace": 0.04})
+    axes = axes[0]
+    for j, t in enumerate(idx):
+        img = draw_boxes(fr[t], _boxes_at(gt, t, 1)[:, 2:6], GT_COLOR, 2)
+        img = draw_boxes(img, _boxes_at(pr, t, 0)[:, 1:5], PRED_COLOR, 2)
+        axes[j].imshow(img)
+        axes[j].set_title(f"t={int(t)}", fontsize=7, pad=2)
+        _off(axes[j])
+    k = len(idx)
+    comp = fr[-1].copy()
+    for t in range(T):  # every frame's boxes stacked on the last frame, then the centre trajectories
+        comp = draw_boxes(comp, _boxes_at(gt, t, 1)[:, 2:6], GT_COLOR, 1)
+        comp = draw_boxes(comp, _boxes_at(pr, t, 0)[:, 1:5], PRED_COLOR, 1)
+    comp = draw_track(comp, _centres(gt, T, 1, slice(2, 6)), GT_COLOR, 2)
+    comp = draw_track(comp, _centres(pr, T, 0, slice(1, 5)), PRED_COLOR, 2)
+    axes[k].imshow(comp)
+    axes[k].set_title("boxes and paths\nover time", fontsize=7, pad=2)
+    _off(axes[k])
+    k += 1
+    if masks is not None:
+        acc = (np.asarray(masks) != 0).mean(0)
+        axes[k].imshow(acc, cmap="Greens", vmin=0, vmax=max(acc.max(), 1e-6))
+        axes[k].set_title("accumulated\nGT masks", fontsize=7, pad=2)
+        _off(axes[k])
+        k += 1
+    if heat is not None:
+        acc = (np.asarray(heat) >= threshold).mean(0)
+        axes[k].imshow(acc, cmap="Reds", vmin=0, vmax=max(acc.max(), 1e-6))
+        axes[k].set_title("accumulated\npredicted masks", fontsize=7, pad=2)
+        _off(axes[k])
+    from matplotlib.lines import Line2D
+
+    fig.legend([Line2D([], [], color=np.array(GT_COLOR) / 255, lw=2), Line2D([], [], color=np.array(PRED_COLOR) / 255,
+                                                                             lw=2)],
+               ["ground truth", "prediction"], loc="lower center", ncol=2, fontsize=7, frameon=False,
+               bbox_to_anchor=(0.5, -0.04))
+    if title:
+        fig.suptitle(title, fontsize=9)
+    return fig
+
+
+# -- dialogue figure ---------------------------------------------------------------------------------
+
+def dialogue(frames: np.ndarray, heat: np.ndarray | None, messages: Sequence[Mapping], times: int = 4,
+             width: float = FULL_IN, wrap: int = 58, title: str | None = None):
+    """Left: `times` key frames (top) and their heatmaps (bottom); right: the conversation
+    (`messages`: {"role": "user" | "assistant", "content"}; system turns are skipped)."""
+    plt = _plt()
+    fr = np.asarray(frames)
+    idx = time_indices(len(fr), times, None if heat is None else
+                       (np.asarray(heat).reshape(len(heat), -1).max(1) >= 0.5))
+    n_img_rows = 2 if heat is not None else 1
+    turns = [m for m in messages if m.get("role") in ("user", "assistant")]
+    lines = []
+    for m in turns:
+        who = "Q" if m["role"] == "user" else "A"
+        body = textwrap.wrap(str(m["content"]).strip() or "(empty)", wrap) or [""]
+        lines.append((who, body))
+    n_text = sum(len(b) for _, b in lines) + len(lines)
+    H, W = fr.shape[1:3]
+    img_w = width * 0.5
+    h_img = img_w / times * H / W * n_img_rows
+    fig_h = max(h_img + 0.3, 0.14 * n_text + 0.3)
+    fig = plt.figure(figsize=(width, fig_h))
+    gs = fig.add_gridspec(n_img_rows, times + 1, width_ratios=[1] * times + [times * 1.0],
+                          wspace=0.04, hspace=0.05)
+    for j, t in enumerate(idx):
+        ax = fig.add_subplot(gs[0, j])
+        ax.imshow(fr[t])
+        ax.set_title(f"t={int(t)}", fontsize=7, pad=2)
+        _off(ax)
+        if heat is not None:
+            ax2 = fig.add_subplot(gs[1, j])
+            ax2.imshow(overlay_heatmap(fr[t], np.asarray(heat[t], np.float32), 0.55, HEAT_CMAP))
+            _off(ax2)
+            if j == 0:
+                ax2.set_ylabel("heatmap", fontsize=7)
+    tx = fig.add_subplot(gs[:, times])
+    tx.axis("off")
+    y = 1.0
+    step = 1.0 / max(n_text, 1)
+    for who, body in lines:
+        color = "#1f4e79" if who == "Q" else "#7a1f1f"
+        for i, line in enumerate(body):
+            tx.text(0.0, y, (f"{who}: " if i == 0 else "    ") + line, fontsize=7, color=color,
+                    va="top", ha="left", family="sans-serif", transform=tx.transAxes,
+                    weight="bold" if who == "Q" and i == 0 else "normal")
+            y -= step
+        y -= step
+    if title:
+        fig.suptitle(title, fontsize=9)
+    return fig
+
+
+# -- curves ----------------------------------------------------------------------------------------
+
+def _method_label(m: str) -> str:
+    from tvad.evaluate import HEATMAP_METHODS
+
+    return HEATMAP_METHODS.get(m, m)
+
+
+def roc(curves: Mapping[str, Mapping[str, tuple]] | Mapping[str, tuple], width: float = FULL_IN):
+    """Frame-level (micro) ROC curves: {split: {method: (fpr, tpr, auc)}} (one panel per split) or
+    {method: (fpr, tpr, auc)} (one panel). One legend for the methods below the panels; each
+    panel lists its micro AUCs (%)."""
+    plt = _plt()
+    first = next(iter(curves.values()), None)
+    if first is None:
+        raise ValueError("roc needs at least one curve")
+    panels = curves if isinstance(first, Mapping) else {"": curves}
+    n = len(panels)
+    side = min(width / n, COLUMN_IN)
+    fig, axes = plt.subplots(1, n, figsize=(max(side * n, COLUMN_IN), side + 0.6), squeeze=False)
+    colors = {}
+    for ax, (split, cs) in zip(axes[0], panels.items()):
+        lines = []
+        for m, (fpr, tpr, auc) in cs.items():
+            line, = ax.plot(fpr, tpr, lw=1.4, color=colors.get(m), label=_method_label(m))
+            colors.setdefault(m, line.get_color())
+            lines.append(f"{100 * auc:.1f}")
+        ax.plot([0, 1], [0, 1], color="0.6", lw=0.8, ls="--")
+        ax.set(xlim=(0, 1), ylim=(0, 1.01), xlabel="false positive rate", title=str(split))
+        ax.set_aspect("equal")
+        for k, (m, txt) in enumerate(zip(cs, lines)):
+            ax.text(0.97, 0.04 + 0.08 * (len(lines) - 1 - k), txt, color=colors[m], fontsize=7, ha="right",
+                    transform=ax.transAxes)
+    axes[0, 0].set_ylabel("true positive rate")
+    from matplotlib.lines import Line2D
+
+    fig.legend([Line2D([], [], color=c, lw=1.6) for c in colors.values()], [_method_label(m) for m in colors],
+               loc="lower center", ncol=min(4, len(colors)), fontsize=7, frameon=False, bbox_to_anchor=(0.5, -0.02))
+    fig.tight_layout(rect=(0, 0.08, 1, 1))
+    return fig
+
+
+def rbdc_curves(curves: Mapping[str, Mapping[str, np.ndarray]], max_fpr: float = 1.0, width: float = FULL_IN,
+                title: str | None = None):
+    """RBDR and TBDR against false positives per frame: {method: {"fpr", "rbdr", "tbdr"}}; the
+    areas over [0, max_fpr] are the RBDC/TBDC of the tables (the legend's numbers)."""
+    plt = _plt()
+    fig, axes = plt.subplots(1, 2, figsize=(width, width * 0.38))
+    for m, c in curves.items():
+        fpr = np.asarray(c["fpr"], float)
+        for ax, key in zip(axes, ("rbdr", "tbdr")):
+            y = np.asarray(c[key], float)
+            x, yy = fpr[fpr <= max_fpr], y[fpr <= max_fpr]
+            if len(x) and x[-1] < max_fpr:
+                x, yy = np.append(x, max_fpr), np.append(yy, yy[-1])
+            area = float(np.sum(np.diff(x) * (yy[1:] + yy[:-1]) / 2)) if len(x) > 1 else 0.0
+            ax.plot(x, yy, lw=1.4, drawstyle="default", label=f"{_method_label(m)} ({100 * area:.1f})")
+    for ax, key in zip(axes, ("RBDR", "TBDR")):
+        ax.set(xlim=(0, max_fpr), ylim=(0, 1.01), xlabel="false positives per frame", ylabel=key)
+        ax.legend(fontsize=6, loc="upper left", title="area (%)", title_fontsize=6, framealpha=0.85)
+    if title:
+        fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def training_curves(stage1: Mapping | None = None, stage2: Mapping[str, Mapping] | None = None,
+                    width: float = FULL_IN):
+    """Stage 1 (`stage1/history.json`: {"train": [{step, loss}], "val": [{epoch, metrics}], "best"})
+    loss per optimizer step and validation metrics per epoch; stage 2 (`{name: history.json}` of
+    each phase: {"log": Trainer log history}) training and validation loss per step."""
+    plt = _plt()
+    panels = []
+    if stage1 and stage1.get("train"):
+        panels.append("s1_loss")
+    if stage1 and stage1.get("val"):
+        panels.append("s1_val")
+    if stage2 and any((h or {}).get("log") for h in stage2.values()):
+        panels.append("s2")
+    if not panels:
+        raise ValueError("training_curves: no training history given")
+    fig, axes = plt.subplots(1, len(panels), figsize=(width, width * 0.32), squeeze=False)
+    for ax, p in zip(axes[0], panels):
+        if p == "s1_loss":
+            tr = stage1["train"]
+            steps = np.array([h["step"] for h in tr])
+            loss = np.array([h["loss"] for h in tr], float)
+            ax.plot(steps, loss, lw=0.8, alpha=0.45, label="per step")
+            if len(loss) >= 5:
+                k = max(2, len(loss) // 15)
+                sm = np.convolve(loss, np.ones(k) / k, mode="valid")
+                ax.plot(steps[k - 1:], sm, lw=1.5, label=f"mean of {k}")
+            ax.set(xlabel="optimizer step", ylabel="loss", title="stage 1: AHD loss", yscale="log")
+            ax.legend(fontsize=6)
+        elif p == "s1_val":
+            va = stage1["val"]
+            ep = [v["epoch"] for v in va]
+            for k in ("micro_auc", "macro_auc", "rbdc", "tbdc"):
+                if all(k in v for v in va):
+                    ax.plot(ep, [v[k] for v in va], marker="o", ms=3, lw=1.2, label=k.replace("_", " "))
+            best = stage1.get("best") or {}
+            if best.get("epoch") is not None and "micro_auc" in best:
+                ax.plot([best["epoch"]], [best["micro_auc"]], "k*", ms=9, label="kept")
+            ax.set(xlabel="epoch", title="stage 1: validation", ylim=(0, 1.02))
+            ax.legend(fontsize=6)
+        else:
+            for name, h in stage2.items():
+                log = (h or {}).get("log") or []
+                tr = [(e["step"], e["loss"]) for e in log if "loss" in e and "step" in e]
+                ev = [(e["step"], e["eval_loss"]) for e in log if "eval_loss" in e and "step" in e]
+                if tr:
+                    line, = ax.plot(*zip(*tr), lw=1.0, label=f"{name} train")
+                    if ev:
+                        ax.plot(*zip(*ev), marker="o", ms=3, ls="--", color=line.get_color(), label=f"{name} val")
+            ax.set(xlabel="optimizer step", ylabel="loss", title="stage 2: SFT loss")
+            ax.legend(fontsize=6)
+    fig.tight_layout()
+    return fig
