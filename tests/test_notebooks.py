@@ -59,6 +59,15 @@ def test_01_dataset_construction(chain_run):
     assert (chain_run / "figures" / "dataset_statistics.png").exists()
 
 
+def test_03_rae_sft(chain_run):
+    r = _results(chain_run, "03_rae_sft")
+    for variant in ("rae", "no_rae", "backbone"):
+        for metric in ("yes_no_accuracy", "bleu4_target", "bleu4_trajectory"):
+            v = r[f"{variant}.test.{metric}"]
+            assert 0 <= v <= (1 if metric == "yes_no_accuracy" else 100)
+    assert (chain_run / "stage2" / "rae" / "phase_b" / "final" / "tvad.json").exists()
+
+
 def test_04_evaluation(chain_run):
     r = _results(chain_run, "04_evaluation")
     for split in ("val", "test_seen", "test"):

@@ -12,11 +12,20 @@ import torch
 from tvad.config import AHDConfig, RAEConfig, Stage2Config
 from tvad.corpus import validate_record
 from tvad.model.backbone import build_tiny
-from tvad.model.tvad import HEATMAP_KWARG, PROMPT_TOKENS, VIDEO_EMBEDS_KWARG, TVAD, load, load_tvad
+from tvad.model.tvad import HEATMAP_KWARG, VIDEO_EMBEDS_KWARG, TVAD, load, load_tvad
 from tvad.train import stage2
 from tvad.train.stage1 import build_ahd
 
 LAYERS = [0, 3]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread():
+    """Tiny models on a shared CPU: one torch thread avoids OpenMP oversubscription (10x here)."""
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
 
 
 def _records(n: int, split: str = "train", phase: str = "b") -> tuple[list[dict], dict]:
@@ -34,7 +43,8 @@ def _records(n: int, split: str = "train", phase: str = "b") -> tuple[list[dict]
                 {"role": "user", "content": "Is there any anomaly in this video?"},
                 {"role": "assistant", "content": "Yes." if ab else "No."},
                 {"role": "user", "content": "How does it move?"},
-                {"role": "assistant", "content": "It moves right quickly." if ab else "Nothing moves in this scene at all."}]
+                {"role": "assistant",
+                 "content": "It moves right quickly." if ab else "Nothing moves in this scene at all."}]
         r = {"schema": "tvad.corpus/v1", "id": f"{phase}/{split}/{name}", "phase": phase, "split": split,
              "clip": {"name": name, "source_video": name, "frame_indices": [0, 1, 2, 3], "num_frames": 4,
                       "fps": 8.0, "size": [112, 112], "label": int(ab), "path": ""},
@@ -95,7 +105,8 @@ def test_collator_masks_pads_and_hands_over_evidence():
     assert len(b[HEATMAP_KWARG]) == 2 and b[HEATMAP_KWARG][0].shape == (2, 8, 8)
     assert len(b[VIDEO_EMBEDS_KWARG]) == 2 and "pixel_values_videos" not in b
     tok = m.tokenizer
-    for i, ans in enumerate(["Yes.<|im_end|>It moves right quickly.<|im_end|>", "No.<|im_end|>Nothing moves in this scene at all.<|im_end|>"]):
+    for i, ans in enumerate(["Yes.<|im_end|>It moves right quickly.<|im_end|>",
+                             "No.<|im_end|>Nothing moves in this scene at all.<|im_end|>"]):
         lab = b["labels"][i]
         assert tok.decode(lab[lab != -100]) == ans
     assert (b["labels"][b["attention_mask"] == 0] == -100).all()

@@ -15,6 +15,15 @@ from tvad.model.tvad import (HEATMAP_KWARG, PROMPT_TOKENS, VIDEO_EMBEDS_KWARG, H
 from tvad.train.stage1 import build_ahd
 
 LAYERS = [0, 3]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread():
+    """Tiny models on a shared CPU: one torch thread avoids OpenMP oversubscription (10x here)."""
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
 MSGS = [{"role": "system", "content": "You watch a fixed camera."},
         {"role": "user", "content": "Is there any anomaly in this video?"},
         {"role": "assistant", "content": "Yes, a person runs to the right."},
@@ -276,3 +285,15 @@ def test_load_run_dir_without_stage2_chats_and_detects(tmp_path, frames):
     a, h = m.chat(frames, "Is there any anomaly in this video?", max_new_tokens=2)
     assert isinstance(a, str) and len(h) == 3
     assert m.detect(frames).heatmaps.shape == (4, 112, 112)
+
+
+def test_chat_box_degrades_to_printed_text():
+    from tvad.viz.widgets import chat_box
+
+    lines, asked = [], []
+    box = chat_box(lambda q: asked.append(q) or f"answer to {q}", questions=["Is there any anomaly?"],
+                   interactive=False, print_fn=lines.append)
+    assert box is None and asked == ["Is there any anomaly?"]
+    assert lines[0] == "USER:  Is there any anomaly?\nT-VAD: answer to Is there any anomaly?"
+    box = chat_box(lambda q: 1 / 0, questions=["x"], interactive=False, print_fn=lines.append)
+    assert "[error" in lines[-2]  # a failing question prints, never raises

@@ -9,7 +9,8 @@ Eq. 13, the way Qwen2.5-VL itself places its video tokens: three special tokens 
 tokenizer (`<|anomaly_start|>`, `<|anomaly_pad|>`, `<|anomaly_end|>`; Qwen's padded embedding
 table has spare rows, so nothing is resized, and never down), and the first user turn carries
 
-    <|anomaly_start|> <|anomaly_pad|> x (T * num_prompts) <|anomaly_end|> <|vision_start|> <|video_pad|> x N_v <|vision_end|> question
+    <|anomaly_start|> <|anomaly_pad|> x (T * num_prompts) <|anomaly_end|>
+    <|vision_start|> <|video_pad|> x N_v <|vision_end|> question
 
 The placeholder rows of the input embeddings are replaced by the RAE's prompts P (T, n, D_p)
 flattened time-major. The replacement is a forward pre-hook on the Qwen model's inner
@@ -38,7 +39,7 @@ import hashlib
 import json
 import os
 import shutil
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
@@ -510,7 +511,8 @@ class TVAD:
             eos.append(tok.eos_token_id)
         try:
             with self.injector.pending(heatmaps=[clip.heat]):
-                out = self.qwen.generate(**inputs, **self.video_kwargs(clip, generate=True), max_new_tokens=max_new_tokens,
+                out = self.qwen.generate(**inputs, **self.video_kwargs(clip, generate=True),
+                                         max_new_tokens=max_new_tokens,
                                          do_sample=False, eos_token_id=eos, pad_token_id=tok.pad_token_id,
                                          suppress_tokens=list(self.token_ids.values()) + [self.video_token_id])
         finally:

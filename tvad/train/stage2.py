@@ -23,9 +23,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import os
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
@@ -408,7 +408,9 @@ def train_phase(model: TVAD, phase: str, train_records: Sequence[dict], val_reco
         log(f"[stage2] phase {phase}: resuming from {last}")
     t0 = time.time()
     try:
-        trainer.train(resume_from_checkpoint=last)
+        with warnings.catch_warnings():  # transformers' own deprecation notices from inside Trainer
+            warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+            trainer.train(resume_from_checkpoint=last)
     finally:
         if "forward" in vars(qwen):  # TRL's fused-LM-head patch: restore the class forward
             del qwen.forward
@@ -538,8 +540,34 @@ def evaluate_model(model: TVAD, records: Sequence[dict], clips: ClipStore, max_n
                               progress=progress)
 
 
+class torch_threads:
+    """Set torch's intra-op threads for a block (CPU only; n <= 0 or on GPU: unchanged)."""
+
+    def __init__(self, n: int):
+        self.n = int(n)
+        self.old: int | None = None
+
+    def __enter__(self):
+        if self.n > 0 and not torch.cuda.is_available():
+            self.old = torch.get_num_threads()
+            torch.set_num_threads(self.n)
+        return self
+
+    def __exit__(self, *exc):
+        if self.old is not None:
+            torch.set_num_threads(self.old)
+        return False
+
+
 def run_stage2(run, force: bool = False, progress: bool = True, log: Callable[[str], None] = print,
                variants: Sequence[str] = VARIANTS) -> Stage2Outputs:
+    """Notebook 03 in one call (see `_run_stage2`), with `stage2.cpu_threads` torch threads on CPU."""
+    with torch_threads(getattr(run.config.stage2, "cpu_threads", 0)):
+        return _run_stage2(run, force, progress, log, variants)
+
+
+def _run_stage2(run, force: bool = False, progress: bool = True, log: Callable[[str], None] = print,
+                variants: Sequence[str] = VARIANTS) -> Stage2Outputs:
     """Notebook 03 in one call: corpora and held-out dialogues, the frozen backbone + best AHD,
     phase A -> merge -> phase B -> merge for the full model ("rae") and the same without RAE
     ("no_rae"), each skipped when its checkpoint exists (unless `force`; a killed phase resumes),
@@ -564,7 +592,7 @@ def run_stage2(run, force: bool = False, progress: bool = True, log: Callable[[s
     meta = {"fps": float(first["clip"].get("fps") or cfg.data.clip_fps or 1.0),
             "system_prompt": first["messages"][0]["content"] if first["messages"][0]["role"] == "system" else None,
             "config": cfg.to_dict()}
-    log(f"[stage2] corpora: " + ", ".join(f"{k} {len(v)}" for k, v in recs.items()) + f"; test dialogues {len(test)}")
+    log("[stage2] corpora: " + ", ".join(f"{k} {len(v)}" for k, v in recs.items()) + f"; test dialogues {len(test)}")
     ahd_dir = find_checkpoint(run.dir)
     seconds["data"] = time.time() - t0
 
