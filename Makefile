@@ -41,6 +41,7 @@ test: $(STAMP)
 # Regenerates assets/tiny-qwen2.5-vl/ deterministically (about an hour on 2 cores; CI never runs it).
 tiny-backbone: $(STAMP)
 	$(PY) -m tvad.train.pretrain_tiny --out assets/tiny-qwen2.5-vl
+	$(PY) -m tvad.train.instruct_tiny --asset assets/tiny-qwen2.5-vl
 
 benchmarks: $(STAMP)
 	$(PY) benchmarks/metrics.py

@@ -1,0 +1,85 @@
+"""The tiny backbone's instruction tuning: trains the decoder only (ViT and embedding table bit-identical),
+is deterministic, saves atomically and logs."""
+
+import json
+import os
+import shutil
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import pytest
+import torch
+
+from tvad.train.instruct_tiny import InstructConfig, instruct, save_weights, trainable_parameters
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    from tvad.data import synthetic
+    from tvad.model.backbone import build_tiny
+
+    d = tmp_path_factory.mktemp("instruct")
+    nv = {s: 0 for s in synthetic.SPLITS}
+    nv["pretrain"] = 3
+    synthetic.generate(d / "data", num_videos=nv, seed=0, size=(112, 112), num_frames=8)
+    videos = list(synthetic.load(d / "data", "pretrain"))
+    bb = build_tiny(texts=["A person walks right."], vocab_size=400, seed=0, max_pixels=112 * 112,
+                    depth=2, vision_hidden=32, fullatt_block_indexes=[1], text_hidden=32, text_layers=1)
+    bb.save_pretrained(d / "asset")
+    return d, videos
+
+
+def _state(path):
+    from safetensors.torch import load_file
+
+    return load_file(str(path / "model.safetensors"))
+
+
+def _run(d, videos, name):
+    asset = d / name
+    shutil.copytree(d / "asset", asset)
+    cfg = InstructConfig(asset=str(asset), train_videos=2, val_videos=1, steps=3, warmup=1, log_every=1,
+                         work_dir=str(d / f"work-{name}"))
+    return asset, instruct(cfg, log=lambda s: None, videos=videos)
+
+
+def test_instruct_trains_decoder_only_and_is_deterministic(setup):
+    d, videos = setup
+    before = _state(d / "asset")
+    a, summary = _run(d, videos, "a")
+    b, _ = _run(d, videos, "b")
+    sa, sb = _state(a), _state(b)
+    assert set(sa) == set(before)
+    frozen = [k for k in before if "visual" in k or "embed_tokens" in k or "lm_head" in k]
+    assert any("visual" in k for k in frozen) and any("embed_tokens" in k for k in frozen)
+    for k in frozen:
+        assert torch.equal(sa[k], before[k]), f"{k} changed"
+    changed = [k for k in before if not torch.equal(sa[k], before[k])]
+    assert changed and all("language_model.layers" in k or "language_model.norm" in k or k.startswith("model.layers")
+                           or k.startswith("model.norm") for k in changed), changed
+    for k in sa:
+        assert torch.equal(sa[k], sb[k]), f"not deterministic: {k}"
+    assert summary["steps"] == 3 and summary["before"]["loss"] > 0 and summary["after"]["loss"] > 0
+    assert summary["trainable_params"] > 0 and summary["weights_bytes"] < 20 * 2**20
+    rows = [json.loads(l) for l in (a / "instruct_log.jsonl").read_text().splitlines()]
+    assert "config" in rows[0] and [r["step"] for r in rows[1:-1]] == [0, 1, 2] and "after" in rows[-1]
+    assert json.loads((a / "instruct_summary.json").read_text())["steps"] == 3
+    # the rest of the asset is untouched, and it reloads like any Qwen2.5-VL checkpoint
+    assert (a / "config.json").read_text() == (d / "asset" / "config.json").read_text()
+    from tvad.model.backbone import from_pretrained
+
+    from_pretrained(a)
+
+
+def test_trainable_excludes_vit_and_embeddings_and_stale_save_refused(setup):
+    from tvad.model.backbone import from_pretrained
+
+    d, _ = setup
+    bb = from_pretrained(d / "asset")
+    params = trainable_parameters(bb.model)
+    ids = {id(p) for p in params.values()}
+    assert id(bb.model.get_input_embeddings().weight) not in ids
+    assert not ids & {id(p) for p in bb.model.model.visual.parameters()}
+    assert any(".norm." in k for k in params) and any(".layers." in k for k in params)
+    with pytest.raises(RuntimeError, match="changed while"):
+        save_weights(bb, d / "asset", stamp=(0, 0))

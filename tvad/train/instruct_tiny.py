@@ -1,0 +1,356 @@
+"""Instruction-tune the tiny Qwen2.5-VL of the `cpu` preset on oracle dialogues of the `pretrain` split.
+
+`pretrain_tiny` teaches the tiny decoder the synthetic world's vocabulary through captions only; a
+real LVLM has also seen instruction data (multi-turn questions and answers about videos). Without
+that, stage 2's LoRA has to teach the decoder dialogue from scratch and fails (issue 7, "The tiny
+backbone's language"). This step closes the gap the way an LVLM's own instruction tuning does:
+
+* data: the synthetic `pretrain` split only (disjoint from train / val / test videos), the same
+  root as `pretrain_tiny` (data/pretrain-tiny, 400 videos, generated if missing); oracle
+  dialogues from `tvad.corpus.build_corpora` with the pretrain videos as its "train" split (both
+  the phase-A all-object and the phase-B anomaly-focused dialogues, i.e. the same question
+  templates and answer formats stage 2 trains on and evaluates: Yes/No first, Target, Trajectory,
+  temporal). The last `val_videos` pretrain videos go to the "validation" side, which builds
+  their dialogues exactly as stage 2 builds `stage2/test_corpus`; they only monitor the loss.
+* model: the clip's merged tokens from the frozen ViT (computed once per video), rendered with
+  `tvad.model.tvad.encode_dialogue` (Qwen's chat template, video in the first user turn, labels on
+  the assistant answers only) without stage 2's prompt tokens; full fine-tuning of the decoder
+  layers and final norm (+ lm_head when it is not tied to the input embeddings). The ViT and the
+  input embedding table stay frozen, bit for bit, so the AHD's text features (eq. 2) and visual
+  features are unchanged.
+* output: only `model.safetensors` of the asset is replaced (atomically); the run's log lines are
+  appended to `instruct_log.jsonl` and a summary written to `instruct_summary.json` beside it.
+
+    python -m tvad.train.instruct_tiny --asset assets/tiny-qwen2.5-vl        # after pretrain_tiny
+
+Deterministic for a seed (fixed step count, seeded data order, 1 torch thread).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+LOG_FILE = "instruct_log.jsonl"
+SUMMARY_FILE = "instruct_summary.json"
+
+
+@dataclass
+class InstructConfig:
+    asset: str = "assets/tiny-qwen2.5-vl"  # tiny backbone directory (its model.safetensors is replaced)
+    data_root: str = "data/pretrain-tiny"  # synthetic dataset root of the pretrain split (as pretrain_tiny)
+    num_videos: int = 400  # pretrain videos generated/used (as pretrain_tiny: nothing regenerated)
+    data_seed: int = 0  # the synthetic dataset's seed (as pretrain_tiny)
+    train_videos: int = 200  # pretrain videos whose dialogues are trained on (0: all but the val ones)
+    val_videos: int = 16  # last pretrain videos held out to monitor the loss (built like stage 2's test corpus)
+    phases: str = "ab"  # corpora used: "a" all-object, "b" anomaly-focused dialogues
+    seed: int = 0  # data order
+    steps: int = 960  # optimizer steps (one dialogue each)
+    lr: float = 1e-3  # peak learning rate
+    min_lr: float = 1e-5  # cosine floor
+    warmup: int = 48  # linear warmup steps
+    weight_decay: float = 0.0  # AdamW weight decay
+    max_length: int = 2048  # token limit per dialogue (later turns dropped whole, as in stage 2)
+    threads: int = 1  # torch threads (1: measured 10x faster than 2 on the shared CPU box)
+    log_every: int = 40  # log a line every N steps
+    work_dir: str = ""  # corpus + clip cache (default: a temporary directory, removed afterwards)
+
+
+# -- data -------------------------------------------------------------------------------------------
+
+def pretrain_videos(cfg: InstructConfig) -> list:
+    """The pretrain split's video records (generated into `data_root` if missing, as pretrain_tiny)."""
+    from tvad.data import synthetic
+    from tvad.run import REPO_ROOT
+
+    root = Path(cfg.data_root)
+    root = root if root.is_absolute() else REPO_ROOT / root
+    nv = {s: 0 for s in synthetic.SPLITS}
+    nv["pretrain"] = cfg.num_videos
+    synthetic.ensure(root, num_videos=nv, seed=cfg.data_seed)
+    return list(synthetic.load(root, "pretrain"))[: cfg.num_videos]
+
+
+def build_dialogues(videos: Sequence, cfg: InstructConfig, corpus_dir: Path) -> tuple[list[dict], list[dict]]:
+    """(train, val) oracle dialogue records of the pretrain videos (phases `cfg.phases`)."""
+    from tvad.corpus import build_corpora, load_corpus
+
+    nval = max(0, min(int(cfg.val_videos), len(videos) - 1))
+    val = list(videos[len(videos) - nval:]) if nval else []
+    rest = list(videos[: len(videos) - nval])
+    train = rest[: cfg.train_videos] if cfg.train_videos > 0 else rest
+    if not train:
+        raise ValueError("no pretrain videos to instruction-tune on")
+    build_corpora({"train": train, "validation": val}, corpus_dir, annotator="oracle", seed=cfg.seed)
+    tr, va = [], []
+    for ph in cfg.phases:
+        if ph not in "ab":
+            raise ValueError(f"phases must be made of 'a' and 'b', got {cfg.phases!r}")
+        tr += load_corpus(corpus_dir / f"phase_{ph}.train.jsonl")
+        if val:
+            va += load_corpus(corpus_dir / f"phase_{ph}.val.jsonl")
+    return tr, va
+
+
+@dataclass
+class Clip:
+    video_embeds: torch.Tensor  # (N_v, D) merged tokens of the frozen ViT
+    grid_thw: torch.Tensor  # (1, 3)
+    second_per_grid_ts: torch.Tensor  # (1,)
+
+
+@torch.no_grad()
+def encode_clips(bb, records: Sequence[dict], videos: Sequence, log: Callable = print) -> dict[str, Clip]:
+    """{clip name: Clip} for every record's clip (one frozen-ViT pass each)."""
+    from tvad.train.stage2 import ClipResolver
+
+    resolver = ClipResolver(videos)
+    out: dict[str, Clip] = {}
+    t0 = time.time()
+    for r in records:
+        c = r["clip"]
+        if c["name"] in out:
+            continue
+        frames = resolver(c)
+        inp = bb.preprocess(frames, float(c.get("fps") or 8.0))
+        vf = bb.features_from_pixels(inp["pixel_values_videos"], inp["video_grid_thw"], [bb.depth - 1], merged=True,
+                                     num_frames=len(frames))
+        out[c["name"]] = Clip(vf.merged.detach().clone(), inp["video_grid_thw"].long(),
+                              inp["second_per_grid_ts"].float())
+    log(f"[instruct] {len(out)} clips through the frozen ViT in {time.time() - t0:.0f}s")
+    return out
+
+
+def inputs(bb, rec: dict, clip: Clip, max_length: int) -> dict:
+    """Forward kwargs (with labels) of one dialogue: chat template, video tokens, answers supervised."""
+    from transformers.modeling_outputs import BaseModelOutputWithPooling
+
+    from tvad.model.tvad import encode_dialogue
+
+    vid = int(bb.model.config.video_token_id)
+    enc = encode_dialogue(bb.tokenizer, rec["messages"], int(clip.grid_thw.prod()) // 4, 0, vid,
+                          max_length=max_length)
+    return {"input_ids": enc.input_ids[None], "labels": enc.labels[None],
+            "attention_mask": torch.ones_like(enc.input_ids)[None], "mm_token_type_ids": enc.mm_token_type_ids[None],
+            "video_grid_thw": clip.grid_thw, "second_per_grid_ts": clip.second_per_grid_ts,
+            "mm_encoder_outputs": {"video": BaseModelOutputWithPooling(pooler_output=(clip.video_embeds,))}}
+
+
+# -- parameters -------------------------------------------------------------------------------------
+
+def tied(model) -> bool:
+    """True when lm_head shares its weight with the input embedding table."""
+    return model.lm_head.weight.data_ptr() == model.get_input_embeddings().weight.data_ptr()
+
+
+def trainable_parameters(model) -> dict[str, torch.nn.Parameter]:
+    """The decoder layers + final norm (+ lm_head when untied). Never the ViT or the embedding table."""
+    lm = model.model.language_model
+    named = {f"model.language_model.layers.{n}": p for n, p in lm.layers.named_parameters()}
+    named.update({f"model.language_model.norm.{n}": p for n, p in lm.norm.named_parameters()})
+    if not tied(model):
+        named.update({f"lm_head.{n}": p for n, p in model.lm_head.named_parameters()})
+    emb = model.get_input_embeddings().weight
+    vis = {id(p) for p in model.model.visual.parameters()}
+    for n, p in named.items():
+        if p is emb or id(p) in vis:
+            raise RuntimeError(f"{n} is the embedding table or part of the ViT; it must stay frozen")
+    return named
+
+
+def frozen_state(model) -> dict[str, torch.Tensor]:
+    """Copies of the tensors that must not change: the ViT and the input embedding table."""
+    d = {f"model.visual.{k}": v.detach().clone() for k, v in model.model.visual.state_dict().items()}
+    d["embed_tokens"] = model.get_input_embeddings().weight.detach().clone()
+    return d
+
+
+def check_frozen(model, before: dict[str, torch.Tensor]) -> None:
+    after = frozen_state(model)
+    bad = [k for k in before if not torch.equal(before[k], after[k])]
+    if bad:
+        raise RuntimeError(f"frozen tensors changed: {bad[:5]}")
+
+
+# -- training ---------------------------------------------------------------------------------------
+
+def lr_at(step: int, cfg: InstructConfig) -> float:
+    if step < cfg.warmup:
+        return cfg.lr * (step + 1) / cfg.warmup
+    p = (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup)
+    return cfg.min_lr + 0.5 * (cfg.lr - cfg.min_lr) * (1 + math.cos(math.pi * min(1.0, p)))
+
+
+@torch.no_grad()
+def evaluate(bb, records: Sequence[dict], clips: dict[str, Clip], max_length: int) -> dict:
+    """Mean answer loss over `records` and teacher-forced accuracy of the first answer token of the
+    Yes/No turns (the word the Yes/No metric parses)."""
+    if not records:
+        return {}
+    model = bb.model
+    was = model.training
+    model.eval()
+    tok = bb.tokenizer
+    yes_no = {tok("Yes", add_special_tokens=False)["input_ids"][0], tok("No", add_special_tokens=False)["input_ids"][0]}
+    losses, hits, n = [], 0, 0
+    for r in records:
+        kw = inputs(bb, r, clips[r["clip"]["name"]], max_length)
+        out = model(**kw)
+        losses.append(float(out.loss))
+        lab = kw["labels"][0]
+        pred = out.logits[0, :-1].argmax(-1)
+        tgt = lab[1:]
+        starts = (tgt != -100) & torch.cat([torch.tensor([True]), lab[1:-1] == -100])
+        for i in torch.nonzero(starts & torch.isin(tgt, torch.tensor(sorted(yes_no)))).flatten().tolist():
+            hits += int(pred[i] == tgt[i])
+            n += 1
+    model.train(was)
+    return {"loss": float(np.mean(losses)), "yes_no_first_token_acc": hits / n if n else float("nan"), "yes_no_n": n}
+
+
+def train(bb, train_recs: Sequence[dict], val_recs: Sequence[dict], clips: dict[str, Clip], cfg: InstructConfig,
+          log: Callable = print, log_rows: list | None = None) -> dict:
+    """Fine-tune `bb.model`'s decoder in place. Returns {"before", "after", "steps", "train_loss_*", "seconds"}."""
+    from tvad.run import seed_everything
+
+    seed_everything(cfg.seed)
+    model = bb.model
+    params = trainable_parameters(model)
+    for p in model.parameters():
+        p.requires_grad_(False)
+    for p in params.values():
+        p.requires_grad_(True)
+    frozen = frozen_state(model)
+    t0 = time.time()
+    before = evaluate(bb, val_recs, clips, cfg.max_length)
+    log(f"[instruct] before: {before}")
+    opt = torch.optim.AdamW(list(params.values()), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    gen = np.random.default_rng(cfg.seed)
+    order: list[int] = []
+    run = first = None
+    model.train()
+    rows = log_rows if log_rows is not None else []
+    for step in range(cfg.steps):
+        if not order:
+            order = gen.permutation(len(train_recs)).tolist()
+        r = train_recs[order.pop()]
+        out = model(**inputs(bb, r, clips[r["clip"]["name"]], cfg.max_length))
+        loss = out.loss
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"non-finite instruction loss at step {step}")
+        for g in opt.param_groups:
+            g["lr"] = lr_at(step, cfg)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(list(params.values()), 1.0)
+        opt.step()
+        v = float(loss.detach())
+        first = v if first is None else first
+        run = v if run is None else 0.95 * run + 0.05 * v
+        if step % cfg.log_every == 0 or step == cfg.steps - 1:
+            row = {"step": step, "loss": round(v, 4), "loss_ema": round(run, 4), "lr": lr_at(step, cfg),
+                   "elapsed_s": round(time.time() - t0, 1)}
+            rows.append(row)
+            log(f"[instruct] {row}")
+    model.eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    check_frozen(model, frozen)
+    after = evaluate(bb, val_recs, clips, cfg.max_length)
+    log(f"[instruct] after: {after}")
+    return {"before": before, "after": after, "steps": cfg.steps, "train_loss_first": first,
+            "train_loss_final_ema": run, "seconds": round(time.time() - t0, 1),
+            "trainable_params": int(sum(p.numel() for p in params.values())), "tied_lm_head": tied(model),
+            "trained": sorted({k.rsplit(".", 1)[0] for k in params})}
+
+
+def _stamp(f: Path) -> tuple[int, int]:
+    st = f.stat()
+    return st.st_size, st.st_mtime_ns
+
+
+def save_weights(bb, asset: Path, stamp: tuple[int, int] | None = None) -> int:
+    """Replace `asset/model.safetensors` atomically with `bb.model`'s weights. Returns its size.
+    `stamp` (size, mtime) of the file that was loaded: refuse if someone replaced it meanwhile."""
+    if stamp is not None and _stamp(asset / "model.safetensors") != stamp:
+        raise RuntimeError(f"{asset}/model.safetensors changed while instruction-tuning (regenerated by "
+                           "pretrain_tiny?); rerun instruct_tiny on the new weights")
+    tmp = Path(tempfile.mkdtemp(prefix=".instruct-", dir=asset.parent))
+    try:
+        bb.model.save_pretrained(tmp)
+        files = sorted(tmp.glob("*.safetensors"))
+        if [f.name for f in files] != ["model.safetensors"]:
+            raise RuntimeError(f"expected one model.safetensors, got {[f.name for f in files]}")
+        size = files[0].stat().st_size
+        if size > 20 * 2**20:
+            raise RuntimeError(f"tiny backbone weights are {size / 2**20:.1f} MiB > 20 MiB")
+        os.chmod(files[0], 0o644)  # mkdtemp's 0700 must not leak into the asset
+        os.replace(files[0], asset / "model.safetensors")
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return size
+
+
+def instruct(cfg: InstructConfig, log: Callable = print, videos: Sequence | None = None) -> dict:
+    """The whole step: data, dialogues, clips, training, checks, save. Returns the summary."""
+    from tvad.model.backbone import from_pretrained
+    from tvad.run import REPO_ROOT, atomic_write_json
+
+    torch.set_num_threads(int(cfg.threads))
+    t0 = time.time()
+    asset = Path(cfg.asset)
+    asset = asset if asset.is_absolute() else REPO_ROOT / asset
+    if not (asset / "model.safetensors").is_file():
+        raise FileNotFoundError(f"{asset}/model.safetensors not found: run tvad.train.pretrain_tiny first")
+    videos = list(videos) if videos is not None else pretrain_videos(cfg)
+    log(f"[instruct] {len(videos)} pretrain videos")
+    work = Path(cfg.work_dir) if cfg.work_dir else Path(tempfile.mkdtemp(prefix="tvad-instruct-"))
+    try:
+        train_recs, val_recs = build_dialogues(videos, cfg, work / "corpus")
+        log(f"[instruct] dialogues: train {len(train_recs)}, val {len(val_recs)} ({time.time() - t0:.0f}s)")
+        stamp = _stamp(asset / "model.safetensors")
+        bb = from_pretrained(asset)
+        clips = encode_clips(bb, train_recs + val_recs, videos, log)
+        rows: list[dict] = []
+        res = train(bb, train_recs, val_recs, clips, cfg, log, rows)
+    finally:
+        if not cfg.work_dir:
+            shutil.rmtree(work, ignore_errors=True)
+    size = save_weights(bb, asset, stamp)
+    summary = {"config": asdict(cfg), **res, "train_dialogues": len(train_recs), "val_dialogues": len(val_recs),
+               "wall_s": round(time.time() - t0, 1), "weights_bytes": size, "torch": torch.__version__,
+               "note": "deterministic for a seed and thread count on one machine; ViT + embedding table frozen"}
+    with open(asset / LOG_FILE, "a") as f:
+        f.write(json.dumps({"run": time.strftime("%Y-%m-%dT%H:%M:%S"), "config": asdict(cfg)}) + "\n")
+        for r in rows:
+            f.write(json.dumps(r) + "\n")
+        f.write(json.dumps({"before": res["before"], "after": res["after"], "wall_s": summary["wall_s"]}) + "\n")
+    atomic_write_json(asset / SUMMARY_FILE, summary)
+    log(f"[instruct] saved {asset / 'model.safetensors'} ({size / 2**20:.1f} MiB) in {summary['wall_s']:.0f}s")
+    return summary
+
+
+def main(argv=None) -> None:
+    import dataclasses
+
+    ap = argparse.ArgumentParser(description="Instruction-tune the tiny Qwen2.5-VL backbone (cpu preset).")
+    for f in dataclasses.fields(InstructConfig):
+        ap.add_argument(f"--{f.name.replace('_', '-')}", type=type(f.default), default=f.default)
+    instruct(InstructConfig(**vars(ap.parse_args(argv))))
+
+
+if __name__ == "__main__":
+    main()
