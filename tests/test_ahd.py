@@ -75,7 +75,7 @@ def test_loss_decreases_and_bad_input_raises():
     losses = []
     for _ in range(30):
         loss = ahd_loss(a, a(feats), masks, pos_weight=2.0, dice_weight=0.5, frame_ce=True)
-        opt.zero_grad(); loss.backward(); opt.step(); losses.append(float(loss))
+        opt.zero_grad(); loss.backward(); opt.step(); losses.append(float(loss.detach()))
     assert losses[-1] < 0.5 * losses[0]
     with pytest.raises(AHDError, match="missing"):
         a({0: feats[0]})

@@ -120,3 +120,12 @@ def test_resume_refuses_a_checkpoint_of_another_configuration(tmp_path):
     other = Stage1Config(**{**CFG.__dict__, "epochs": 5})
     with pytest.raises(ResumeMismatch, match="steps"):
         train(fresh_ahd(), tr, va, other, tmp_path, progress=False, resume=True)
+
+
+def test_select_by_last_keeps_the_final_weights(tmp_path):
+    tr, va = planted(4, 0), planted(2, 1)
+    a = fresh_ahd()
+    res = train(a, tr, va, Stage1Config(**{**CFG.__dict__, "select_by": "last"}), tmp_path, progress=False)
+    b, meta = load_ahd(res.best_dir)
+    assert meta["epoch"] == CFG.epochs
+    assert all(torch.equal(v, b.state_dict()[k]) for k, v in a.state_dict().items())

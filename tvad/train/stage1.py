@@ -344,7 +344,10 @@ def train(ahd: AHD, train_samples: Sequence[Sample], val_samples: Sequence[Sampl
             state["val_history"].append(rec)
             log(f"[stage1] epoch {state['epoch']}: val {json.dumps({k: round(v, 4) for k, v in m.items()})}")
             best = state["best"]
-            if best is None or (np.nan_to_num(m["micro_auc"], nan=-1) > np.nan_to_num(best["micro_auc"], nan=-1)):
+            key = getattr(cfg, "select_by", "micro_auc")  # paper: best validation micro-AUC
+            if key not in ("micro_auc", "macro_auc", "rbdc", "tbdc", "last"):
+                raise ValueError(f"stage1.select_by must be micro_auc, macro_auc, rbdc, tbdc or last, got {key!r}")
+            if best is None or key == "last" or (np.nan_to_num(m[key], nan=-1) > np.nan_to_num(best[key], nan=-1)):
                 state["best"] = rec
                 save_ahd(ahd, best_dir, {**meta, "epoch": state["epoch"], "step": state["step"], "val": m})
         checkpoint()
