@@ -59,6 +59,17 @@ def test_01_dataset_construction(chain_run):
     assert (chain_run / "figures" / "dataset_statistics.png").exists()
 
 
+def test_02_ahd_training(chain_run):
+    r = _results(chain_run, "02_ahd_training")
+    for method in ("ahd", "framediff"):
+        for split in ("val", "test_seen", "test"):
+            for metric in ("micro_auc", "macro_auc", "rbdc", "tbdc"):
+                assert 0 <= r[f"{method}.{split}.{metric}"] <= 1, f"{method}.{split}.{metric}"
+    assert any(k.startswith("ahd.test.per_type.") and k.endswith(".micro_auc") for k in r)
+    # the trained AHD must beat chance on the training types' new videos (a real, not random, model)
+    assert r["ahd.test_seen.micro_auc"] > 0.6
+
+
 def test_03_rae_sft(chain_run):
     r = _results(chain_run, "03_rae_sft")
     for variant in ("rae", "no_rae", "backbone"):
