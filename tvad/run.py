@@ -156,6 +156,12 @@ def open_run(run_dir: str | os.PathLike, preset: str = "cpu", overrides: dict[st
     d = d if d.is_absolute() else REPO_ROOT / d  # same place whether run from notebooks/ or the root
     d.mkdir(parents=True, exist_ok=True)
     seed_everything(cfg.seed)
+    if cfg.cpu_threads > 0:
+        import torch
+
+        # The tiny models' ops are small: more threads only add OpenMP contention (measured in
+        # benchmarks/chain.py: the cpu chain 728 s with 2 threads, 286 s with 1, on 2 cores).
+        torch.set_num_threads(cfg.cpu_threads)
     atomic_write_text(d / "config.yaml", cfg.to_yaml())
     info_path = d / "run.json"
     info = json.loads(info_path.read_text()) if info_path.exists() else {"created": _now()}
