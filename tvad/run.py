@@ -52,6 +52,24 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
     return p
 
 
+def atomic_replace_dir(tmp: str | os.PathLike, dest: str | os.PathLike) -> Path:
+    """Move a fully written folder `tmp` into place at `dest`, replacing any old one.
+
+    The old folder is renamed aside first and removed last, so a kill at any point leaves either
+    the old or the new folder complete at `dest` (or the old one at `dest.old`), never a mix.
+    """
+    import shutil
+
+    tmp, dest = Path(tmp), Path(dest)
+    old = dest.with_name(dest.name + ".old")
+    shutil.rmtree(old, ignore_errors=True)
+    if dest.exists():
+        dest.rename(old)
+    tmp.rename(dest)
+    shutil.rmtree(old, ignore_errors=True)
+    return dest
+
+
 def atomic_write_json(path: str | os.PathLike, obj: Any) -> Path:
     return atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=_json_default) + "\n")
 

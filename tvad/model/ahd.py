@@ -194,7 +194,7 @@ def save_ahd(ahd: AHD, path: str | os.PathLike, meta: dict) -> Path:
     """A self-contained AHD checkpoint directory (atomic: written aside, then renamed)."""
     from safetensors.torch import save_file
 
-    from tvad.run import atomic_write_json
+    from tvad.run import atomic_replace_dir, atomic_write_json
 
     p = Path(path)
     tmp = p.with_name(p.name + ".tmp")
@@ -202,13 +202,7 @@ def save_ahd(ahd: AHD, path: str | os.PathLike, meta: dict) -> Path:
     tmp.mkdir(parents=True)
     save_file({k: v.detach().cpu().contiguous() for k, v in ahd.state_dict().items()}, str(tmp / "ahd.safetensors"))
     atomic_write_json(tmp / "ahd.json", {"format": CKPT_FORMAT, "ahd": ahd.config_dict(), **meta})
-    old = p.with_name(p.name + ".old")
-    shutil.rmtree(old, ignore_errors=True)
-    if p.exists():
-        p.rename(old)
-    tmp.rename(p)
-    shutil.rmtree(old, ignore_errors=True)
-    return p
+    return atomic_replace_dir(tmp, p)
 
 
 def load_ahd(path: str | os.PathLike, backbone_identity: str | None = None,

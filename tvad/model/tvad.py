@@ -608,7 +608,7 @@ class TVAD:
         from safetensors.torch import save_file
 
         from tvad.model.ahd import save_ahd
-        from tvad.run import atomic_write_json
+        from tvad.run import atomic_replace_dir, atomic_write_json
 
         p = Path(path)
         tmp = p.with_name(p.name + ".tmp")
@@ -635,13 +635,7 @@ class TVAD:
                   "dtype": str(self.backbone.dtype).replace("torch.", ""), "max_pixels": self.backbone.max_pixels,
                   "rae": _rae_kwargs(self.rae) if self.rae is not None else None})
         atomic_write_json(tmp / "tvad.json", m)
-        old = p.with_name(p.name + ".old")
-        shutil.rmtree(old, ignore_errors=True)
-        if p.exists():
-            p.rename(old)
-        tmp.rename(p)
-        shutil.rmtree(old, ignore_errors=True)
-        return p
+        return atomic_replace_dir(tmp, p)
 
 
 class ChatSession:
