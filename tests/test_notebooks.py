@@ -121,5 +121,6 @@ def test_00_quickstart(chain_run):
                                     "overrides": {"data.root": str(chain_run / "dataset")}, "force": False},
                         progress_bar=False)
     nb = json.loads(out.read_text())
-    text = "".join(o.get("text", "") for c in nb["cells"] for o in c.get("outputs", []))
+    text = "".join("".join(o["text"]) if isinstance(o.get("text"), list) else o.get("text", "")
+                   for c in nb["cells"] for o in c.get("outputs", []))
     assert "max score" in text and text.count("T-VAD:") >= 3
