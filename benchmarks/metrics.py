@@ -26,6 +26,7 @@ import scipy
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import common  # noqa: E402  (benchmarks/common.py: machine record shared by all benchmarks)
 from tvad.metrics import rbdc_tbdc, regions_from_heatmaps  # noqa: E402
 
 W, H = 1280, 720  # UBnormal frame size
@@ -104,21 +105,9 @@ def timed(fn, repeats: int):
 
 
 def machine() -> dict:
-    cpu = platform.processor()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return {
-        "cpu": cpu,
-        "cores": cores,
-        "os": platform.platform(),
-        "python": platform.python_version(),
-        "numpy": np.__version__,
-        "scipy": scipy.__version__,
-    }
+    """The shared machine record (benchmarks/common.py) plus the versions this benchmark depends on."""
+    return {**common.machine(), "python": platform.python_version(), "numpy": np.__version__,
+            "scipy": scipy.__version__}
 
 
 def main() -> None:
