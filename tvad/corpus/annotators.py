@@ -309,6 +309,20 @@ def _image_ok(image: Any) -> str | None:
     return None
 
 
+def _new_record(name: str, video: Any, frame: int | None, focus: Any, prompt_hash: str) -> FrameRecord:
+    """The record every annotator fills in for one (video, frame, view) request."""
+    return FrameRecord(_video_name(video), int(frame if frame is not None else -1), name, prompt_hash,
+                       "focus" if focus is not None else "full", time=_now())
+
+
+def _refuse_image(rec: FrameRecord, image: Any) -> bool:
+    """Mark `rec` as a counted failure (and return True) when `image` cannot be sent to a model."""
+    bad = _image_ok(image)
+    if bad:
+        rec.status, rec.error = "invalid_answer", f"not asked: {bad}"
+    return bool(bad)
+
+
 class OracleAnnotator:
     """Ground truth as an annotator: every object of the record visible in the frame.
 
@@ -321,8 +335,7 @@ class OracleAnnotator:
 
     def describe_frame(self, image, prompt, *, video=None, frame=None, focus=None, prompt_hash="") -> FrameRecord:
         t0 = time.perf_counter()
-        rec = FrameRecord(_video_name(video), int(frame if frame is not None else -1), self.name, prompt_hash,
-                          "focus" if focus is not None else "full", time=_now())
+        rec = _new_record(self.name, video, frame, focus, prompt_hash)
         if video is None or frame is None:
             rec.status, rec.error = "request_failed", "the oracle needs the video record and the frame index"
             return rec
@@ -552,11 +565,8 @@ class HTTPAnnotator:
 
     def describe_frame(self, image, prompt, *, video=None, frame=None, focus=None, prompt_hash="") -> FrameRecord:
         t0 = time.perf_counter()
-        rec = FrameRecord(_video_name(video), int(frame if frame is not None else -1), self.name, prompt_hash,
-                          "focus" if focus is not None else "full", time=_now())
-        bad = _image_ok(image)
-        if bad:
-            rec.status, rec.error = "invalid_answer", f"not asked: {bad}"
+        rec = _new_record(self.name, video, frame, focus, prompt_hash)
+        if _refuse_image(rec, image):
             return rec
         text, err, attempts = self.complete(image, prompt)
         rec.attempts = attempts
@@ -652,11 +662,8 @@ class LocalAnnotator:
 
     def describe_frame(self, image, prompt, *, video=None, frame=None, focus=None, prompt_hash="") -> FrameRecord:
         t0 = time.perf_counter()
-        rec = FrameRecord(_video_name(video), int(frame if frame is not None else -1), self.name, prompt_hash,
-                          "focus" if focus is not None else "full", time=_now())
-        bad = _image_ok(image)
-        if bad:
-            rec.status, rec.error = "invalid_answer", f"not asked: {bad}"
+        rec = _new_record(self.name, video, frame, focus, prompt_hash)
+        if _refuse_image(rec, image):
             return rec
         self._load()  # configuration errors (a wrong path) raise: they are not per-frame failures
         rec.attempts = 1
