@@ -173,3 +173,35 @@ def test_bad_input_is_a_clear_error(tiny):
     # odd frame counts are padded with the last frame (as Qwen's processor does): T = ceil(N / 2)
     vf = tiny.visual_features(np.zeros((3, 112, 112, 3), np.uint8), [0])
     assert vf.grid_thw[0] == 2 and vf.num_frames == 3
+
+
+def test_video_token_budget_caps_a_long_clip_and_keeps_its_aspect():
+    from tvad.model.backbone import video_pixel_cap
+
+    bb = build_tiny(seed=0, max_pixels=476 * 868)  # the paper preset's per-frame cap and clip size
+    frames = np.zeros((40, 476, 868, 3), np.uint8)
+    t, h, w = bb.preprocess(frames, 1.0)["video_grid_thw"][0].tolist()
+    assert (t, h, w) == (20, 34, 62) and t * h * w // 4 == 10540  # no budget: 527 merged tokens per pair
+    for budget in (1536, 1280, 333):
+        out = bb.preprocess(frames, 1.0, max_tokens=budget)
+        t, h, w = out["video_grid_thw"][0].tolist()
+        assert t == 20 and t * h * w // 4 <= budget, (budget, t, h, w)
+        assert out["pixel_values_videos"].shape[0] == t * h * w
+        assert abs(np.log((h / w) / (476 / 868))) < 0.15, (budget, h, w)  # the aspect ratio roughly kept
+    # smart_resize's rounding can overshoot the first cap (here the 28-px floor on the short side): shrunk
+    cap = video_pixel_cap(2, 28, 2800, 50, None, 4 * 28 * 28)
+    assert cap < 50 * 28 * 28
+    t, h, w = bb.preprocess(np.zeros((2, 28, 2800, 3), np.uint8), max_tokens=50)["video_grid_thw"][0].tolist()
+    assert t * h * w // 4 <= 50
+    with pytest.raises(BackboneError, match="cannot hold a clip of 40 frames"):  # 20 pairs x 4 tokens minimum
+        bb.preprocess(frames, max_tokens=50)
+    with pytest.raises(BackboneError, match="positive int"):
+        bb.preprocess(frames[:2], max_tokens=0)
+
+
+def test_video_token_budget_leaves_a_clip_that_fits_alone():
+    bb = build_tiny(seed=0, max_pixels=476 * 868)
+    frames = np.random.default_rng(0).integers(0, 256, (3, 476, 868, 3), dtype=np.uint8)  # 2 pairs: 1054 tokens
+    a, b = bb.preprocess(frames, 1.0), bb.preprocess(frames, 1.0, max_tokens=1280)
+    assert a["video_grid_thw"].tolist() == b["video_grid_thw"].tolist() == [[2, 34, 62]]
+    assert torch.equal(a["pixel_values_videos"], b["pixel_values_videos"])

@@ -64,11 +64,11 @@ ARRAYS = {**ARR_T, **ARR_V}
 CFG = Stage2Config(lr=2e-3, grad_accum=1, epochs=1.0, eval_steps=2, max_length=512, phase_b_last_layers=1)
 
 
-def _model(use_rae: bool = True) -> TVAD:
+def _model(use_rae: bool = True, video_max_tokens: int | None = None) -> TVAD:
     bb = build_tiny(seed=0, max_pixels=112 * 112)
     ahd = build_ahd(bb, AHDConfig(hidden=32), LAYERS, seed=0)
     return TVAD.build(bb, ahd, {"backbone": {"layers": LAYERS, "identity": bb.identity}}, RAEConfig(channels=8),
-                      use_rae=use_rae, seed=0, meta={"fps": 8.0})
+                      use_rae=use_rae, seed=0, meta={"fps": 8.0, "video_max_tokens": video_max_tokens})
 
 
 def _store(model, root=None):
@@ -180,3 +180,76 @@ def test_killed_phase_resumes_to_the_same_weights(tmp_path):
         assert torch.allclose(a[k], b[k], atol=1e-5), k
     for (k, v), w in zip(ref.rae.state_dict().items(), m.rae.state_dict().values()):
         assert torch.allclose(v, w, atol=1e-5), k
+
+
+def test_paper_budget_fits_a_40_frame_clip_and_its_dialogue_in_max_length():
+    """The paper preset's stage-2 values on the tiny backbone (same processor sizes as the 7B):
+    a 40-frame 476x868 clip (10,540 merged tokens uncapped) plus a two-turn dialogue fit 2048."""
+    from tvad.config import preset
+    from tvad.corpus.dialogues import SYSTEM_PROMPT
+    from tvad.model.tvad import TVADError, encode_dialogue
+
+    p = preset("paper")
+    s2 = p.stage2
+    assert s2.max_length == 2048 and s2.video_max_tokens == 1280 and preset("cpu").stage2.video_max_tokens is None
+    bb = build_tiny(seed=0, max_pixels=p.backbone.max_pixels)
+    ahd = build_ahd(bb, AHDConfig(hidden=32), LAYERS, seed=0)
+    m = TVAD.build(bb, ahd, {"backbone": {"layers": LAYERS, "identity": bb.identity}}, p.rae, use_rae=True, seed=0,
+                   meta={"fps": 1.0, "video_max_tokens": s2.video_max_tokens})
+    n, (H, W) = p.data.clip_max_frames, p.data.clip_size
+    name = "paper0"
+    frames = np.random.default_rng(0).integers(0, 256, (n, H, W, 3), dtype=np.uint8)
+    msgs = [{"role": "system", "content": SYSTEM_PROMPT},
+            {"role": "user", "content": "Is anything unusual happening in this surveillance clip?"},
+            {"role": "assistant", "content": "Yes. There is one anomalous target: a person."},
+            {"role": "user", "content": "Describe the motion trajectory of the anomalous target."},
+            {"role": "assistant", "content": "Target 1 moves from frame 4 to frame 22, initially positioned in the "
+             "lower-right area, passing through the lower area, then rapidly shifts to the left, reaching the "
+             "lower-left area, showing a wide, cross-regional range of motion and a smooth, fast speed. It leaves "
+             "the view through the left after frame 22."}]
+    rec = {"id": f"b/train/{name}", "clip": {"name": name, "source_video": name, "frame_indices": list(range(n)),
+                                             "num_frames": n, "fps": 1.0, "size": [H, W], "label": 1, "path": ""},
+           "messages": msgs}
+    store = stage2.ClipStore(m, stage2.ClipResolver(arrays={name: frames}))
+    col = stage2.Collator(m, [rec], store, max_length=s2.max_length, video_input=s2.video_input)  # "pixels"
+    b = col([{"idx": 0}])
+    t, h, w = b["video_grid_thw"][0].tolist()
+    n_video = t * h * w // 4
+    assert t == n // 2 and n_video <= s2.video_max_tokens
+    assert b["pixel_values_videos"].shape[0] == t * h * w  # the ViT's input (pixels) has the same grid
+    assert b[HEATMAP_KWARG][0].shape == (t, h, w)
+    ids = b["input_ids"][0]
+    assert len(ids) <= s2.max_length
+    assert int((ids == m.video_token_id).sum()) == n_video  # the whole video, never truncated
+    assert int((ids == m.token_ids["<|anomaly_pad|>"]).sum()) == t * m.num_prompts  # 20 x 14 RAE prompts
+    assert m.encode(msgs, store.get(rec["clip"]), max_length=s2.max_length).num_turns == 2  # both turns kept
+    # uncapped, the first turn alone is over max_length
+    with pytest.raises(TVADError, match="first turn alone"):
+        encode_dialogue(m.tokenizer, msgs, 20 * 34 * 62 // 4, t * m.num_prompts, m.video_token_id,
+                        max_length=s2.max_length)
+
+
+def test_clip_store_key_chat_and_checkpoint_carry_the_budget(tmp_path):
+    from tvad.model.tvad import TVADError, _run_video_max_tokens
+
+    free, capped = _model(), _model(video_max_tokens=24)  # 4 frames of 112x112: 32 tokens uncapped
+    ids = {_store(free).identity, _store(capped).identity, _store(_model(video_max_tokens=16)).identity}
+    assert len(ids) == 3
+    store = _store(capped, tmp_path / "clips")
+    c = store.get(TRAIN[0]["clip"])
+    assert store.get(TRAIN[0]["clip"]) is c  # cached under the budget's key
+    assert _store(free).get(TRAIN[0]["clip"]).num_video_tokens == 32
+    assert c.num_video_tokens <= 24 and tuple(c.heat.shape) == tuple(c.grid_thw[0].tolist())
+    assert (tmp_path / "clips" / store.identity).is_dir()
+    store.model = free  # a model of another budget must not be served these clips
+    with pytest.raises(TVADError, match="video_max_tokens=24"):
+        store.get(TRAIN[0]["clip"])
+    _, hist = capped.chat(ARRAYS["train0"], "Is there any anomaly in this video?", fps=8.0, max_new_tokens=2)
+    assert hist.clip.grid_thw.tolist() == c.grid_thw.tolist()  # chat sees what training saw
+    capped.save(tmp_path / "ck")
+    back = load(tmp_path / "ck")
+    assert back.video_max_tokens == 24
+    assert back.encode_clip(ARRAYS["train0"], 8.0).grid_thw.tolist() == c.grid_thw.tolist()
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "config.yaml").write_text("stage2:\n  video_max_tokens: 1280\n")
+    assert _run_video_max_tokens(tmp_path / "run") == 1280 and _run_video_max_tokens(tmp_path) is None

@@ -99,6 +99,9 @@ class Stage2Config:
     grad_accum: int = 2  # paper: 8
     epochs: float = 2.0  # passes over each phase's corpus (paper: 1)
     max_length: int = 2048  # paper: 2048 (longer dialogues lose their last turns, never the video)
+    video_max_tokens: int | None = None  # cap on merged video tokens per clip (qwen-vl-utils' total_pixels),
+    #                                      for training, evaluation and chat alike; None = no cap (paper preset:
+    #                                      1280 = 2048 - 282 RAE block of a 40-frame clip - 486 for the dialogue)
     lora_r: int = 16  # paper: 16
     lora_alpha: int = 32  # paper: 32
     lora_dropout: float = 0.05  # paper: 0.05
@@ -237,7 +240,8 @@ def _paper() -> Config:
     c.ahd = AHDConfig(hidden=1024)
     c.stage1 = Stage1Config(epochs=10, lr=1e-4, min_lr=1e-6, clip_frames=16, eval_every=1)
     c.stage2 = Stage2Config(lr=2e-4, grad_accum=8, epochs=1.0, eval_steps=100, gradient_checkpointing=True,
-                            bf16=True, video_input="pixels", eval_max_new_tokens=256)
+                            bf16=True, video_input="pixels", eval_max_new_tokens=256,
+                            video_max_tokens=1280)  # 40 x 868x476 frames: 10,540 tokens uncapped (README)
     c.eval = EvalConfig(seeds=[0, 1, 2])
     return c
 

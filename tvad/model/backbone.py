@@ -10,6 +10,9 @@ pretrained backbone of the `cpu` preset (`assets/tiny-qwen2.5-vl`, same architec
     vf.merged                 # (T * h/2 * w/2, D_p) video tokens, what the decoder sees (or None)
     F_c = bb.text_features(["A short surveillance clip ...", ...])   # (K, D)
 
+Token budget: `bb.preprocess(frames, fps, max_tokens=1280)` caps the clip's merged video tokens
+(`video_pixel_cap`, as qwen-vl-utils' total_pixels); stage 2 and chat pass `stage2.video_max_tokens`.
+
 Frame-count policy: N < 2 raises (shorter than one temporal patch); an odd N is padded by
 repeating the last frame (exactly what Qwen's video processor does), so T = ceil(N / 2).
 """
@@ -78,6 +81,34 @@ def check_frames(frames) -> np.ndarray:
             raise BackboneError("frames contain NaN or infinite values")
         raise BackboneError(f"frames must be uint8, got {frames.dtype}")
     return frames
+
+
+def video_pixel_cap(num_frames: int, height: int, width: int, max_tokens: int, max_pixels: int | None = None,
+                    min_pixels: int = 4 * 28 * 28, factor: int = 28, temporal_patch: int = TEMPORAL_PATCH) -> int:
+    """The per-frame pixel cap that keeps a clip of `num_frames` (height x width) frames within
+    `max_tokens` merged video tokens, as qwen-vl-utils' `total_pixels` does: each merged token
+    covers factor x factor pixels of one `temporal_patch`-frame group, so the cap is
+    min(max_pixels, max_tokens * factor^2 / ceil(N / temporal_patch)), lowered further if
+    smart_resize's rounding overshoots. Raises BackboneError if even the processor's minimum
+    (`min_pixels` per frame) does not fit."""
+    from transformers.models.qwen2_vl.video_processing_qwen2_vl import smart_resize
+
+    if isinstance(max_tokens, bool) or not isinstance(max_tokens, (int, np.integer)) or max_tokens < 1:
+        raise BackboneError(f"video_max_tokens must be a positive int or None, got {max_tokens!r}")
+    groups = -(-int(num_frames) // temporal_patch)
+    cap = int(max_tokens) * factor * factor // groups
+    if max_pixels:
+        cap = min(cap, int(max_pixels))
+    while cap >= min_pixels:
+        h, w = smart_resize(int(height), int(width), factor=factor, min_pixels=min_pixels, max_pixels=cap)
+        tokens = groups * (h // factor) * (w // factor)
+        if tokens <= max_tokens:
+            return cap
+        cap = cap * int(max_tokens) // tokens  # strictly smaller: tokens > max_tokens
+    least = -(-min_pixels // (factor * factor))
+    raise BackboneError(f"video_max_tokens={max_tokens} cannot hold a clip of {num_frames} frames: its {groups} "
+                        f"temporal groups need at least {least} tokens each (the processor's minimum of {min_pixels} "
+                        f"pixels per frame), {groups * least} in all; raise the budget or use fewer frames")
 
 
 class Backbone:
@@ -161,19 +192,31 @@ class Backbone:
         return self._identity
 
     # -- preprocessing ----------------------------------------------------------------------
-    def preprocess(self, frames, fps: float | None = None) -> dict:
+    def preprocess(self, frames, fps: float | None = None, max_tokens: int | None = None) -> dict:
         """uint8 (N, H, W, 3) -> the video processor's tensors.
 
+        Each frame is capped at `self.max_pixels`; with `max_tokens`, the clip as a whole is also
+        capped at that many merged video tokens (t*h*w/4 <= max_tokens; `video_pixel_cap`).
         Returns pixel_values_videos (T*h*w, 3*2*14*14) in Qwen's merge-group order,
         video_grid_thw (1, 3) and second_per_grid_ts (1,) = 2 / fps.
         """
         frames = check_frames(frames)
         vp = self.processor.video_processor
         kw = dict(return_tensors="pt", do_sample_frames=False, cap_pixels_per_frame=False)
+        lo, hi = int(vp.size["shortest_edge"]), int(vp.size["longest_edge"])
         if self.max_pixels:
-            kw["size"] = {"shortest_edge": min(int(vp.size["shortest_edge"]), self.max_pixels),
-                          "longest_edge": int(self.max_pixels)}
+            lo, hi = min(lo, int(self.max_pixels)), int(self.max_pixels)
+        if max_tokens is not None:
+            hi = video_pixel_cap(len(frames), frames.shape[1], frames.shape[2], max_tokens, hi, lo,
+                                 factor=int(vp.patch_size) * int(vp.merge_size),
+                                 temporal_patch=int(vp.temporal_patch_size))
+        if self.max_pixels or max_tokens is not None:
+            kw["size"] = {"shortest_edge": lo, "longest_edge": hi}
         out = vp(videos=[frames], **kw)
+        merged = int(out["video_grid_thw"].prod()) // int(vp.merge_size) ** 2
+        if max_tokens is not None and merged > max_tokens:  # a guard: the cap ran the processor's smart_resize
+            raise BackboneError(f"the video processor made {merged} merged video tokens, over the budget of "
+                                f"{max_tokens} (video_pixel_cap disagrees with this processor)")
         fps = float(fps) if fps else 2.0
         return {"pixel_values_videos": out["pixel_values_videos"], "video_grid_thw": out["video_grid_thw"],
                 "second_per_grid_ts": torch.tensor([TEMPORAL_PATCH / fps])}

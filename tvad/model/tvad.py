@@ -30,6 +30,10 @@ merged video tokens V may likewise come as `anomaly_video_embeds` (turned into Q
 Switches (paper Table 4): `use_rae=False` drops the prompt block from the text (the decoder sees
 only the video and the dialogue); `use_ahd=False` keeps the prompt block but feeds the RAE an
 all-zero heatmap (no pixel evidence). `TVAD.parameter_counts()` reports each part.
+
+Video token budget: `meta["video_max_tokens"]` (`stage2.video_max_tokens`, saved in tvad.json) caps
+each clip's merged video tokens in `TVAD.preprocess` / `encode_clip`, so training, evaluation and
+chat see the same resolution (None: every frame at the backbone's `max_pixels`).
 """
 
 from __future__ import annotations
@@ -361,6 +365,8 @@ class TVAD:
         self.layers = sorted(int(l) for l in (bbm.get("layers") or self.meta.get("layers") or []))
         self.fps = float(self.meta.get("fps") or 2.0)
         self.max_frames = int(self.meta.get("max_frames") or DEFAULT_MAX_FRAMES)
+        vmt = self.meta.get("video_max_tokens")  # stage2.video_max_tokens: cap on merged video tokens per clip
+        self.video_max_tokens = None if vmt is None else int(vmt)
         self.system_prompt = self.meta.get("system_prompt") or DEFAULT_SYSTEM
         self.window = window
         self._detector = None
@@ -432,16 +438,21 @@ class TVAD:
             frames = frames[idx]
         return frames, fps
 
+    def preprocess(self, frames: np.ndarray, fps: float | None = None) -> dict:
+        """The processor's tensors of a uint8 (N, H, W, 3) clip under this model's video token budget
+        (`video_max_tokens`): the one resolution training, evaluation and chat all see."""
+        return self.backbone.preprocess(frames, float(fps or self.fps), max_tokens=self.video_max_tokens)
+
     @torch.no_grad()
     def encode_clip(self, frames: np.ndarray, fps: float | None = None, pixel_values: bool = False) -> ClipInputs:
-        """One ViT pass: merged video tokens V and the AHD's (T, h, w) heatmap (zeros if use_ahd
-        is off or there is no AHD)."""
+        """One ViT pass: merged video tokens V (at most `video_max_tokens`) and the AHD's (T, h, w)
+        heatmap on the same patch grid (zeros if use_ahd is off or there is no AHD)."""
         from tvad.model.backbone import check_frames
 
         frames = check_frames(frames)
         fps = float(fps or self.fps)
         bb = self.backbone
-        inp = bb.preprocess(frames, fps)
+        inp = self.preprocess(frames, fps)
         layers = self.layers or [bb.depth - 1]
         vf = bb.features_from_pixels(inp["pixel_values_videos"], inp["video_grid_thw"], layers, merged=True,
                                      num_frames=len(frames))
@@ -633,6 +644,7 @@ class TVAD:
                   "fps": self.fps, "max_frames": self.max_frames, "system_prompt": self.system_prompt,
                   "num_prompts": self.injector.num_prompts, "vision_hash": vision_hash(self.qwen),
                   "dtype": str(self.backbone.dtype).replace("torch.", ""), "max_pixels": self.backbone.max_pixels,
+                  "video_max_tokens": self.video_max_tokens,
                   "rae": _rae_kwargs(self.rae) if self.rae is not None else None})
         atomic_write_json(tmp / "tvad.json", m)
         return atomic_replace_dir(tmp, p)
@@ -768,4 +780,15 @@ def load(path: str | os.PathLike, device: str | None = None, **kw) -> TVAD:
 
     det = load_detector(find_checkpoint(path), device=device, **kw)
     return TVAD(det.backbone, det.ahd, det.meta, rae=None, use_rae=False, use_ahd=True,
-                meta={"stage2": None, "fps": None})
+                meta={"stage2": None, "fps": None, "video_max_tokens": _run_video_max_tokens(path)})
+
+
+def _run_video_max_tokens(path: str | os.PathLike) -> int | None:
+    """`stage2.video_max_tokens` of the run directory at `path` (its config.yaml), None if there is none."""
+    import yaml
+
+    f = Path(path) / "config.yaml"
+    if not f.is_file():
+        return None
+    cfg = yaml.safe_load(f.read_text()) or {}
+    return (cfg.get("stage2") or {}).get("video_max_tokens")

@@ -92,7 +92,8 @@ class ClipResolver:
 class ClipStore:
     """Per clip, the frozen parts' outputs (the AHD heatmap and, unless `video_embeds=False`, the
     merged video tokens V), computed once with `model.encode_clip` and cached as safetensors under
-    `root` (key: clip, vision tower, AHD weights, switches), held in memory after the first read.
+    `root` (key: clip, vision tower, AHD weights, switches, video token budget), held in memory after
+    the first read. The model (`store.model`) may be swapped, but not for one of another budget.
     With `pixels=True` each `get` also carries the processor's pixel values (recomputed from the
     frames, never cached: for the 7B they are large)."""
 
@@ -110,6 +111,9 @@ class ClipStore:
                 h.update(k.encode())
                 h.update(v.detach().float().cpu().numpy().tobytes())
         h.update(f"{model.use_ahd}|{model.backbone.max_pixels}|{model.layers}".encode())
+        self.video_max_tokens = model.video_max_tokens
+        if self.video_max_tokens is not None:  # no budget: the key of caches made before budgets existed
+            h.update(f"|video_max_tokens={self.video_max_tokens}".encode())
         self.identity = h.hexdigest()[:16]
         self.computed = 0
 
@@ -136,6 +140,9 @@ class ClipStore:
         return f
 
     def get(self, clip: Mapping) -> ClipInputs:
+        if self.model.video_max_tokens != self.video_max_tokens:
+            raise TVADError(f"this clip store holds clips under video_max_tokens={self.video_max_tokens}, the model "
+                            f"uses {self.model.video_max_tokens}: make a new ClipStore for it")
         k = self.key(clip)
         c = self._mem.get(k) or self._read(k)
         if c is None or (self.video_embeds and c.video_embeds is None):
@@ -146,7 +153,7 @@ class ClipStore:
             self._write(k, c, clip)
         self._mem[k] = c
         if self.pixels:
-            inp = self.model.backbone.preprocess(self.frames(clip), self.fps(clip))
+            inp = self.model.preprocess(self.frames(clip), self.fps(clip))
             return ClipInputs(**{**c.__dict__, "pixel_values": inp["pixel_values_videos"]})
         return c
 
@@ -529,7 +536,8 @@ def _fresh(cfg, ahd_dir: Path, use_rae: bool, meta: dict) -> TVAD:
 
     bb = from_config(cfg.backbone)
     ahd, ahd_meta = load_ahd(ahd_dir, backbone_identity=bb.identity, layers=cfg.backbone.layers)
-    return TVAD.build(bb, ahd, ahd_meta, cfg.rae, use_rae=use_rae, seed=int(cfg.stage2.seed), meta=dict(meta))
+    meta = {"video_max_tokens": cfg.stage2.video_max_tokens, **meta}
+    return TVAD.build(bb, ahd, ahd_meta, cfg.rae, use_rae=use_rae, seed=int(cfg.stage2.seed), meta=meta)
 
 
 def evaluate_model(model: TVAD, records: Sequence[dict], clips: ClipStore, max_new_tokens: int = 96,
