@@ -129,3 +129,168 @@ def test_select_by_last_keeps_the_final_weights(tmp_path):
     b, meta = load_ahd(res.best_dir)
     assert meta["epoch"] == CFG.epochs
     assert all(torch.equal(v, b.state_dict()[k]) for k, v in a.state_dict().items())
+
+
+def test_train_runs_on_the_given_accelerator(tmp_path, monkeypatch):
+    """`train` prepares the AHD and optimizer on the Accelerator it is given, and a single process
+    reaches exactly the weights of the default (own Accelerator) run."""
+    from accelerate import Accelerator
+
+    tr, va = planted(4, 0), planted(2, 1)
+    a = fresh_ahd()
+    train(a, tr, va, CFG, tmp_path / "default", progress=False)
+    acc = Accelerator()  # this process's device (the state is per process: no cpu=True after a GPU run)
+    prepared = []
+    real = acc.prepare
+    monkeypatch.setattr(acc, "prepare", lambda *objs: prepared.append(objs) or real(*objs))
+    b = fresh_ahd()
+    res = train(b, tr, va, CFG, tmp_path / "given", progress=False, accelerator=acc)
+    assert len(prepared) == 1 and prepared[0][0] is b and isinstance(prepared[0][1], torch.optim.AdamW)
+    assert b.text.device == acc.device and len(res.history) == 3 * 3  # 8 clips / accum 3 = 3 steps/epoch
+    assert all(torch.equal(v, b.state_dict()[k]) for k, v in a.state_dict().items())
+    with pytest.raises(ValueError, match="gradient_accumulation_steps"):
+        train(fresh_ahd(), tr, va, CFG, tmp_path / "bad", progress=False,
+              accelerator=Accelerator(gradient_accumulation_steps=2))
+
+
+LAUNCHED = r'''
+"""Run by `accelerate launch` (test_stage1.py): stage 1 on planted features in several processes."""
+import json
+import os
+import sys
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+from accelerate import Accelerator
+from torch.optim.optimizer import register_optimizer_step_pre_hook
+
+sys.path.insert(0, sys.argv[2])  # the tests folder: planted(), fresh_ahd()
+import tvad.train.stage1 as s1
+from test_stage1 import _mp_cases, fresh_ahd
+from tvad.config import EvalConfig
+
+out = Path(sys.argv[1])
+acc = Accelerator()
+rank = acc.process_index
+saves = []
+real_save = s1.save_ahd
+s1.save_ahd = lambda ahd, path, meta: saves.append(Path(path).relative_to(out).as_posix()) or real_save(ahd, path, meta)
+runs, grads, current = {}, {}, [None]
+
+
+def record_grads(opt, args, kwargs):  # the gradient each optimizer step applies (after DDP's average)
+    grads.setdefault(current[0], []).append(torch.cat([p.grad.flatten() for g in opt.param_groups for p in g["params"]]))
+
+
+register_optimizer_step_pre_hook(record_grads)
+for name, tr, va, cfg, kw in _mp_cases():
+    current[0] = name
+    a = fresh_ahd()
+    if kw.get("stop_after_steps"):
+        try:
+            s1.train(a, tr, va, cfg, out / name, eval_cfg=EvalConfig(), progress=False, accelerator=acc, **kw)
+            raise SystemExit("not killed")
+        except s1.Killed:
+            a = fresh_ahd()
+            kw = {**kw, "stop_after_steps": None, "resume": True}
+    res = s1.train(a, tr, va, cfg, out / name, eval_cfg=EvalConfig(), progress=False, accelerator=acc, **kw)
+    runs[name] = {"history": res.history, "val_history": res.val_history, "best": res.best}
+(out / f"rank{rank}.json").write_text(json.dumps({
+    "rank": rank, "num_processes": acc.num_processes, "distributed_type": str(acc.distributed_type),
+    "backend": dist.get_backend() if dist.is_initialized() else None, "device": str(acc.device),
+    "pid": os.getpid(), "saves": saves, "runs": runs}, default=float))
+torch.save(grads, out / f"grads{rank}.pt")
+'''
+
+
+def _mp_cases():
+    """(name, train, val, cfg, kwargs): equal-sized clips (one batched pass) in groups of 5, 5, 2 split
+    3/2 and 1/1 over 2 processes, also killed after 5 steps and resumed; mixed clip shapes (per-clip
+    passes) in groups of 3 split 2/1 (the second process adds a pass of weight 0) and a last group of
+    one clip (the second process joins with weight 0), without validation."""
+    tr, va = planted(6, 0), planted(4, 1)
+    mixed = planted(3, 0) + planted(3, 2, T=3, S=24) + planted(1, 3, T=1, S=16)  # 6 + 6 + 1 = 13 clips
+    c5 = Stage1Config(**{**CFG.__dict__, "grad_accum": 5})
+    c3 = Stage1Config(**{**CFG.__dict__, "dice_weight": 0.5})  # grad_accum 3: groups 3, 3, 3, 3, 1
+    return [("equal", tr, va, c5, {}), ("resumed", tr, va, c5, {"stop_after_steps": 5, "checkpoint_every": 2}),
+            ("mixed", mixed, [], c3, {})]
+
+
+def test_two_process_accelerate_launch_matches_one_process(tmp_path, monkeypatch):
+    """A real `accelerate launch` of 2 CPU processes (torch.distributed, gloo): the group split and
+    the loss scaling give the one-process weights (up to reduction order), only rank 0 writes
+    checkpoints, both ranks return the same result, and kill + resume is exact."""
+    import json
+    import shutil
+    import socket
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from torch.optim.optimizer import register_optimizer_step_pre_hook
+
+    import tvad.train.stage1 as s1
+
+    here = Path(__file__).resolve().parent
+    script = tmp_path / "launched.py"
+    script.write_text(LAUNCHED)
+    launcher = Path(sys.executable).with_name("accelerate")
+    assert launcher.exists(), f"no accelerate launcher beside {sys.executable}"
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1",
+           "HF_HOME": str(tmp_path / "hf")}  # no user accelerate config file
+    # `--cpu` alone would start a single process (accelerate's simple launcher, no mpirun): several CPU
+    # processes go through torchrun (`--multi_gpu`), ACCELERATE_USE_CPU=1 selecting MULTI_CPU with gloo.
+    cmd = [str(launcher), "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+           "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(port),
+           str(script), str(tmp_path / "mp"), str(here)]
+    p = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-5000:]
+    ranks = [json.loads((tmp_path / "mp" / f"rank{r}.json").read_text()) for r in (0, 1)]
+    assert [r["rank"] for r in ranks] == [0, 1] and ranks[0]["pid"] != ranks[1]["pid"]
+    assert all(r["num_processes"] == 2 and r["distributed_type"].endswith("MULTI_CPU") and r["backend"] == "gloo"
+               for r in ranks), ranks
+    assert ranks[1]["saves"] == [] and json.dumps(ranks[0]["runs"]) == json.dumps(ranks[1]["runs"])
+
+    # the same runs in this (single) process
+    saves, grads = [], {}
+    real_save = s1.save_ahd
+    monkeypatch.setattr(s1, "save_ahd", lambda ahd, path, meta: saves.append(
+        Path(path).relative_to(tmp_path / "sp").as_posix()) or real_save(ahd, path, meta))
+    mp_grads = [torch.load(tmp_path / "mp" / f"grads{r}.pt") for r in (0, 1)]
+    for name, tr, va, cfg, kw in _mp_cases():
+        if name == "resumed":
+            continue
+        a = fresh_ahd()
+        hook = register_optimizer_step_pre_hook(
+            lambda opt, args, kwargs: grads.setdefault(name, []).append(
+                torch.cat([p.grad.flatten() for g in opt.param_groups for p in g["params"]])))
+        try:
+            res = train(a, tr, va, cfg, tmp_path / "sp" / name, eval_cfg=EvalConfig(), progress=False, **kw)
+        finally:
+            hook.remove()
+        # each step's gradient is that of the whole group's mean loss, on both ranks
+        assert len(grads[name]) == len(mp_grads[0][name]) == len(res.history)
+        for g1, g0, g in zip(mp_grads[1][name], mp_grads[0][name], grads[name]):
+            assert torch.equal(g0, g1) and torch.allclose(g0, g, rtol=1e-3, atol=1e-6), (name, (g0 - g).abs().max())
+        mp = ranks[0]["runs"][name]
+        assert [h["step"] for h in mp["history"]] == [h["step"] for h in res.history]
+        assert np.allclose([h["loss"] for h in mp["history"]], [h["loss"] for h in res.history], rtol=1e-4, atol=1e-6)
+        for d in ("last", "best"):
+            b, _ = load_ahd(tmp_path / "mp" / name / d)
+            c, _ = load_ahd(tmp_path / "sp" / name / d)
+            for k, v in c.state_dict().items():
+                assert torch.allclose(b.state_dict()[k], v, atol=1e-4, rtol=1e-4), (name, d, k)
+        assert (tmp_path / "mp" / name / "history.json").exists()
+        assert not list((tmp_path / "mp" / name).rglob("*.tmp"))
+    # rank 0 wrote the checkpoints a single process writes, once each (the killed run's extra `last`s aside)
+    assert [s for s in ranks[0]["saves"] if not s.startswith("resumed/")] == saves
+    # kill + resume under 2 processes reaches exactly the uninterrupted 2-process weights
+    e, _ = load_ahd(tmp_path / "mp" / "equal" / "last")
+    r, _ = load_ahd(tmp_path / "mp" / "resumed" / "last")
+    assert all(torch.equal(v, r.state_dict()[k]) for k, v in e.state_dict().items())
+    assert ranks[0]["runs"]["resumed"]["history"] == ranks[0]["runs"]["equal"]["history"]
+    shutil.rmtree(tmp_path / "hf", ignore_errors=True)

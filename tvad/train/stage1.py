@@ -14,6 +14,11 @@ ahd.json (config, backbone identity and layers, metrics), and for `last` the opt
 scheduler, RNG state and position in training_state.pt. `resume=True` continues from `last`;
 the data order of epoch e is a permutation seeded by (seed, e), checkpoints sit on optimizer-step
 boundaries, so a killed and resumed run reaches exactly the weights of an uninterrupted one.
+
+`train` runs under Hugging Face accelerate (CPU, one GPU, several processes): on several GPUs, put
+the `train(...)` call in a script and start it with `accelerate launch --multi_gpu --num_processes N
+your_script.py` (each optimizer step's clips are split across the processes; rank 0 writes the
+checkpoints); several CPU processes: `ACCELERATE_USE_CPU=1 accelerate launch --multi_gpu ...` (gloo).
 """
 
 from __future__ import annotations
@@ -243,16 +248,31 @@ class Killed(RuntimeError):
 def train(ahd: AHD, train_samples: Sequence[Sample], val_samples: Sequence[Sample], cfg, out_dir: str | os.PathLike,
           eval_cfg=None, meta: dict | None = None, resume: bool = False, frame_score: str = "max", topk: int = 16,
           progress: bool = True, stop_after_steps: int | None = None, checkpoint_every: int = 4,
-          log: Callable[[str], None] | None = None) -> TrainResult:
+          log: Callable[[str], None] | None = None, accelerator=None) -> TrainResult:
     """Train `ahd` (in place) with the paper's recipe; `cfg` a Stage1Config.
 
+    accelerator: an `accelerate.Accelerator` (default: a new one, which follows `accelerate launch`
+    or the accelerate config); it picks the device (the AHD is moved there). With several processes
+    each optimizer step's group of clips is split across them (group[rank::world]) and DDP averages
+    the gradients into those of the group's mean loss; checkpoints, validation and history.json are
+    written by the main process only. Gradient accumulation stays here (cfg.grad_accum), so the
+    accelerator must have gradient_accumulation_steps == 1.
     checkpoint_every: optimizer steps between `last` checkpoints (and at each epoch end).
     stop_after_steps: raise `Killed` after that many optimizer steps of this call (tests).
     """
+    from contextlib import nullcontext
+
+    from accelerate import Accelerator
+    from accelerate.utils import broadcast_object_list
     from tqdm.auto import tqdm
 
     from tvad.run import atomic_write_json
 
+    acc = accelerator if accelerator is not None else Accelerator()
+    if acc.gradient_accumulation_steps != 1:
+        raise ValueError("stage 1 accumulates gradients itself (cfg.grad_accum): give an Accelerator with "
+                         f"gradient_accumulation_steps=1, not {acc.gradient_accumulation_steps}")
+    world, rank, main = acc.num_processes, acc.process_index, acc.is_main_process
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     meta = dict(meta or {})
@@ -262,6 +282,7 @@ def train(ahd: AHD, train_samples: Sequence[Sample], val_samples: Sequence[Sampl
     accum = max(1, int(cfg.grad_accum)) * max(1, int(cfg.batch_size))
     steps_per_epoch = math.ceil(len(items) / accum)
     total = steps_per_epoch * int(cfg.epochs)
+    ahd.to(acc.device)
     params = [p for p in ahd.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, warmup_cosine(total, cfg.warmup_ratio, cfg.lr, cfg.min_lr))
@@ -269,9 +290,9 @@ def train(ahd: AHD, train_samples: Sequence[Sample], val_samples: Sequence[Sampl
     state = {"epoch": 0, "step": 0, "history": [], "val_history": [], "best": None, "epoch_seconds": []}
     torch.manual_seed(cfg.seed)
     last_dir, best_dir = out / "last", out / "best"
-    if resume and (last_dir / "training_state.pt").exists():
+    if resume and (last_dir / "training_state.pt").exists():  # every process loads the same `last`
         ck, ck_meta = load_ahd(last_dir)
-        ts = torch.load(last_dir / "training_state.pt", weights_only=False)
+        ts = torch.load(last_dir / "training_state.pt", weights_only=False, map_location="cpu")
         if ts.get("total") != total:
             raise ResumeMismatch(f"{last_dir}: checkpoint is for {ts.get('total')} steps, this run has {total}")
         if (ck_meta.get("backbone") or {}).get("identity") != (meta.get("backbone") or {}).get("identity"):
@@ -283,17 +304,72 @@ def train(ahd: AHD, train_samples: Sequence[Sample], val_samples: Sequence[Sampl
         sched.load_state_dict(ts["scheduler"])
         _set_rng_state(ts["rng"])
         state = ts["state"]
+    # DDP-wrapped under several processes; the scheduler stays a plain LambdaLR on the same optimizer,
+    # stepped once per optimizer step
+    model, aopt = acc.prepare(ahd, opt)
     log = log or (lambda s: None)
 
-    def checkpoint():
-        save_ahd(ahd, last_dir, {**meta, "epoch": state["epoch"], "step": state["step"]})
+    def on_main(fn):
+        """fn() on the main process only, all processes waiting for it (checkpoints, history)."""
+        acc.wait_for_everyone()
+        if main:
+            fn()
+        acc.wait_for_everyone()
+
+    def save_last():
+        save_ahd(acc.unwrap_model(model), last_dir, {**meta, "epoch": state["epoch"], "step": state["step"]})
         tmp = last_dir / "training_state.pt.tmp"
         torch.save({"optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "rng": _rng_state(),
                     "state": state, "total": total}, tmp)
         os.replace(tmp, last_dir / "training_state.pt")
 
+    def checkpoint():
+        on_main(save_last)
+
+    def clip_loss(batch):
+        feats = {l: torch.stack([smp.features[l][a:b] for smp, a, b in batch]).to(dev).float() for l in ahd.layers}
+        masks = torch.stack([smp.masks[a:b] for smp, a, b in batch]).to(dev)
+        return ahd_loss(ahd, model(feats), masks, cfg.pos_weight, cfg.dice_weight, cfg.frame_ce)
+
+    def step_loss(parts) -> float:
+        """Backward of one optimizer step's group of clips; returns the group's mean loss."""
+        shapes = {(b - a, *smp.masks.shape[1:]) for smp, a, b in parts}
+        if world == 1:
+            if len(shapes) == 1:
+                # The accumulation group in one batched pass: equal-sized clips, so the mean loss of
+                # the batch is exactly the mean of the per-clip losses that accumulation would sum.
+                loss = clip_loss(parts)
+                acc.backward(loss)
+                return float(loss.detach())
+            tot = 0.0
+            for part in parts:
+                loss = clip_loss([part])
+                acc.backward(loss / len(parts))
+                tot += float(loss.detach()) / len(parts)
+            return tot
+        # Several processes: this one's share of the group. Its loss is local_sum / len(group) * world,
+        # so DDP's gradient average is the gradient of the group's mean loss. Every process runs the
+        # same number of forward/backward passes (DDP's collectives); one without a clip of its own
+        # runs the group's first clip with weight 0.
+        mine = list(parts[rank::world])
+        local = torch.zeros((), dtype=torch.float64, device=dev)
+        if len(shapes) == 1:
+            loss = clip_loss(mine or parts[:1])
+            acc.backward(loss * (len(mine) * world / len(parts)))
+            local += loss.detach().double() * len(mine)
+        else:
+            n = math.ceil(len(parts) / world)
+            for i in range(n):
+                own = i < len(mine)
+                with acc.no_sync(model) if i < n - 1 else nullcontext():  # all-reduce on the last pass
+                    loss = clip_loss([mine[i] if own else parts[0]])
+                    acc.backward(loss * ((world / len(parts)) if own else 0.0))
+                if own:
+                    local += loss.detach().double()
+        return float(acc.reduce(local, "sum")) / len(parts)
+
     steps_this_call = 0
-    bar = tqdm(total=total, initial=state["step"], desc="stage 1", disable=not progress)
+    bar = tqdm(total=total, initial=state["step"], desc="stage 1", disable=not progress or not main)
     while state["epoch"] < int(cfg.epochs):
         ep = state["epoch"]
         order = np.random.default_rng([int(cfg.seed), ep]).permutation(len(items))
@@ -301,28 +377,10 @@ def train(ahd: AHD, train_samples: Sequence[Sample], val_samples: Sequence[Sampl
         t0 = time.time()
         ahd.train()
         for s0 in range(first, len(order), accum):
-            opt.zero_grad(set_to_none=True)
+            aopt.zero_grad(set_to_none=True)
             group = order[s0:s0 + accum]
-            tot = 0.0
-            parts = [(train_samples[items[j][0]], items[j][1], items[j][2]) for j in group]
-            shapes = {(b - a, *smp.masks.shape[1:]) for smp, a, b in parts}
-            if len(shapes) == 1:
-                # The accumulation group in one batched pass: equal-sized clips, so the mean loss of
-                # the batch is exactly the mean of the per-clip losses that accumulation would sum.
-                feats = {l: torch.stack([smp.features[l][a:b] for smp, a, b in parts]).to(dev).float()
-                         for l in ahd.layers}
-                masks = torch.stack([smp.masks[a:b] for smp, a, b in parts]).to(dev)
-                loss = ahd_loss(ahd, ahd(feats), masks, cfg.pos_weight, cfg.dice_weight, cfg.frame_ce)
-                loss.backward()
-                tot = float(loss.detach())
-            else:
-                for smp, a, b in parts:
-                    feats = {l: smp.features[l][a:b].to(dev).float() for l in ahd.layers}
-                    loss = ahd_loss(ahd, ahd(feats), smp.masks[a:b].to(dev), cfg.pos_weight, cfg.dice_weight,
-                                    cfg.frame_ce)
-                    (loss / len(parts)).backward()
-                    tot += float(loss.detach()) / len(parts)
-            opt.step()
+            tot = step_loss([(train_samples[items[j][0]], items[j][1], items[j][2]) for j in group])
+            aopt.step()
             sched.step()
             state["step"] += 1
             steps_this_call += 1
@@ -339,23 +397,35 @@ def train(ahd: AHD, train_samples: Sequence[Sample], val_samples: Sequence[Sampl
         state["epoch_seconds"].append(time.time() - t0)
         state["epoch"] = ep + 1
         if val_samples and (state["epoch"] % max(1, cfg.eval_every) == 0 or state["epoch"] == cfg.epochs):
-            m, _ = evaluate(ahd, val_samples, eval_cfg, frame_score, topk)
-            rec = {"epoch": state["epoch"], "step": state["step"], **m}
-            state["val_history"].append(rec)
-            log(f"[stage1] epoch {state['epoch']}: val {json.dumps({k: round(v, 4) for k, v in m.items()})}")
-            best = state["best"]
             key = getattr(cfg, "select_by", "micro_auc")  # paper: best validation micro-AUC
             if key not in ("micro_auc", "macro_auc", "rbdc", "tbdc", "last"):
                 raise ValueError(f"stage1.select_by must be micro_auc, macro_auc, rbdc, tbdc or last, got {key!r}")
-            if best is None or key == "last" or (np.nan_to_num(m[key], nan=-1) > np.nan_to_num(best[key], nan=-1)):
-                state["best"] = rec
-                save_ahd(ahd, best_dir, {**meta, "epoch": state["epoch"], "step": state["step"], "val": m})
+
+            def validate():
+                m, _ = evaluate(acc.unwrap_model(model), val_samples, eval_cfg, frame_score, topk)
+                rec = {"epoch": state["epoch"], "step": state["step"], **m}
+                state["val_history"].append(rec)
+                log(f"[stage1] epoch {state['epoch']}: val {json.dumps({k: round(v, 4) for k, v in m.items()})}")
+                best = state["best"]
+                if best is None or key == "last" or (np.nan_to_num(m[key], nan=-1) > np.nan_to_num(best[key], nan=-1)):
+                    state["best"] = rec
+                    save_ahd(acc.unwrap_model(model), best_dir,
+                             {**meta, "epoch": state["epoch"], "step": state["step"], "val": m})
+
+            on_main(validate)
+            if world > 1:  # every process returns (and checkpoints) the main process's validation records
+                shared = broadcast_object_list([state["val_history"], state["best"]], from_process=0)
+                state["val_history"], state["best"] = shared
         checkpoint()
     bar.close()
-    if not val_samples:
-        save_ahd(ahd, best_dir, {**meta, "epoch": state["epoch"], "step": state["step"]})
-    atomic_write_json(out / "history.json", {"train": state["history"], "val": state["val_history"],
-                                             "best": state["best"], "epoch_seconds": state["epoch_seconds"]})
+
+    def finish():
+        if not val_samples:
+            save_ahd(acc.unwrap_model(model), best_dir, {**meta, "epoch": state["epoch"], "step": state["step"]})
+        atomic_write_json(out / "history.json", {"train": state["history"], "val": state["val_history"],
+                                                 "best": state["best"], "epoch_seconds": state["epoch_seconds"]})
+
+    on_main(finish)
     return TrainResult(state["history"], state["val_history"], state["best"], best_dir if best_dir.exists() else None,
                        last_dir, state["epoch_seconds"])
 
