@@ -8,7 +8,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import numpy as np
 import torch
 
-from tvad.train.pretrain_tiny import PretrainConfig, chat_inputs, motion_targets, pretrain
+from tvad.train.pretrain_tiny import PretrainConfig, chat_inputs, grounding_targets, motion_targets, pretrain
 
 
 def videos(n=2, N=8, S=112):
@@ -17,9 +17,13 @@ def videos(n=2, N=8, S=112):
     for i in range(n):
         f = np.full((N, S, S, 3), 90, np.uint8)
         y, v = int(rng.integers(10, 70)), int(rng.integers(2, 6))
+        boxes = np.zeros((N, 4), np.int64)
         for t in range(N):
             f[t, y:y + 28, 4 + v * t: 18 + v * t] = (200, 50, 50)
-        out.append({"name": f"v{i}", "frames": f, "caption": f"A person in red runs right at speed {v}.", "fps": 8.0})
+            boxes[t] = (4 + v * t, y, 18 + v * t, y + 28)
+        phases = [(0, N // 2 - 1, "walking"), (N // 2, N - 1, "running")]
+        out.append({"name": f"v{i}", "frames": f, "caption": f"A person in red runs right at speed {v}.", "fps": 8.0,
+                    "phases": [(s, e, b, np.ones(N, bool)) for s, e, b in phases], "boxes": [(boxes, phases)]})
     return out
 
 
@@ -30,6 +34,28 @@ def test_motion_targets_see_motion_without_masks():
     assert t.shape == (4, 8, 8, 2)
     assert t[..., 0].max() > 0.5 and t[0, 7, 7, 0] == 0  # moving patches vs the empty corner
     assert (t[..., 1] > 0).sum() < t[..., 1].numel() / 2
+
+
+def test_grounding_targets_name_the_behaviour_under_each_box():
+    v = videos(1)[0]
+    vocab = ["running", "walking"]
+    g = grounding_targets(v, 0, 8, vocab, (112, 112), (8, 8))  # 14 px patches
+    assert g.shape == (4, 8, 8) and g.dtype == torch.long
+    x1, y1, x2, y2 = v["boxes"][0][0][0]
+    assert set(g[0].unique().tolist()) == {0, 2} and set(g[3].unique().tolist()) == {0, 1}  # walking, then running
+    on = (g[0] == 2).nonzero()
+    # every labelled patch overlaps the box of frame 0 or 1; the empty far corner is "nothing"
+    b1 = v["boxes"][0][0][1]
+    assert ((on[:, 1] * 14 + 14 > min(x1, b1[0])) & (on[:, 1] * 14 < max(x2, b1[2]))).all()
+    assert ((on[:, 0] * 14 + 14 > y1) & (on[:, 0] * 14 < y2)).all()
+    assert g[:, 7, 7].eq(0).all()
+    # a behaviour outside the vocabulary, or a box that is not visible (-1), labels nothing
+    assert grounding_targets(v, 0, 8, ["falling"], (112, 112), (8, 8)).eq(0).all()
+    hidden = {"boxes": [(np.full((8, 4), -1), [(0, 7, "running")])]}
+    assert grounding_targets(hidden, 0, 8, vocab, (112, 112), (8, 8)).eq(0).all()
+    # boxes scale with the grid: the same clip on a 16 x 16 grid labels ~4x the patches
+    g16 = grounding_targets(v, 0, 8, vocab, (112, 112), (16, 16))
+    assert 3 <= int((g16[0] > 0).sum()) / int((g[0] > 0).sum()) <= 5
 
 
 def test_pretrain_is_deterministic_and_reloads(tmp_path):
@@ -44,6 +70,7 @@ def test_pretrain_is_deterministic_and_reloads(tmp_path):
     log = [json.loads(l) for l in (a / "training_log.jsonl").read_text().splitlines()]
     assert log[0]["config"]["steps"] == 3 and [r["step"] for r in log[1:]] == [0, 1, 2]
     assert all(np.isfinite(r["caption_loss"]) for r in log[1:])
+    assert all(r["grounding_loss"] > 0 for r in log[2:])  # the grounding probes ran on the boxes
     assert sum(f.stat().st_size for f in a.glob("*.safetensors")) < 20 * 2**20
     ci = chat_inputs(bb_a, "a caption", torch.tensor([[2, 8, 8]]))
     assert int((ci["mm_token_type_ids"] == 2).sum()) == 2 * 8 * 8 // 4
