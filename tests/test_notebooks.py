@@ -66,8 +66,11 @@ def test_02_ahd_training(chain_run):
             for metric in ("micro_auc", "macro_auc", "rbdc", "tbdc"):
                 assert 0 <= r[f"{method}.{split}.{metric}"] <= 1, f"{method}.{split}.{metric}"
     assert any(k.startswith("ahd.test.per_type.") and k.endswith(".micro_auc") for k in r)
-    # the trained AHD must beat chance on the training types' new videos (a real, not random, model)
-    assert r["ahd.test_seen.micro_auc"] > 0.6
+    # the trained AHD on the pretrained tiny backbone: well above chance and above frame differencing
+    # on the training types' new videos (measured 0.876 against 0.605; issue target 0.85)
+    assert r["ahd.test_seen.micro_auc"] > 0.8
+    assert r["ahd.test_seen.micro_auc"] > r["framediff.test_seen.micro_auc"]
+    assert r["ahd.test_seen.rbdc"] > r["framediff.test_seen.rbdc"]
 
 
 def test_03_rae_sft(chain_run):
