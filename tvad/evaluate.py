@@ -327,6 +327,32 @@ def load_dialogue_predictions(run_dir, variant: str) -> dict[int, list[dict]]:
     return out
 
 
+def _source(paths) -> str | None:
+    """A fingerprint of the checkpoint directories / files a prediction was made from: the names,
+    sizes and modification times of their files (a retrained checkpoint rewrites them), or None if
+    one is missing. Cheap for the 7B: no weight bytes are read."""
+    import hashlib
+
+    h = hashlib.sha1()
+    for p in paths:
+        if p is None or not Path(p).exists():
+            return None
+        p = Path(p)
+        for f in sorted([p] if p.is_file() else (x for x in p.rglob("*") if x.is_file())):
+            st = f.stat()
+            h.update(f"{f.relative_to(p.parent)}|{st.st_size}|{st.st_mtime_ns}\n".encode())
+    return h.hexdigest()[:16]
+
+
+def _source_path(run_dir, variant: str, seed: int) -> Path:
+    return _pred_dir(run_dir) / "dialogue" / f"{_safe_name(variant)}.seed{int(seed)}.source"
+
+
+def _read_source(run_dir, variant: str, seed: int) -> str | None:
+    p = _source_path(run_dir, variant, seed)
+    return p.read_text().strip() or None if p.exists() else None
+
+
 def dialogue_variants(run_dir) -> list[str]:
     d = _pred_dir(run_dir) / "dialogue"
     have = sorted({re.sub(r"\.seed\d+$", "", p.stem) for p in d.glob("*.seed*.jsonl")}) if d.is_dir() else []
@@ -957,16 +983,25 @@ def predict_dialogues(run, force: bool = False, variants: Sequence[str] = ("back
     cfg = run.config
     imported = import_stage2_predictions(run)
     _log(log, f"[eval] imported dialogue predictions: {sorted(imported) or 'none (run notebook 03 first)'}")
-    todo = [v for v in variants if force or not load_dialogue_predictions(d, v)]
     rae_final = d / "stage2" / "rae" / "phase_b" / "final"
     test_file = d / "stage2" / "test_corpus" / "phase_b.val.jsonl"
+    from tvad.model.detector import find_checkpoint
+
+    try:
+        ahd_dir = find_checkpoint(d)
+    except Exception:  # no stage-1 checkpoint: nothing to run (reported below)
+        ahd_dir = None
+    # what each variant's answers were made from: a retrained stage 2 (or stage 1) makes them stale
+    sources = {"no_ahd": _source([rae_final, test_file]), "backbone_one_shot": _source([ahd_dir, test_file])}
+    todo = [v for v in variants if force or not load_dialogue_predictions(d, v)
+            or _read_source(d, v, int(cfg.stage2.seed)) != sources.get(v)]
     if todo and not (test_file.exists() and (rae_final / "tvad.json").exists()):
         _log(log, f"[eval] skipping {todo}: notebook 03's test dialogues or checkpoint are missing")
         todo = []
     if todo:
         from tvad.data import load_split
-        from tvad.model.detector import find_checkpoint
         from tvad.model.tvad import load_tvad
+        from tvad.run import atomic_write_text
 
         records = stage2.load_records(test_file)
         vids = [v for s in ("train", "validation", "test")
@@ -993,6 +1028,7 @@ def predict_dialogues(run, force: bool = False, variants: Sequence[str] = ("back
             else:
                 raise EvalError(f"unknown dialogue variant {v!r}; 04 makes backbone_one_shot and no_ahd")
             save_dialogue_predictions(d, v, preds, seed=int(cfg.stage2.seed))
+            atomic_write_text(_source_path(d, v, int(cfg.stage2.seed)), sources.get(v) or "")
             _log(log, f"[eval] {v}: {len(preds)} answers in {time.time() - t0:.0f}s")
             del model
     return {v: dialogue_metrics(p) for v in dialogue_variants(d) for p in load_dialogue_predictions(d, v).values()}
