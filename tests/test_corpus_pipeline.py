@@ -127,6 +127,26 @@ def test_rebuild_asks_nothing_and_is_identical(tmp_path):
     assert (out / "phase_b.train.jsonl").read_text() == first
 
 
+def test_several_dialogues_per_clip_vary_the_wording_not_the_facts(tmp_path):
+    one = build_corpora(clips(), tmp_path / "one")
+    three = build_corpora(clips(), tmp_path / "three", dialogues_per_clip=3)
+    assert three.extraction["full"]["asked"] == one.extraction["full"]["asked"]  # the frames are asked once
+    for ph in ("a", "b"):
+        a = load_corpus(tmp_path / "one" / f"phase_{ph}.train.jsonl")
+        b = load_corpus(tmp_path / "three" / f"phase_{ph}.train.jsonl")
+        assert len(b) == 3 * len(a) and len({r["id"] for r in b}) == len(b)
+        assert [r["id"] for r in b if "#" not in r["id"]] == [r["id"] for r in a]
+        assert b[0] == a[0]  # copy 0 of the first clip is the single-dialogue one (Yes/No balancing then differs)
+        for r in a:
+            copies = [x for x in b if x["id"].split("#")[0] == r["id"]]
+            assert len(copies) == 3 and all(x["clip"] == r["clip"] for x in copies)
+            assert all(x["turns"][0].get("truth") == r["turns"][0].get("truth") for x in copies)  # same facts
+        questions = {tuple(m["content"] for m in x["messages"] if m["role"] == "user") for x in b}
+        assert len(questions) > len(a)  # other wordings / orders
+    with pytest.raises(ValueError, match="dialogues_per_clip"):
+        build_corpora(clips(), tmp_path / "zero", dialogues_per_clip=0)
+
+
 def test_source_video_leakage_is_refused(tmp_path):
     c = clips()
     c["validation"].append(FakeVideo("v1_c9", [], split="validation", source_video="v1"))

@@ -645,7 +645,8 @@ def build_corpora(videos: Mapping[str, Sequence[Any]] | Iterable[Any], out_dir: 
                   annotator: str | Annotator = "oracle", annotator_kw: Mapping[str, Any] | None = None,
                   cache_path: str | os.PathLike | None = None, enhance: bool = True, max_targets: int = 4,
                   blur_sigma: float = 6.0, balance_yes_no: bool = True, seed: int = 0,
-                  template: str = FRAME_PROMPT, retry_failed: bool = True, progress: bool = False) -> CorpusCard:
+                  template: str = FRAME_PROMPT, retry_failed: bool = True, progress: bool = False,
+                  dialogues_per_clip: int = 1) -> CorpusCard:
     """Build the phase A / phase B corpora of the train and val clips into `out_dir`.
 
     videos:     {"train": [...], "validation": [...]} (other splits, e.g. test, are left out and
@@ -657,7 +658,12 @@ def build_corpora(videos: Mapping[str, Sequence[Any]] | Iterable[Any], out_dir: 
     annotator:  "oracle" (default), "local" or "http" (options in `annotator_kw`) or an object.
     enhance:    run the anomaly-focused re-extraction (phase B targets come from it); without it,
                 phase B uses the general timelines that ground truth marks anomalous.
+    dialogues_per_clip: dialogues of each phase per clip, from the same timelines with other
+                question wordings, reference orders and Yes/No balancing choices (ids of the
+                extra ones end in "#k"); the annotator is asked once per frame whatever the count.
     """
+    if int(dialogues_per_clip) < 1:
+        raise ValueError(f"dialogues_per_clip must be >= 1, got {dialogues_per_clip}")
     t0 = time.perf_counter()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -688,17 +694,21 @@ def build_corpora(videos: Mapping[str, Sequence[Any]] | Iterable[Any], out_dir: 
                 n_general += len(general)
                 n_anom += len(anomalies)
                 n_empty += not general
-                a = phase_a_dialogue(clip, general, max_targets=max_targets, seed=seed)
-                extra = None
-                if balance_yes_no and anomalies:
-                    extra = "no" if yn_balance > 0 else ("yes" if yn_balance < -1 else None)
-                b = phase_b_dialogue(clip, general, anomalies, extra_judgement=extra, seed=seed)
-                for tr in b["turns"]:
-                    if tr["type"] == "yes_no" and tr["kind"] in ("judgement", "target_judgement"):
-                        yn_balance += 1 if tr["truth"] == "yes" else -1
-                for ph, d in (("a", a), ("b", b)):
-                    rows[(ph, split)].append({"schema": SCHEMA_VERSION, "id": f"{ph}/{split}/{clip['name']}",
-                                              "phase": ph, "split": split, "clip": clip, **d, "annotator": ann.name})
+                for k in range(int(dialogues_per_clip)):
+                    sk = seed if k == 0 else _seed(seed, "copy", k)  # k = 0: the single-dialogue wording
+                    a = phase_a_dialogue(clip, general, max_targets=max_targets, seed=sk)
+                    extra = None
+                    if balance_yes_no and anomalies:
+                        extra = "no" if yn_balance > 0 else ("yes" if yn_balance < -1 else None)
+                    b = phase_b_dialogue(clip, general, anomalies, extra_judgement=extra, seed=sk)
+                    for tr in b["turns"]:
+                        if tr["type"] == "yes_no" and tr["kind"] in ("judgement", "target_judgement"):
+                            yn_balance += 1 if tr["truth"] == "yes" else -1
+                    for ph, d in (("a", a), ("b", b)):
+                        rows[(ph, split)].append({"schema": SCHEMA_VERSION,
+                                                  "id": f"{ph}/{split}/{clip['name']}" + (f"#{k}" if k else ""),
+                                                  "phase": ph, "split": split, "clip": clip, **d,
+                                                  "annotator": ann.name})
                 timeline_rows.append(json.dumps({"clip": clip["name"], "split": split,
                                                  "general": [t.to_dict() for t in general],
                                                  "anomaly": [t.to_dict() for t in anomalies]}, default=_np))
