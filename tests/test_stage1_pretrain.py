@@ -75,3 +75,25 @@ def test_pretrain_is_deterministic_and_reloads(tmp_path):
     ci = chat_inputs(bb_a, "a caption", torch.tensor([[2, 8, 8]]))
     assert int((ci["mm_token_type_ids"] == 2).sum()) == 2 * 8 * 8 // 4
     assert (ci["labels"] != -100).sum() == len(bb_a.tokenizer("a caption<|im_end|>")["input_ids"])
+
+
+def test_vision_from_copies_and_freezes_the_vit_and_embeddings(tmp_path):
+    from tvad.model.backbone import from_pretrained
+
+    kw = dict(clip_frames=4, warmup=1, vocab_size=400, log_every=1)
+    a = pretrain(PretrainConfig(out=str(tmp_path / "a"), steps=2, **kw), videos(), log=lambda s: None)
+    b = pretrain(PretrainConfig(out=str(tmp_path / "b"), steps=2, text_layers=3, vision_from=str(a), seed=1, **kw),
+                 videos(), log=lambda s: None)
+    bb_a, bb_b = from_pretrained(a), from_pretrained(b)
+    va, vb = bb_a.visual.state_dict(), bb_b.visual.state_dict()
+    assert va.keys() == vb.keys() and all(torch.equal(va[k], vb[k]) for k in va)  # copied, then frozen
+    assert torch.equal(bb_a.model.get_input_embeddings().weight, bb_b.model.get_input_embeddings().weight)
+    assert bb_b.model.config.text_config.num_hidden_layers == 3
+    la = bb_a.model.model.language_model.layers[0].self_attn.q_proj.weight
+    lb = bb_b.model.model.language_model.layers[0].self_attn.q_proj.weight
+    assert not torch.equal(la, lb)  # the decoder is new and trained
+    import pytest
+
+    with pytest.raises(Exception, match="size|shape|embedding"):
+        pretrain(PretrainConfig(out=str(tmp_path / "c"), steps=1, vision_hidden=64, vision_from=str(a), **kw),
+                 videos(), log=lambda s: None)

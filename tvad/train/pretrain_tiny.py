@@ -69,6 +69,9 @@ class PretrainConfig:
     text_hidden: int = 128  # decoder width
     text_layers: int = 2  # decoder layers
     motion_layers: list = field(default_factory=lambda: [0, 1, 2, 3])  # blocks the motion probes read
+    vision_from: str = ""  # a tiny checkpoint whose ViT + merger and embedding table are copied and frozen:
+    #                        only the decoder layers train (LLaVA-style), so a deeper decoder keeps the
+    #                        same visual and text features (stage 1 is unchanged)
     threads: int = 1  # torch threads (fixed for reproducibility; 1 avoids oversubscription on shared CPUs)
     log_every: int = 100  # log a line every N steps
 
@@ -245,6 +248,23 @@ def pretrain(cfg: PretrainConfig, videos: list[dict] | None = None, log=print) -
     model.train()
     for p in model.parameters():
         p.requires_grad_(True)
+    if cfg.vision_from:  # copy the ViT + merger of another tiny checkpoint and freeze them
+        from tvad.model.backbone import from_pretrained
+
+        src = Path(cfg.vision_from)
+        src = src if src.is_absolute() else REPO_ROOT / src
+        donor = from_pretrained(str(src))
+        bb.visual.load_state_dict(donor.visual.state_dict())  # same widths, or a clear size error
+        # the input embedding table too (tied to the LM head): the text features of eq. 2 stay the same
+        emb, demb = model.get_input_embeddings(), donor.model.get_input_embeddings()
+        if emb.weight.shape != demb.weight.shape:
+            raise ValueError(f"{src}: embedding table {tuple(demb.weight.shape)} != {tuple(emb.weight.shape)} "
+                             "(another tokenizer or text width)")
+        with torch.no_grad():
+            emb.weight.copy_(demb.weight)
+        for p in list(bb.visual.parameters()) + [emb.weight]:
+            p.requires_grad_(False)
+        del donor
     probes = torch.nn.ModuleDict({str(l): torch.nn.Linear(cfg.vision_hidden, 2) for l in cfg.motion_layers})
     vocab = sorted({b for v in videos for _, _, b, _ in v.get("phases", [])})
     pool_q = torch.nn.Parameter(torch.zeros(cfg.text_hidden))  # attention-pooling query (discarded)
@@ -254,8 +274,8 @@ def pretrain(cfg: PretrainConfig, videos: list[dict] | None = None, log=print) -
                                   for l in cfg.motion_layers})
     g_weight = torch.ones(1 + len(vocab))
     g_weight[0] = cfg.grounding_background
-    params = (list(model.parameters()) + list(probes.parameters()) + [pool_q] + list(beh_head.parameters())
-              + list(ground.parameters()))
+    params = ([p for p in model.parameters() if p.requires_grad] + list(probes.parameters()) + [pool_q]
+              + list(beh_head.parameters()) + list(ground.parameters()))
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     bgs = [background(v) for v in videos]
     log(f"[pretrain] backgrounds done ({time.time() - t_start:.0f}s); behaviours {vocab}")
