@@ -6,6 +6,7 @@ import os
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import numpy as np
+import pytest
 import torch
 
 from tvad.train.pretrain_tiny import PretrainConfig, chat_inputs, grounding_targets, motion_targets, pretrain
@@ -92,8 +93,6 @@ def test_vision_from_copies_and_freezes_the_vit_and_embeddings(tmp_path):
     la = bb_a.model.model.language_model.layers[0].self_attn.q_proj.weight
     lb = bb_b.model.model.language_model.layers[0].self_attn.q_proj.weight
     assert not torch.equal(la, lb)  # the decoder is new and trained
-    import pytest
-
     with pytest.raises(Exception, match="size|shape|embedding"):
         pretrain(PretrainConfig(out=str(tmp_path / "c"), steps=1, vision_hidden=64, vision_from=str(a), **kw),
                  videos(), log=lambda s: None)
