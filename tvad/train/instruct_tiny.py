@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import shutil
 import tempfile
@@ -41,6 +40,8 @@ from typing import Callable, Sequence
 
 import numpy as np
 import torch
+
+from tvad.train.pretrain_tiny import clipped_step, lr_at  # the same schedule and step as the pretraining
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -187,13 +188,6 @@ def check_frozen(model, before: dict[str, torch.Tensor]) -> None:
 
 # -- training ---------------------------------------------------------------------------------------
 
-def lr_at(step: int, cfg: InstructConfig) -> float:
-    if step < cfg.warmup:
-        return cfg.lr * (step + 1) / cfg.warmup
-    p = (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup)
-    return cfg.min_lr + 0.5 * (cfg.lr - cfg.min_lr) * (1 + math.cos(math.pi * min(1.0, p)))
-
-
 @torch.no_grad()
 def evaluate(bb, records: Sequence[dict], clips: dict[str, Clip], max_length: int) -> dict:
     """Mean answer loss over `records` and teacher-forced accuracy of the first answer token of the
@@ -249,14 +243,7 @@ def train(bb, train_recs: Sequence[dict], val_recs: Sequence[dict], clips: dict[
         r = train_recs[order.pop()]
         out = model(**inputs(bb, r, clips[r["clip"]["name"]], cfg.max_length))
         loss = out.loss
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"non-finite instruction loss at step {step}")
-        for g in opt.param_groups:
-            g["lr"] = lr_at(step, cfg)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(list(params.values()), 1.0)
-        opt.step()
+        clipped_step(opt, loss, list(params.values()), lr_at(step, cfg), f"instruction loss at step {step}")
         v = float(loss.detach())
         first = v if first is None else first
         run = v if run is None else 0.95 * run + 0.05 * v

@@ -39,6 +39,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from tvad.train.stage1 import video_name
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
@@ -171,13 +173,6 @@ def background(rec: dict) -> np.ndarray:
     return np.median(f, axis=0).astype(np.uint8)
 
 
-def video_name(v) -> str:
-    for a in ("name", "id", "key", "video_id"):
-        if getattr(v, a, None):
-            return str(getattr(v, a))
-    return str(getattr(v, "path", v))
-
-
 def video_caption(v) -> str:
     """The video's caption: its own, else its objects' captions joined."""
     cap = getattr(v, "caption", None)
@@ -220,7 +215,21 @@ def chat_inputs(bb, caption: str, grid_thw: torch.Tensor) -> dict:
 
 # -- training -------------------------------------------------------------------------------------
 
-def lr_at(step: int, cfg: PretrainConfig) -> float:
+def clipped_step(opt: torch.optim.Optimizer, loss: torch.Tensor, params, lr: float, what: str) -> None:
+    """One optimizer step at `lr` with gradients clipped to norm 1; a non-finite loss raises
+    FloatingPointError naming `what` (the tiny backbone's pretraining and instruction steps)."""
+    if not torch.isfinite(loss):
+        raise FloatingPointError(f"non-finite {what}")
+    for g in opt.param_groups:
+        g["lr"] = lr
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(params, 1.0)
+    opt.step()
+
+
+def lr_at(step: int, cfg) -> float:
+    """Linear warmup over cfg.warmup steps, then cosine from cfg.lr to cfg.min_lr at cfg.steps."""
     if step < cfg.warmup:
         return cfg.lr * (step + 1) / cfg.warmup
     p = (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup)
@@ -321,14 +330,7 @@ def pretrain(cfg: PretrainConfig, videos: list[dict] | None = None, log=print) -
                                           weight=g_weight) for l in cfg.motion_layers) / len(cfg.motion_layers)
             loss = (cfg.caption_weight * out.loss + cfg.motion_weight * mot + cfg.behaviour_weight * beh
                     + cfg.grounding_weight * gnd)
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"non-finite pretraining loss at step {step}")
-            for g in opt.param_groups:
-                g["lr"] = lr_at(step, cfg)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(params, 1.0)
-            opt.step()
+            clipped_step(opt, loss, params, lr_at(step, cfg), f"pretraining loss at step {step}")
             a = 0.98 if step else 0.0
             run_cap = a * run_cap + (1 - a) * float(out.loss.detach())
             run_mot = a * run_mot + (1 - a) * float(mot.detach())
