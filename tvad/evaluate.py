@@ -361,7 +361,7 @@ def dialogue_variants(run_dir) -> list[str]:
 
 def dialogue_metrics(preds: Sequence[dict]) -> dict[str, float]:
     """Yes/No accuracy and balanced accuracy, Target and Trajectory BLEU-4 (best reference, macro
-    over answers), exactly as `tvad.train.stage2.evaluate_dialogues` computes them."""
+    over answers) of answered turns; `tvad.train.stage2.evaluate_dialogues` reports these too."""
     from tvad.metrics import bleu4, yes_no_accuracy
 
     m: dict[str, float] = {}

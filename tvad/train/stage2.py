@@ -462,7 +462,7 @@ def evaluate_dialogues(model: TVAD, records: Sequence[dict], clips: ClipStore,
     over clips). `max_new_tokens`: one limit, or one per turn type. Returns (metrics, predictions)."""
     from tqdm.auto import tqdm
 
-    from tvad.metrics import bleu4, yes_no_accuracy
+    from tvad.evaluate import dialogue_metrics
 
     preds: list[dict] = []
     todo = [(r, i, t) for r in records for i, t in enumerate(r["turns"]) if t["type"] in types]
@@ -474,25 +474,7 @@ def evaluate_dialogues(model: TVAD, records: Sequence[dict], clips: ClipStore,
         preds.append({"id": r["id"], "turn": i, "type": t["type"], "kind": t.get("kind"),
                       "question": msgs[-1]["content"], "answer": ans, "references": t["references"],
                       "truth": t.get("truth"), "label": r["clip"].get("label")})
-    m: dict[str, float] = {}
-    yn = [p for p in preds if p["type"] == "yes_no"]
-    if yn:
-        acc = yes_no_accuracy({f"{p['id']}#{p['turn']}": p["answer"] for p in yn},
-                              {f"{p['id']}#{p['turn']}": p["truth"] for p in yn})
-        m["yes_no_accuracy"] = float(acc["accuracy"])
-        m["yes_no_balanced_accuracy"] = float(acc["balanced_accuracy"])
-        m["yes_no_unparsed"] = int(acc["unparsed"])
-        m["yes_no_n"] = int(acc["n"])
-    for typ, key in (("target", "bleu4_target"), ("trajectory", "bleu4_trajectory")):
-        ps = [p for p in preds if p["type"] == typ]
-        if ps:
-            hyp = {f"{p['id']}#{p['turn']}": p["answer"] for p in ps}
-            ref = {f"{p['id']}#{p['turn']}": p["references"] for p in ps}
-            m[key] = float(bleu4(hyp, ref))
-            m[f"{key}_n"] = len(ps)
-        else:
-            m[key] = float("nan")
-    return m, preds
+    return dialogue_metrics(preds), preds
 
 
 # -- notebook 03: the whole stage in one call -----------------------------------------------------------
