@@ -1,4 +1,5 @@
-"""Shared test fixtures: paths to the real clips nobody here made, and the executed chain."""
+"""Shared test fixtures: paths to the real clips nobody here made, a tiny stage-1 run, one torch thread,
+and the executed chain."""
 
 from __future__ import annotations
 
@@ -22,6 +23,35 @@ def shared_clips() -> Path:
     if not (SHARED_CLIPS / "annotations.json").exists():
         pytest.fail(f"the real clips are missing: expected {SHARED_CLIPS} (see its README)")
     return SHARED_CLIPS
+
+
+@pytest.fixture(scope="module")
+def tiny_stage1_run(tmp_path_factory):
+    """(d, bb): `d / "bb"` a random tiny backbone saved at 112 px and `bb` it reloaded; `d / "run"` a
+    run directory whose stage1/best holds an untrained AHD (hidden 16) on its blocks 1 and 3."""
+    from tvad.config import AHDConfig, BackboneConfig, Config
+    from tvad.model.ahd import save_ahd
+    from tvad.model.backbone import build_tiny, from_pretrained
+    from tvad.train.stage1 import backbone_meta, build_ahd
+
+    d = tmp_path_factory.mktemp("stage1")
+    build_tiny(seed=0, max_pixels=112 * 112).save_pretrained(d / "bb")
+    bb = from_pretrained(d / "bb", max_pixels=112 * 112)
+    cfg = Config(backbone=BackboneConfig(path=str(d / "bb"), layers=[1, 3], max_pixels=112 * 112),
+                 ahd=AHDConfig(hidden=16, num_templates=2))
+    save_ahd(build_ahd(bb, cfg.ahd, [1, 3]), d / "run" / "stage1" / "best", backbone_meta(bb, cfg))
+    return d, bb
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Tiny models on a shared CPU: one torch thread avoids OpenMP oversubscription (10x here)."""
+    import torch
+
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
 
 
 @pytest.fixture(scope="session")

@@ -13,20 +13,9 @@ import pytest
 
 
 @pytest.fixture(scope="module")
-def ckpt(tmp_path_factory):
+def ckpt(tiny_stage1_run):
     """A run directory holding a stage-1 checkpoint (random tiny backbone, untrained AHD)."""
-    from tvad.config import AHDConfig, BackboneConfig, Config
-    from tvad.model.ahd import save_ahd
-    from tvad.model.backbone import build_tiny, from_pretrained
-    from tvad.train.stage1 import backbone_meta, build_ahd
-
-    d = tmp_path_factory.mktemp("cli")
-    build_tiny(seed=0, max_pixels=112 * 112).save_pretrained(d / "bb")
-    bb = from_pretrained(d / "bb", max_pixels=112 * 112)
-    cfg = Config(backbone=BackboneConfig(path=str(d / "bb"), layers=[1, 3], max_pixels=112 * 112),
-                 ahd=AHDConfig(hidden=16, num_templates=2))
-    save_ahd(build_ahd(bb, cfg.ahd, [1, 3]), d / "run" / "stage1" / "best", backbone_meta(bb, cfg))
-    return d / "run"
+    return tiny_stage1_run[0] / "run"
 
 
 def test_detect_on_shanghaitech_clip(ckpt, shared_clips, tmp_path, capsys):

@@ -6,32 +6,13 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import numpy as np
 import pytest
-import torch
-
-from tvad.model.ahd import save_ahd
 
 
-@pytest.fixture(scope="module")
-def setup(tmp_path_factory):
-    from tvad.config import AHDConfig, BackboneConfig, Config
-    from tvad.model.backbone import build_tiny, from_pretrained
-    from tvad.train.stage1 import backbone_meta, build_ahd
-
-    d = tmp_path_factory.mktemp("det")
-    build_tiny(seed=0, max_pixels=112 * 112).save_pretrained(d / "bb")
-    bb = from_pretrained(d / "bb", max_pixels=112 * 112)
-    cfg = Config(backbone=BackboneConfig(path=str(d / "bb"), layers=[1, 3], max_pixels=112 * 112),
-                 ahd=AHDConfig(hidden=16, num_templates=2))
-    ahd = build_ahd(bb, cfg.ahd, [1, 3])
-    save_ahd(ahd, d / "run" / "stage1" / "best", backbone_meta(bb, cfg))
-    return d, bb
-
-
-def test_detect_arrays_files_and_windows(setup):
+def test_detect_arrays_files_and_windows(tiny_stage1_run):
     from tvad.data.video import write_video
     from tvad.model.detector import load
 
-    d, bb = setup
+    d, bb = tiny_stage1_run
     det = load(d / "run")  # a run directory: its best checkpoint, backbone loaded as recorded
     frames = np.random.default_rng(0).integers(0, 256, (7, 112, 112, 3), dtype=np.uint8)
     out = det.detect(frames)
@@ -46,11 +27,11 @@ def test_detect_arrays_files_and_windows(setup):
     assert f.heatmaps.shape == (7, 112, 112) and f.fps == pytest.approx(8.0)
 
 
-def test_bad_checkpoints_and_inputs(setup):
+def test_bad_checkpoints_and_inputs(tiny_stage1_run):
     from tvad.model.backbone import BackboneError, build_tiny
     from tvad.model.detector import load
 
-    d, bb = setup
+    d, bb = tiny_stage1_run
     with pytest.raises(ValueError, match="backbone"):
         load(d / "run", backbone=build_tiny(seed=5, max_pixels=112 * 112))
     with pytest.raises(FileNotFoundError):

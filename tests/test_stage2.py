@@ -19,13 +19,7 @@ from tvad.train.stage1 import build_ahd
 LAYERS = [0, 3]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """Tiny models on a shared CPU: one torch thread avoids OpenMP oversubscription (10x here)."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _records(n: int, split: str = "train", phase: str = "b") -> tuple[list[dict], dict]:

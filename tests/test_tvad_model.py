@@ -17,13 +17,7 @@ from tvad.train.stage1 import build_ahd
 LAYERS = [0, 3]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """Tiny models on a shared CPU: one torch thread avoids OpenMP oversubscription (10x here)."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 MSGS = [{"role": "system", "content": "You watch a fixed camera."},
         {"role": "user", "content": "Is there any anomaly in this video?"},
         {"role": "assistant", "content": "Yes, a person runs to the right."},
