@@ -24,9 +24,16 @@ $(PY):
 	python3 -m venv .venv
 	$(PY) -m pip install -q --upgrade pip
 
+# torch + torchvision from PyPI on x86_64 Linux are CUDA builds with their nvidia-* wheels: about
+# 6.6 GB in the venv. Check the free space first, so that a full disk is a one-line error naming the
+# need instead of pip's OSError halfway through an install.
+NEED_GB ?= 8
 $(STAMP): pyproject.toml | $(PY)
-	@$(PY) -c "import torch, torchvision" 2>/dev/null || $(PY) -m pip install -q "torch>=2.4" "torchvision>=0.19"
-	$(PY) -m pip install -q -e ".[dev]"
+	@$(PY) -c "import torch, torchvision" 2>/dev/null || { \
+	  free=$$(df -Pk "$$($(PY) -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')" | awk 'NR==2 {print int($$4/1048576)}'); \
+	  if [ "$$free" -lt $(NEED_GB) ]; then echo "error: installing torch + torchvision needs about $(NEED_GB) GB free; only $$free GB free on the disk of the venv ($(PY)). Free some space (old venvs, run directories) or set NEED_GB." >&2; exit 1; fi; \
+	  $(PY) -m pip install -q --no-cache-dir "torch>=2.4" "torchvision>=0.19"; }
+	$(PY) -m pip install -q --no-cache-dir -e ".[dev]"
 	@touch $(STAMP)
 
 install: $(STAMP)
