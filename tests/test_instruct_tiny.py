@@ -1,4 +1,5 @@
-"""The tiny backbone's instruction tuning: trains the decoder only (ViT and embedding table bit-identical),
+"""The tiny backbone's instruction tuning: trains the decoder and the non-prompt embedding rows (ViT and the eq.-2
+prompt tokens' rows bit-identical),
 is deterministic, saves atomically and logs."""
 
 import json
@@ -10,7 +11,9 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import pytest
 import torch
 
-from tvad.train.instruct_tiny import InstructConfig, instruct, save_weights, trainable_parameters
+from tvad.model.backbone import from_pretrained
+from tvad.train.instruct_tiny import (InstructConfig, instruct, prompt_token_ids, save_weights,
+                                     trainable_parameters)
 
 
 @pytest.fixture(scope="module")
@@ -35,11 +38,11 @@ def _state(path):
     return load_file(str(path / "model.safetensors"))
 
 
-def _run(d, videos, name):
+def _run(d, videos, name, **kw):
     asset = d / name
     shutil.copytree(d / "asset", asset)
     cfg = InstructConfig(asset=str(asset), train_videos=2, val_videos=1, steps=3, warmup=1, log_every=1,
-                         work_dir=str(d / f"work-{name}"))
+                         work_dir=str(d / f"work-{name}"), **kw)
     return asset, instruct(cfg, log=lambda s: None, videos=videos)
 
 
@@ -50,13 +53,24 @@ def test_instruct_trains_decoder_only_and_is_deterministic(setup):
     b, _ = _run(d, videos, "b")
     sa, sb = _state(a), _state(b)
     assert set(sa) == set(before)
-    frozen = [k for k in before if "visual" in k or "embed_tokens" in k or "lm_head" in k]
-    assert any("visual" in k for k in frozen) and any("embed_tokens" in k for k in frozen)
+    frozen = [k for k in before if "visual" in k]
+    assert frozen
     for k in frozen:
         assert torch.equal(sa[k], before[k]), f"{k} changed"
+    # the embedding table: the eq.-2 prompt tokens' rows bit-identical (so are the AHD's text
+    # features), the answer words' rows trained
+    (ek,) = [k for k in before if "embed_tokens" in k]
+    keep = prompt_token_ids(tok := from_pretrained(d / "asset").tokenizer)
+    assert torch.equal(sa[ek][keep], before[ek][keep])
+    yes, no = (tok(w, add_special_tokens=False)["input_ids"][0] for w in ("Yes", "No"))
+    assert yes not in keep.tolist() and no not in keep.tolist()
+    moved = (sa[ek] != before[ek]).any(1).nonzero().flatten().tolist()
+    assert moved and not set(moved) & set(keep.tolist()) and {yes, no} & set(moved)
     changed = [k for k in before if not torch.equal(sa[k], before[k])]
-    assert changed and all("language_model.layers" in k or "language_model.norm" in k or k.startswith("model.layers")
-                           or k.startswith("model.norm") for k in changed), changed
+    assert all("language_model.layers" in k or "language_model.norm" in k or k.startswith("model.layers")
+               or k.startswith("model.norm") or k == ek for k in changed), changed
+    assert any("layers" in k for k in changed)
+    assert summary["frozen_embedding_rows"] == len(keep)
     for k in sa:
         assert torch.equal(sa[k], sb[k]), f"not deterministic: {k}"
     assert summary["steps"] == 3 and summary["before"]["loss"] > 0 and summary["after"]["loss"] > 0
@@ -66,14 +80,19 @@ def test_instruct_trains_decoder_only_and_is_deterministic(setup):
     assert json.loads((a / "instruct_summary.json").read_text())["steps"] == 3
     # the rest of the asset is untouched, and it reloads like any Qwen2.5-VL checkpoint
     assert (a / "config.json").read_text() == (d / "asset" / "config.json").read_text()
-    from tvad.model.backbone import from_pretrained
-
     from_pretrained(a)
 
 
-def test_trainable_excludes_vit_and_embeddings_and_stale_save_refused(setup):
-    from tvad.model.backbone import from_pretrained
+def test_instruct_without_embed_rows_keeps_the_whole_table(setup):
+    d, videos = setup
+    before = _state(d / "asset")
+    a, summary = _run(d, videos, "noemb", embed_rows=False)
+    sa = _state(a)
+    (ek,) = [k for k in before if "embed_tokens" in k]
+    assert torch.equal(sa[ek], before[ek]) and summary["frozen_embedding_rows"] is None
 
+
+def test_trainable_excludes_vit_and_embeddings_and_stale_save_refused(setup):
     d, _ = setup
     bb = from_pretrained(d / "asset")
     params = trainable_parameters(bb.model)

@@ -15,9 +15,15 @@ backbone's language"). This step closes the gap the way an LVLM's own instructio
 * model: the clip's merged tokens from the frozen ViT (computed once per video), rendered with
   `tvad.model.tvad.encode_dialogue` (Qwen's chat template, video in the first user turn, labels on
   the assistant answers only) without stage 2's prompt tokens; full fine-tuning of the decoder
-  layers and final norm (+ lm_head when it is not tied to the input embeddings). The ViT and the
-  input embedding table stay frozen, bit for bit, so the AHD's text features (eq. 2) and visual
-  features are unchanged.
+  layers and final norm (+ lm_head when it is not tied to the input embeddings), and (default,
+  `embed_rows`) the embedding rows of the tokens that occur in no eq.-2 prompt. The ViT and the
+  embedding rows of every prompt token stay frozen, bit for bit, so the AHD's text features (eq. 2,
+  the mean embedding of a prompt's tokens) and visual features are unchanged.
+  Why the rows: the captions of `pretrain_tiny` never contain the answer words ("Yes", "No", ...),
+  so with the tied embedding / LM head their rows were trained only as negatives; with them frozen
+  the decoder alone never learned to start an answer with "Yes"/"No" (teacher-forced first-token
+  accuracy 0.00 on the held-out dialogues after 960 steps), and stage 2's Yes/No turns collapsed.
+  A real LVLM has those words in its vocabulary from its own pretraining.
 * output: only `model.safetensors` of the asset is replaced (atomically); the run's log lines are
   appended to `instruct_log.jsonl` and a summary written to `instruct_summary.json` beside it.
 
@@ -64,6 +70,7 @@ class InstructConfig:
     min_lr: float = 1e-5  # cosine floor
     warmup: int = 48  # linear warmup steps
     weight_decay: float = 0.0  # AdamW weight decay
+    embed_rows: bool = True  # also train the embedding rows of tokens in no eq.-2 prompt (the prompt rows stay)
     max_length: int = 2048  # token limit per dialogue (later turns dropped whole, as in stage 2)
     threads: int = 1  # torch threads (1: measured 10x faster than 2 on the shared CPU box)
     log_every: int = 40  # log a line every N steps
@@ -172,15 +179,27 @@ def trainable_parameters(model) -> dict[str, torch.nn.Parameter]:
     return named
 
 
-def frozen_state(model) -> dict[str, torch.Tensor]:
-    """Copies of the tensors that must not change: the ViT and the input embedding table."""
+def prompt_token_ids(tokenizer) -> torch.Tensor:
+    """(P,) sorted ids of every token of every eq.-2 prompt (`tvad.prompts.all_template_text`, every
+    dataset's events), plus the tokenizer's special tokens: the embedding rows that stay frozen."""
+    from tvad.prompts import all_template_text
+
+    ids = {int(i) for t in all_template_text() for i in tokenizer(t, add_special_tokens=False)["input_ids"]}
+    ids |= {int(i) for i in tokenizer.all_special_ids}
+    return torch.tensor(sorted(ids), dtype=torch.long)
+
+
+def frozen_state(model, keep_rows: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    """Copies of the tensors that must not change: the ViT and the input embedding table (only its
+    `keep_rows` when given)."""
     d = {f"model.visual.{k}": v.detach().clone() for k, v in model.model.visual.state_dict().items()}
-    d["embed_tokens"] = model.get_input_embeddings().weight.detach().clone()
+    w = model.get_input_embeddings().weight.detach()
+    d["embed_tokens"] = (w if keep_rows is None else w[keep_rows]).clone()
     return d
 
 
-def check_frozen(model, before: dict[str, torch.Tensor]) -> None:
-    after = frozen_state(model)
+def check_frozen(model, before: dict[str, torch.Tensor], keep_rows: torch.Tensor | None = None) -> None:
+    after = frozen_state(model, keep_rows)
     bad = [k for k in before if not torch.equal(before[k], after[k])]
     if bad:
         raise RuntimeError(f"frozen tensors changed: {bad[:5]}")
@@ -223,11 +242,17 @@ def train(bb, train_recs: Sequence[dict], val_recs: Sequence[dict], clips: dict[
     seed_everything(cfg.seed)
     model = bb.model
     params = trainable_parameters(model)
+    keep = None
+    if cfg.embed_rows:
+        emb = model.get_input_embeddings().weight
+        keep = prompt_token_ids(bb.tokenizer)
+        params["model.language_model.embed_tokens.weight"] = emb
+        emb_keep = emb.detach()[keep].clone()
     for p in model.parameters():
         p.requires_grad_(False)
     for p in params.values():
         p.requires_grad_(True)
-    frozen = frozen_state(model)
+    frozen = frozen_state(model, keep)
     t0 = time.time()
     before = evaluate(bb, val_recs, clips, cfg.max_length)
     log(f"[instruct] before: {before}")
@@ -244,6 +269,9 @@ def train(bb, train_recs: Sequence[dict], val_recs: Sequence[dict], clips: dict[
         out = model(**inputs(bb, r, clips[r["clip"]["name"]], cfg.max_length))
         loss = out.loss
         clipped_step(opt, loss, list(params.values()), lr_at(step, cfg), f"instruction loss at step {step}")
+        if keep is not None:  # the prompt tokens' rows back, bit for bit (AdamW may move zero-grad rows)
+            with torch.no_grad():
+                emb[keep] = emb_keep
         v = float(loss.detach())
         first = v if first is None else first
         run = v if run is None else 0.95 * run + 0.05 * v
@@ -255,13 +283,16 @@ def train(bb, train_recs: Sequence[dict], val_recs: Sequence[dict], clips: dict[
     model.eval()
     for p in model.parameters():
         p.requires_grad_(False)
-    check_frozen(model, frozen)
+    check_frozen(model, frozen, keep)
     after = evaluate(bb, val_recs, clips, cfg.max_length)
     log(f"[instruct] after: {after}")
     return {"before": before, "after": after, "steps": cfg.steps, "train_loss_first": first,
             "train_loss_final_ema": run, "seconds": round(time.time() - t0, 1),
-            "trainable_params": int(sum(p.numel() for p in params.values())), "tied_lm_head": tied(model),
-            "trained": sorted({k.rsplit(".", 1)[0] for k in params})}
+            "trainable_params": int(sum(p.numel() for p in params.values())
+                                    - (0 if keep is None else keep.numel() * emb.shape[1])),
+            "tied_lm_head": tied(model),
+            "trained": sorted({k.rsplit(".", 1)[0] for k in params}),
+            "frozen_embedding_rows": None if keep is None else int(keep.numel())}
 
 
 def _stamp(f: Path) -> tuple[int, int]:
@@ -319,7 +350,7 @@ def instruct(cfg: InstructConfig, log: Callable = print, videos: Sequence | None
     size = save_weights(bb, asset, stamp)
     summary = {"config": asdict(cfg), **res, "train_dialogues": len(train_recs), "val_dialogues": len(val_recs),
                "wall_s": round(time.time() - t0, 1), "weights_bytes": size, "torch": torch.__version__,
-               "note": "deterministic for a seed and thread count on one machine; ViT + embedding table frozen"}
+               "note": "deterministic for a seed and thread count on one machine; ViT + the eq.-2 prompt tokens' embedding rows frozen"}
     with open(asset / LOG_FILE, "a") as f:
         f.write(json.dumps({"run": time.strftime("%Y-%m-%dT%H:%M:%S"), "config": asdict(cfg)}) + "\n")
         for r in rows:
@@ -335,7 +366,10 @@ def main(argv=None) -> None:
 
     ap = argparse.ArgumentParser(description="Instruction-tune the tiny Qwen2.5-VL backbone (cpu preset).")
     for f in dataclasses.fields(InstructConfig):
-        ap.add_argument(f"--{f.name.replace('_', '-')}", type=type(f.default), default=f.default)
+        if isinstance(f.default, bool):
+            ap.add_argument(f"--{f.name.replace('_', '-')}", action=argparse.BooleanOptionalAction, default=f.default)
+        else:
+            ap.add_argument(f"--{f.name.replace('_', '-')}", type=type(f.default), default=f.default)
     instruct(InstructConfig(**vars(ap.parse_args(argv))))
 
 
