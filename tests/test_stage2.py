@@ -157,17 +157,37 @@ def test_phases_merge_resume_reload(tmp_path):
     assert len(preds) == 4 and all(isinstance(p["answer"], str) for p in preds)
 
 
-def test_killed_phase_resumes_to_the_same_weights(tmp_path):
+def test_rae_lr_scale_puts_the_from_scratch_parts_in_their_own_group():
+    from peft import LoraConfig, get_peft_model
+
+    m = _model()
+    peft_model = get_peft_model(m.qwen, LoraConfig(r=4, target_modules=["q_proj", "v_proj"], task_type="CAUSAL_LM"))
+    m.set_trainable(True)
+    args = stage2.sft_config(CFG, "/tmp/unused", False, False)
+    assert stage2.optimizer(m, peft_model, args, 1.0) is None  # the Trainer's own AdamW
+    opt = stage2.optimizer(m, peft_model, args, 10.0)
+    lora, own = opt.param_groups
+    assert own["lr"] == pytest.approx(10 * lora["lr"]) and lora["lr"] == pytest.approx(CFG.lr)
+    assert {id(p) for p in own["params"]} == {id(p) for p in m.trainable_parameters()}
+    names = {id(p): n for n, p in peft_model.named_parameters()}
+    assert lora["params"] and all("lora_" in names[id(p)] for p in lora["params"])
+    with pytest.raises(ValueError, match="rae_lr_scale"):
+        stage2.optimizer(m, peft_model, args, 0.0)
+
+
+@pytest.mark.parametrize("cfg", [CFG, Stage2Config(**{**CFG.__dict__, "rae_lr_scale": 10.0})],
+                         ids=["one-lr", "rae-lr-x10"])
+def test_killed_phase_resumes_to_the_same_weights(tmp_path, cfg):
     ref = _model()
-    stage2.train_phase(ref, "a", TRAIN, VAL, _store(ref), CFG, tmp_path / "ref", progress=False, log=lambda s: None)
+    stage2.train_phase(ref, "a", TRAIN, VAL, _store(ref), cfg, tmp_path / "ref", progress=False, log=lambda s: None)
     m = _model()
     with pytest.raises(stage2.Killed):
-        stage2.train_phase(m, "a", TRAIN, VAL, _store(m), CFG, tmp_path / "run", progress=False,
+        stage2.train_phase(m, "a", TRAIN, VAL, _store(m), cfg, tmp_path / "run", progress=False,
                            stop_after_steps=2, log=lambda s: None)
     assert (tmp_path / "run" / "trainer" / "checkpoint-2" / stage2.TRAINABLES_FILE).exists()
     m = _model()  # a fresh process: the base model again, the checkpoint holds the rest
     msgs = []
-    res = stage2.train_phase(m, "a", TRAIN, VAL, _store(m), CFG, tmp_path / "run", progress=False, log=msgs.append)
+    res = stage2.train_phase(m, "a", TRAIN, VAL, _store(m), cfg, tmp_path / "run", progress=False, log=msgs.append)
     assert res.resumed_from and res.resumed_from.endswith("checkpoint-2") and "resuming" in msgs[0]
     a, b = _sd(ref), _sd(m)
     for k in a:

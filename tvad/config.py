@@ -96,6 +96,8 @@ class Stage2Config:
     lr: float = 2e-4  # peak LR of LoRA, RAE and token rows (paper: value lost in extraction; chosen. cpu: 1e-3
     #                   collapsed the RAE model's Yes/No answers to 5.9 %, 2e-4 gave 29.4 %)
     warmup_ratio: float = 0.03  # linear warmup fraction before the cosine decay (paper: value lost; chosen)
+    rae_lr_scale: float = 1.0  # LR multiplier for the from-scratch parts (RAE, prompt-token rows) over LoRA's
+    #                            (LLaVA's mm_projector_lr pattern; paper: one LR, 1.0)
     batch_size: int = 1  # dialogues per device per micro-step
     grad_accum: int = 2  # paper: 8
     epochs: float = 2.0  # passes over each phase's corpus (paper: 1)

@@ -364,6 +364,25 @@ def sft_config(cfg, out_dir: Path, has_val: bool, progress: bool):
     return SFTConfig(**{k: v for k, v in kw.items() if k in names})
 
 
+def optimizer(model: TVAD, peft_model, args, rae_lr_scale: float = 1.0) -> torch.optim.Optimizer | None:
+    """AdamW with two parameter groups, LoRA at `args.learning_rate` and the from-scratch parts (RAE,
+    prompt-token rows) at `rae_lr_scale` times that; None (the Trainer's own optimizer) for a scale
+    of 1. The Trainer still builds the cosine schedule on it, which scales both groups alike."""
+    if rae_lr_scale <= 0:
+        raise ValueError(f"rae_lr_scale must be > 0, got {rae_lr_scale}")
+    own = [p for p in model.trainable_parameters() if p.requires_grad]
+    if rae_lr_scale == 1.0 or not own:
+        return None
+    ids = {id(p) for p in own}
+    lora = [p for p in peft_model.parameters() if p.requires_grad and id(p) not in ids]
+    lr = float(args.learning_rate)
+    groups = [{"params": lora, "lr": lr}, {"params": own, "lr": lr * rae_lr_scale}]
+    kw = {"betas": (args.adam_beta1, args.adam_beta2), "eps": args.adam_epsilon, "weight_decay": args.weight_decay}
+    if torch.cuda.is_available():
+        kw["fused"] = True
+    return torch.optim.AdamW([g for g in groups if g["params"]], **kw)
+
+
 def train_phase(model: TVAD, phase: str, train_records: Sequence[dict], val_records: Sequence[dict],
                 clips: ClipStore, cfg, out_dir: str | os.PathLike, resume: bool = True, progress: bool = True,
                 stop_after_steps: int | None = None, meta: dict | None = None, log: Callable[[str], None] = print
@@ -407,7 +426,9 @@ def train_phase(model: TVAD, phase: str, train_records: Sequence[dict], val_reco
     args = sft_config(cfg, tdir, val_ds is not None, progress)
     trainer = SFTTrainer(model=peft_model, args=args, train_dataset=train_ds, eval_dataset=val_ds,
                          data_collator=collator, processing_class=model.processor,
-                         callbacks=_callbacks(model, stop_after_steps))
+                         callbacks=_callbacks(model, stop_after_steps),
+                         optimizers=(optimizer(model, peft_model, args, float(getattr(cfg, "rae_lr_scale", 1.0))),
+                                     None))
     _quiet(trainer, progress)
     last = get_last_checkpoint(str(tdir)) if resume and tdir.is_dir() else None
     if last:
