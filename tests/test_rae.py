@@ -52,3 +52,24 @@ def test_bad_input():
         rae(torch.full((2, 4, 4), float("nan")))
     with pytest.raises(ValueError, match="unknown RAE variant"):
         RegionAwareAnomalyEncoder(hidden_size=8, variant="other")
+
+
+@pytest.mark.parametrize("variant", ["paper", "released"])
+def test_zero_bias_init_makes_region_prompts_pure_evidence(variant):
+    torch.manual_seed(0)
+    rae = RegionAwareAnomalyEncoder(hidden_size=16, channels=4, variant=variant)  # init="zero_bias" default
+    nb = rae.num_base if variant == "paper" else 0
+    P0 = rae(torch.zeros(3, 8, 8))
+    hot = torch.zeros(3, 8, 8)
+    hot[0, 2:5, 2:5] = 1.0
+    P1 = rae(hot)
+    if variant == "paper":  # no heatmap change: region and global prompts exactly 0, base prompts stay
+        assert torch.equal(P0[:, nb:], torch.zeros_like(P0[:, nb:])) and P0[:, :nb].abs().sum() > 0
+    else:  # released: the base prompt is added to every prompt, so only it remains
+        assert torch.allclose(P0, rae.base.mean(0).expand_as(P0))
+    assert (P1[0, nb:] - P0[0, nb:]).abs().sum() > 0  # the hot frame changes its prompts
+    assert (P1[1] != P0[1]).any() and torch.equal(P1[2], P0[2])  # dH_2 = -H_1 is evidence too, dH_3 = 0 not
+    dflt = RegionAwareAnomalyEncoder(hidden_size=16, channels=4, variant=variant, init="default")
+    assert dflt(torch.zeros(3, 8, 8))[:, nb:].abs().sum() > 0
+    with pytest.raises(ValueError, match="init"):
+        RegionAwareAnomalyEncoder(hidden_size=8, init="xavier")

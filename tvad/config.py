@@ -71,6 +71,8 @@ class RAEConfig:
     grid: int = 3  # G: adaptive pooling grid G x G (eq. 10); 3 = nine regions
     num_base: int = 4  # n_base learnable base prompts (eq. 12)
     variant: str = "paper"  # "paper" (fixed grid, concatenated base) or "released" (soft regions, added base)
+    init: str = "zero_bias"  # "zero_bias": conv/MLP biases start at 0, so no heatmap change -> zero region
+    #                          prompts (paper: unspecified); "default": torch's init
 
 
 @dataclass

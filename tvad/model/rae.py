@@ -17,11 +17,14 @@ import torch.nn.functional as F
 
 class RegionAwareAnomalyEncoder(nn.Module):
     def __init__(self, hidden_size: int, channels: int = 64, conv_layers: int = 2, grid: int = 3,
-                 num_base: int = 4, variant: str = "paper"):
+                 num_base: int = 4, variant: str = "paper", init: str = "zero_bias"):
         super().__init__()
         if variant not in ("paper", "released"):
             raise ValueError(f"unknown RAE variant {variant!r}: 'paper' or 'released'")
+        if init not in ("zero_bias", "default"):
+            raise ValueError(f"unknown RAE init {init!r}: 'zero_bias' or 'default'")
         self.variant, self.grid, self.num_base, self.hidden_size = variant, grid, num_base, hidden_size
+        self.init = init
         act = nn.GELU if variant == "paper" else nn.ReLU
         layers: list[nn.Module] = []
         c_in = 1
@@ -37,6 +40,16 @@ class RegionAwareAnomalyEncoder(nn.Module):
         if variant == "released":
             # nine (G*G) learned soft-attention maps over the feature map instead of a fixed grid
             self.region_logits = nn.Conv2d(channels, grid * grid, kernel_size=1)
+        if init == "zero_bias":
+            # The paper leaves the initialisation open. With torch's default biases the prompts are
+            # mostly a constant (|P_reg| 0.68 for a zero heatmap, 0.69 for U(0, 0.1) noise on the tiny
+            # backbone), the heatmap's part ~1 % of it, and stage 2 on the cpu preset never learned
+            # to read it (Yes/No on the training clips stayed at chance). With zero biases dH = 0 gives
+            # P_reg = P_glob = 0 (GELU(0) = 0), so at the start every region/global prompt is evidence
+            # and P_base carries the constant part (measured: training-clip Yes/No 0.50 -> 0.83).
+            for m in self.modules():
+                if isinstance(m, (nn.Conv2d, nn.Linear)) and m.bias is not None:
+                    nn.init.zeros_(m.bias)
 
     @property
     def num_prompts(self) -> int:
