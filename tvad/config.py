@@ -39,6 +39,8 @@ class DataConfig:
     clip_stride: int | None = None  # re-partitioning: stride between clip starts (None: no overlap)
     clip_size: list = field(default_factory=lambda: [224, 224])  # re-partitioning resize (H, W); paper 476x868
     strict: bool = True  # bad items raise; False skips them, counts and reports them
+    dialogues_per_clip: int = 1  # phase A / B corpus dialogues per train/val clip (other wordings of the same
+    #                              timelines; the held-out test dialogues are always one per clip)
 
 
 @dataclass
