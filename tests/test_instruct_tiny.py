@@ -62,6 +62,12 @@ def test_instruct_trains_decoder_only_and_is_deterministic(setup):
     (ek,) = [k for k in before if "embed_tokens" in k]
     keep = prompt_token_ids(tok := from_pretrained(d / "asset").tokenizer)
     assert torch.equal(sa[ek][keep], before[ek][keep])
+    from tvad.prompts import class_prompts
+
+    ab, nb = class_prompts("synthetic", k=8)  # stage 1's eq.-2 text features: bit-identical
+    old_bb, new_bb = from_pretrained(d / "asset"), from_pretrained(a)
+    for prompts in (ab, nb):
+        assert torch.equal(old_bb.text_features(prompts), new_bb.text_features(prompts))
     yes, no = (tok(w, add_special_tokens=False)["input_ids"][0] for w in ("Yes", "No"))
     assert yes not in keep.tolist() and no not in keep.tolist()
     moved = (sa[ek] != before[ek]).any(1).nonzero().flatten().tolist()
@@ -102,3 +108,18 @@ def test_trainable_excludes_vit_and_embeddings_and_stale_save_refused(setup):
     assert any(".norm." in k for k in params) and any(".layers." in k for k in params)
     with pytest.raises(RuntimeError, match="changed while"):
         save_weights(bb, d / "asset", stamp=(0, 0))
+
+
+def test_prompt_rows_cover_every_eq2_prompt_token_of_the_shipped_tokenizer():
+    from tvad.prompts import EVENTS, class_prompts
+    from tvad.run import REPO_ROOT
+
+    tok = from_pretrained(REPO_ROOT / "assets" / "tiny-qwen2.5-vl").tokenizer
+    keep = set(prompt_token_ids(tok).tolist())
+    for ds in EVENTS:
+        for k in (1, 8):
+            for prompts in class_prompts(ds, k=k):
+                ids = {i for p in prompts for i in tok(p)["input_ids"]}
+                assert ids <= keep, (ds, k, tok.convert_ids_to_tokens(sorted(ids - keep)))
+    yes, no = (tok(w, add_special_tokens=False)["input_ids"][0] for w in ("Yes", "No"))
+    assert yes not in keep and no not in keep

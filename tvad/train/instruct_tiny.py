@@ -180,11 +180,18 @@ def trainable_parameters(model) -> dict[str, torch.nn.Parameter]:
 
 
 def prompt_token_ids(tokenizer) -> torch.Tensor:
-    """(P,) sorted ids of every token of every eq.-2 prompt (`tvad.prompts.all_template_text`, every
-    dataset's events), plus the tokenizer's special tokens: the embedding rows that stay frozen."""
-    from tvad.prompts import all_template_text
+    """(P,) sorted ids of every token of every eq.-2 prompt (`tvad.prompts.all_template_text`, and the
+    `class_prompts` of every dataset, whose joined event phrases add "," and "or"), plus the
+    tokenizer's special tokens: the embedding rows that stay frozen."""
+    from tvad.prompts import EVENTS, all_template_text, class_prompts
 
-    ids = {int(i) for t in all_template_text() for i in tokenizer(t, add_special_tokens=False)["input_ids"]}
+    texts = list(all_template_text())
+    for ds in EVENTS:
+        for k in (1, 8, 16):
+            for group in class_prompts(ds, k=k):
+                texts += group
+    ids = {int(i) for t in texts for i in tokenizer(t)["input_ids"]}
+    ids |= {int(i) for t in texts for i in tokenizer(t, add_special_tokens=False)["input_ids"]}
     ids |= {int(i) for i in tokenizer.all_special_ids}
     return torch.tensor(sorted(ids), dtype=torch.long)
 
