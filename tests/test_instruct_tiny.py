@@ -60,12 +60,13 @@ def test_instruct_trains_decoder_only_and_is_deterministic(setup):
     # the embedding table: the eq.-2 prompt tokens' rows bit-identical (so are the AHD's text
     # features), the answer words' rows trained
     (ek,) = [k for k in before if "embed_tokens" in k]
-    keep = prompt_token_ids(tok := from_pretrained(d / "asset").tokenizer)
+    old_bb, new_bb = from_pretrained(d / "asset"), from_pretrained(a)
+    tok = old_bb.tokenizer
+    keep = prompt_token_ids(tok)
     assert torch.equal(sa[ek][keep], before[ek][keep])
     from tvad.prompts import class_prompts
 
     ab, nb = class_prompts("synthetic", k=8)  # stage 1's eq.-2 text features: bit-identical
-    old_bb, new_bb = from_pretrained(d / "asset"), from_pretrained(a)
     for prompts in (ab, nb):
         assert torch.equal(old_bb.text_features(prompts), new_bb.text_features(prompts))
     yes, no = (tok(w, add_special_tokens=False)["input_ids"][0] for w in ("Yes", "No"))

@@ -190,8 +190,7 @@ def prompt_token_ids(tokenizer) -> torch.Tensor:
         for k in (1, 8, 16):
             for group in class_prompts(ds, k=k):
                 texts += group
-    ids = {int(i) for t in texts for i in tokenizer(t)["input_ids"]}
-    ids |= {int(i) for t in texts for i in tokenizer(t, add_special_tokens=False)["input_ids"]}
+    ids = {int(i) for t in texts for i in tokenizer(t)["input_ids"]}  # as Backbone.text_features tokenizes
     ids |= {int(i) for i in tokenizer.all_special_ids}
     return torch.tensor(sorted(ids), dtype=torch.long)
 
@@ -254,7 +253,6 @@ def train(bb, train_recs: Sequence[dict], val_recs: Sequence[dict], clips: dict[
         emb = model.get_input_embeddings().weight
         keep = prompt_token_ids(bb.tokenizer)
         params["model.language_model.embed_tokens.weight"] = emb
-        emb_keep = emb.detach()[keep].clone()
     for p in model.parameters():
         p.requires_grad_(False)
     for p in params.values():
@@ -278,7 +276,7 @@ def train(bb, train_recs: Sequence[dict], val_recs: Sequence[dict], clips: dict[
         clipped_step(opt, loss, list(params.values()), lr_at(step, cfg), f"instruction loss at step {step}")
         if keep is not None:  # the prompt tokens' rows back, bit for bit (AdamW may move zero-grad rows)
             with torch.no_grad():
-                emb[keep] = emb_keep
+                emb[keep] = frozen["embed_tokens"]
         v = float(loss.detach())
         first = v if first is None else first
         run = v if run is None else 0.95 * run + 0.05 * v

@@ -378,7 +378,7 @@ def optimizer(model: TVAD, peft_model, args, rae_lr_scale: float = 1.0) -> torch
     lr = float(args.learning_rate)
     groups = [{"params": lora, "lr": lr}, {"params": own, "lr": lr * rae_lr_scale}]
     kw = {"betas": (args.adam_beta1, args.adam_beta2), "eps": args.adam_epsilon, "weight_decay": args.weight_decay}
-    if torch.cuda.is_available():
+    if args.optim == "adamw_torch_fused":  # as sft_config chose for the Trainer's own optimizer
         kw["fused"] = True
     return torch.optim.AdamW([g for g in groups if g["params"]], **kw)
 
