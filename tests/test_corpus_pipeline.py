@@ -251,3 +251,35 @@ def test_on_the_synthetic_dataset(tmp_path):
     assert len(rows) == 2 and card.targets["general"] > 0
     text = " ".join(m["content"] for r in rows for m in r["messages"])
     assert " top" in text and "Target 1" in text
+
+
+def _abnormal(name, normal_attrs, anomal_attrs=None, split="train"):
+    return FakeVideo(name, [dict(start=(30, 100), vel=(6, -5), anomaly=(0, 11), type="running",
+                                 attributes=anomal_attrs or {"top_color": "red"}),
+                            dict(start=(120, 40), vel=(-4, 0), attributes=normal_attrs)],
+                     split=split, source_video=name)
+
+
+def test_target_judgements_alternate_per_split_and_are_unambiguous(tmp_path):
+    """Per-target Yes/No turns alternate "no", "yes", ... over each split's anomalous clips (so the
+    answer is not a prior of the question type, and one split's balance does not set another's), and
+    a target another target with the other answer also fits is never asked about."""
+    twin = {"top_color": "white"}  # the anomalous person below also wears a white top, plus a backpack
+    train = [_abnormal("amb", twin, {"top_color": "white", "backpack": "green"})]
+    train += [_abnormal(f"t{i}", {"top_color": c}) for i, c in enumerate(["blue", "green", "yellow", "black"])]
+    train += [FakeVideo("n0", [dict(start=(80, 60), vel=(0, 0))], source_video="n0")]  # normal clip
+    val = [_abnormal(f"v{i}", {"top_color": "blue"}, split="validation") for i in range(2)]
+    build_corpora({"train": train, "validation": val}, tmp_path / "c")
+
+    def truths(split):
+        rows = load_corpus(tmp_path / "c" / f"phase_b.{split}.jsonl")
+        return {r["clip"]["name"]: [(t["truth"], r["messages"][1 + 2 * i]["content"])
+                                    for i, t in enumerate(r["turns"]) if t["kind"] == "target_judgement"]
+                for r in rows}
+
+    tr = truths("train")
+    assert tr["amb"] == []  # "the person in a white top" would also fit the anomalous one: not asked
+    assert [tr[f"t{i}"][0][0] for i in range(4)] == ["no", "yes", "no", "yes"]
+    assert "blue top" in tr["t0"][0][1] and "red top" in tr["t1"][0][1]
+    assert tr["n0"] == []
+    assert [truths("val")[f"v{i}"][0][0] for i in range(2)] == ["no", "yes"]  # starts afresh

@@ -74,11 +74,18 @@ def test_02_ahd_training(chain_run):
 
 
 def test_03_rae_sft(chain_run):
+    from tvad.corpus import load_corpus
+
     r = _results(chain_run, "03_rae_sft")
     for variant in ("rae", "no_rae", "backbone"):
-        for metric in ("yes_no_accuracy", "bleu4_target", "bleu4_trajectory"):
-            v = r[f"{variant}.test.{metric}"]
-            assert 0 <= v <= (1 if metric == "yes_no_accuracy" else 100)
+        for split in ("test", "val", "test_seen"):  # the contract's test, and the other held-out dialogues
+            for metric in ("yes_no_accuracy", "bleu4_target", "bleu4_trajectory"):
+                v = r[f"{variant}.{split}.{metric}"]
+                assert 0 <= v <= (1 if metric == "yes_no_accuracy" else 100)
+    seen = load_corpus(chain_run / "stage2" / "test_seen_corpus" / "phase_b.val.jsonl")
+    assert r["stage2.test_seen_dialogues"] == len(seen) > 0
+    assert {rec["clip"]["name"] for rec in seen}.isdisjoint(
+        rec["clip"]["name"] for rec in load_corpus(chain_run / "corpus" / "phase_b.train.jsonl"))
     assert (chain_run / "stage2" / "rae" / "phase_b" / "final" / "tvad.json").exists()
 
 

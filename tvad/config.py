@@ -118,6 +118,9 @@ class Stage2Config:
     gradient_checkpointing: bool = False  # paper: on (GPU); off on the CPU preset
     bf16: bool = False  # paper: on (GPU)
     video_input: str = "embeds"  # "embeds": cached merged tokens of the frozen ViT; "pixels": ViT every step (paper)
+    eval_splits: list = field(default_factory=lambda: ["val", "test", "test_seen"])  # held-out dialogue sets
+    #                 scored after training ("test": Table 3, the contract; "val": the corpus's validation
+    #                 dialogues, for choosing settings; "test_seen": synthetic only, new videos of training types)
     eval_max_new_tokens: int = 128  # greedy answer length limit (Trajectory) in the dialogue evaluation
     cpu_threads: int = 1  # torch threads for stage 2 on CPU (1: no OpenMP oversubscription, measured 10x faster
     #                       on a shared 2-core box for the tiny model); 0 leaves torch's setting alone
@@ -248,7 +251,7 @@ def _paper() -> Config:
     c.stage1 = Stage1Config(epochs=10, lr=1e-4, min_lr=1e-6, clip_frames=16, eval_every=1)
     c.stage2 = Stage2Config(lr=2e-4, grad_accum=8, epochs=1.0, eval_steps=100, gradient_checkpointing=True,
                             bf16=True, video_input="pixels", eval_max_new_tokens=256,
-                            video_max_tokens=1280)  # 40 x 868x476 frames: 10,540 tokens uncapped (README)
+                            video_max_tokens=1280, eval_splits=["val", "test"])  # 40 x 868x476 frames: 10,540 tokens uncapped (README)
     c.eval = EvalConfig(seeds=[0, 1, 2])
     return c
 

@@ -406,7 +406,8 @@ def phase_b_dialogue(clip: dict, general: Sequence[Timeline], anomalies: Sequenc
                      extra_judgement: str | None = None, seed: int = 0) -> dict:
     """Anomaly-focused dialogue in the paper's order: judgement -> appearance -> trajectory ->
     temporal anchors and cause. `extra_judgement` ("no" / "yes") adds a target-level anomaly
-    judgement (a normal / anomalous target) used to balance Yes/No answers over the corpus."""
+    judgement about one normal / anomalous target that no other target of the clip could be taken
+    for (none is added when every candidate is ambiguous)."""
     rng = random.Random(_seed(seed, "b", clip["name"]))
     msgs: list[dict] = [{"role": "system", "content": SYSTEM_PROMPT}]
     turns: list[dict] = []
@@ -435,12 +436,15 @@ def phase_b_dialogue(clip: dict, general: Sequence[Timeline], anomalies: Sequenc
         _turn(msgs, turns, rng.choice(["When does the anomaly happen, and what causes it?",
                                        "At which frames is it abnormal, and why?"]), temp, "temporal", "anchors")
         normals = [g for g in general if not g.anomalous]
-        if extra_judgement == "no" and normals:
-            t = normals[0]
+        pool, others = ((normals, [g for g in general if g.anomalous] + list(anomalies)) if extra_judgement == "no"
+                        else (anomalies, normals) if extra_judgement == "yes" else ([], []))
+        # Only a target that no target with the other answer also fits: "the person in a pink top" must
+        # not also describe an anomalous person in a pink top with a backpack.
+        t = next((c for c in pool if not _ambiguous(c, others)), None)
+        if t is not None and extra_judgement == "no":
             _turn(msgs, turns, f"Is {_the(describe_appearance(t.category, t.attributes))} behaving abnormally?",
                   [f"No, it {_motion_clause(t)}, which is normal here.", "No."], "yes_no", "target_judgement", "no")
-        elif extra_judgement == "yes":
-            t = anomalies[0]
+        elif t is not None:
             _turn(msgs, turns, f"Is {_the(describe_appearance(t.category, t.attributes))} behaving abnormally?",
                   [f"Yes, {cause_phrase(t)}.", "Yes."], "yes_no", "target_judgement", "yes")
     else:
@@ -449,6 +453,18 @@ def phase_b_dialogue(clip: dict, general: Sequence[Timeline], anomalies: Sequenc
         _turn(msgs, turns, "Then describe the targets in the scene.", scene_phrasings(general, clip["num_frames"]),
               "scene", "scene")
     return {"messages": msgs, "turns": turns, "targets": [_target_summary(t) for t in anomalies or general]}
+
+
+def _attrs(t: Timeline) -> dict:
+    return {str(a).lower(): str(v).lower() for a, v in (t.attributes or {}).items()
+            if v not in (None, "", False) and str(v).lower() not in ("false", "no", "none", "0")}
+
+
+def _ambiguous(t: Timeline, others: Sequence[Timeline]) -> bool:
+    """Whether a target of `others` (those with the other answer) of the same category has every
+    attribute `t`'s description names, so "the <description of t>" could refer to it too."""
+    mine = _attrs(t)
+    return any(o.category == t.category and all(_attrs(o).get(a) == v for a, v in mine.items()) for o in others)
 
 
 def _the(phrase: str) -> str:
@@ -673,7 +689,10 @@ def build_corpora(videos: Mapping[str, Sequence[Any]] | Iterable[Any], out_dir: 
     stats = {"full": ExtractStats(), "focus": ExtractStats()}
     rows: dict[tuple[str, str], list[dict]] = {(p, s): [] for p in ("a", "b") for s in ("train", "val")}
     timeline_rows: list[str] = []
-    yn_balance = 0  # yes minus no over phase B judgements so far
+    # Target-level Yes/No turns alternate "no" / "yes" over the anomalous clips of each split (the
+    # clip-level ones are balanced by the data: normal and anomalous clips), so neither answer is a
+    # prior a model can learn from the question type, and no split's balance depends on another's.
+    next_extra = {"train": "no", "val": "no"}
     n_general = n_anom = n_empty = 0
     with FrameCache(cache_path or out / "cache" / "frames.jsonl", retry_failed=retry_failed) as cache:
         for split in ("train", "val"):
@@ -697,13 +716,10 @@ def build_corpora(videos: Mapping[str, Sequence[Any]] | Iterable[Any], out_dir: 
                 for k in range(int(dialogues_per_clip)):
                     sk = seed if k == 0 else _seed(seed, "copy", k)  # k = 0: the single-dialogue wording
                     a = phase_a_dialogue(clip, general, max_targets=max_targets, seed=sk)
-                    extra = None
-                    if balance_yes_no and anomalies:
-                        extra = "no" if yn_balance > 0 else ("yes" if yn_balance < -1 else None)
+                    extra = next_extra[split] if balance_yes_no and anomalies else None
                     b = phase_b_dialogue(clip, general, anomalies, extra_judgement=extra, seed=sk)
-                    for tr in b["turns"]:
-                        if tr["type"] == "yes_no" and tr["kind"] in ("judgement", "target_judgement"):
-                            yn_balance += 1 if tr["truth"] == "yes" else -1
+                    if any(tr["kind"] == "target_judgement" for tr in b["turns"]):
+                        next_extra[split] = "yes" if extra == "no" else "no"
                     for ph, d in (("a", a), ("b", b)):
                         rows[(ph, split)].append({"schema": SCHEMA_VERSION,
                                                   "id": f"{ph}/{split}/{clip['name']}" + (f"#{k}" if k else ""),

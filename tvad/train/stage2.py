@@ -521,12 +521,13 @@ def corpus_records(run) -> dict[str, list[dict]]:
     return {f"{ph}.{sp}": load_records(d / f"phase_{ph}.{sp}.jsonl") for ph in ("a", "b") for sp in ("train", "val")}
 
 
-def test_records(run, videos: Sequence[Any], force: bool = False, seed: int = 0) -> list[dict]:
-    """Phase-B dialogues of the held-out test clips, built like the training corpus (same
-    annotator, oracle by default) into `stage2/test_corpus` (the corpora hold train and val only)."""
+def test_records(run, videos: Sequence[Any], force: bool = False, seed: int = 0, split: str = "test") -> list[dict]:
+    """Phase-B dialogues of the held-out clips of `split` ("test", or the synthetic "test_seen"), built
+    like the training corpus (oracle annotator) into `stage2/<split>_corpus` (the corpora hold train
+    and val only)."""
     from tvad.corpus import build_corpora
 
-    d = run.dir / "stage2" / "test_corpus"
+    d = run.dir / "stage2" / f"{split}_corpus"
     f = d / "phase_b.val.jsonl"
     if force or not f.exists():
         build_corpora({"validation": list(videos)}, d, annotator="oracle", seed=seed)
@@ -598,6 +599,16 @@ def _run_stage2(run, force: bool = False, progress: bool = True, log: Callable[[
     videos = {k: list(load_split(cfg.data, s, root=run.resolve(cfg.data.root), seed=cfg.seed))
               for k, s in (("train", "train"), ("val", "validation"), ("test", "test"))}
     test = test_records(run, videos["test"], force=force, seed=cfg.seed)
+    # Every held-out dialogue set the model is scored on: "test" (the contract, Table 3), and beside it
+    # the validation dialogues (for choosing stage-2 settings without looking at test) and, where the
+    # dataset has them, new videos of the training anomaly types ("test_seen", synthetic only).
+    heldout = {"test": test}
+    for split in getattr(s2, "eval_splits", ()):
+        if split == "val":
+            heldout["val"] = recs["b.val"]
+        elif split != "test":
+            videos[split] = list(load_split(cfg.data, split, root=run.resolve(cfg.data.root), seed=cfg.seed))
+            heldout[split] = test_records(run, videos[split], force=force, seed=cfg.seed, split=split)
     resolver = ClipResolver([v for vs in videos.values() for v in vs])
     first = next(r for k in ("b.train", "a.train") for r in recs[k])
     meta = {"fps": float(first["clip"].get("fps") or cfg.data.clip_fps or 1.0),
@@ -632,7 +643,9 @@ def _run_stage2(run, force: bool = False, progress: bool = True, log: Callable[[
             t2 = time.time()
             for k in ("a.train", "a.val", "b.train", "b.val"):
                 check_clips(recs[k], clips, progress=progress, desc=f"clips {k}")
-            check_clips(test, clips, progress=progress, desc="clips test")
+            for split, rs in heldout.items():
+                if split != "val":
+                    check_clips(rs, clips, progress=progress, desc=f"clips {split}")
             seconds["clips"] = time.time() - t2
         clips.model = model
         if variant != "backbone":
@@ -654,22 +667,27 @@ def _run_stage2(run, force: bool = False, progress: bool = True, log: Callable[[
             finals[variant] = b_final
         seconds[f"{variant}.train"] = time.time() - t1
         t1 = time.time()
-        m, preds = evaluate_model(model, test, clips, s2.eval_max_new_tokens, progress=progress)
+        for split, rs in heldout.items():
+            m, preds = evaluate_model(model, rs, clips, s2.eval_max_new_tokens, progress=progress)
+            for k, v in m.items():
+                results[f"{variant}.{split}.{k}"] = v
+            if split == "test":
+                predictions[variant] = preds
+                atomic_write_json(out / f"{variant}.test_predictions.json", preds)
+                log(f"[stage2] {variant}: " + ", ".join(f"{k} {v:.3g}" for k, v in m.items() if isinstance(v, float)))
+            else:
+                atomic_write_json(out / f"{variant}.{split}_predictions.json", preds)
         seconds[f"{variant}.eval"] = time.time() - t1
-        predictions[variant] = preds
-        atomic_write_json(out / f"{variant}.test_predictions.json", preds)
-        for k, v in m.items():
-            results[f"{variant}.test.{k}"] = v
         counts = model.parameter_counts(lora={"r": int(s2.lora_r), "targets": list(s2.lora_targets),
                                               "phases": [None, lora_layers(model, "b", s2.phase_b_last_layers)]}
                                         if variant != "backbone" else {"phases": []})
         for k, v in counts.items():
             results[f"params.{variant}.{k}"] = int(v)
-        log(f"[stage2] {variant}: " + ", ".join(f"{k} {v:.3g}" for k, v in m.items() if isinstance(v, float)))
         del model
     seconds["total"] = time.time() - t0
     results.update({f"timing.{k}_s": v for k, v in seconds.items()})
-    results["stage2.test_dialogues"] = len(test)
+    for split, rs in heldout.items():
+        results[f"stage2.{split}_dialogues"] = len(rs)
     run.write_results("03_rae_sft", results)
     return Stage2Outputs(results, histories, predictions, finals, test, clips, seconds)
 
