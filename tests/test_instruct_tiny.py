@@ -8,6 +8,7 @@ import shutil
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+import numpy as np
 import pytest
 import torch
 
@@ -23,7 +24,7 @@ def setup(tmp_path_factory):
 
     d = tmp_path_factory.mktemp("instruct")
     nv = {s: 0 for s in synthetic.SPLITS}
-    nv["pretrain"] = 3
+    nv["pretrain"] = 6  # labels 1, 1, 1, 1, 0, 0: the balanced training pair is videos 0 and 4
     synthetic.generate(d / "data", num_videos=nv, seed=0, size=(112, 112), num_frames=8)
     videos = list(synthetic.load(d / "data", "pretrain"))
     bb = build_tiny(texts=["A person walks right."], vocab_size=400, seed=0, max_pixels=112 * 112,
@@ -124,3 +125,16 @@ def test_prompt_rows_cover_every_eq2_prompt_token_of_the_shipped_tokenizer():
                 assert ids <= keep, (ds, k, tok.convert_ids_to_tokens(sorted(ids - keep)))
     yes, no = (tok(w, add_special_tokens=False)["input_ids"][0] for w in ("Yes", "No"))
     assert yes not in keep and no not in keep
+
+
+def test_balanced_alternates_labels_and_refuses_one_class():
+    from types import SimpleNamespace
+
+    from tvad.train.instruct_tiny import balanced
+
+    vids = [SimpleNamespace(name=f"v{i}", frame_labels=np.array([0, int(i % 4 != 0)])) for i in range(12)]
+    out = balanced(vids)  # 3 normal (v0, v4, v8) against 9 anomalous: three pairs
+    assert [v.name for v in out] == ["v1", "v0", "v2", "v4", "v3", "v8"]
+    assert [v.name for v in balanced(vids, 4)] == ["v1", "v0", "v2", "v4"]
+    with pytest.raises(ValueError, match="0 normal"):
+        balanced([v for v in vids if v.frame_labels.any()])
