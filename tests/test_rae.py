@@ -73,3 +73,18 @@ def test_zero_bias_init_makes_region_prompts_pure_evidence(variant):
     assert dflt(torch.zeros(3, 8, 8))[:, nb:].abs().sum() > 0
     with pytest.raises(ValueError, match="init"):
         RegionAwareAnomalyEncoder(hidden_size=8, init="xavier")
+
+
+def test_init_gain_scales_the_region_and_global_prompts_only():
+    hot = torch.rand(3, 8, 8)
+    torch.manual_seed(0)
+    one = RegionAwareAnomalyEncoder(hidden_size=16, channels=4)
+    torch.manual_seed(0)
+    six = RegionAwareAnomalyEncoder(hidden_size=16, channels=4, init_gain=6.0)
+    a, b = one(hot), six(hot)
+    nb = one.num_base
+    assert torch.equal(a[:, :nb], b[:, :nb])  # base prompts untouched
+    assert torch.allclose(b[:, nb:], 6.0 * a[:, nb:], atol=1e-5)  # zero biases: the output scales exactly
+    from tvad.model.tvad import _rae_kwargs
+
+    assert _rae_kwargs(six)["init_gain"] == 6.0  # saved with the checkpoint's RAE settings

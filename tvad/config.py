@@ -75,6 +75,7 @@ class RAEConfig:
     variant: str = "paper"  # "paper" (fixed grid, concatenated base) or "released" (soft regions, added base)
     init: str = "zero_bias"  # "zero_bias": conv/MLP biases start at 0, so no heatmap change -> zero region
     #                          prompts (paper: unspecified); "default": torch's init
+    init_gain: float = 1.0  # multiplies the initial last-layer weights of the region/global MLPs (eq. 10, 11)
 
 
 @dataclass

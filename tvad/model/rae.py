@@ -17,14 +17,14 @@ import torch.nn.functional as F
 
 class RegionAwareAnomalyEncoder(nn.Module):
     def __init__(self, hidden_size: int, channels: int = 64, conv_layers: int = 2, grid: int = 3,
-                 num_base: int = 4, variant: str = "paper", init: str = "zero_bias"):
+                 num_base: int = 4, variant: str = "paper", init: str = "zero_bias", init_gain: float = 1.0):
         super().__init__()
         if variant not in ("paper", "released"):
             raise ValueError(f"unknown RAE variant {variant!r}: 'paper' or 'released'")
         if init not in ("zero_bias", "default"):
             raise ValueError(f"unknown RAE init {init!r}: 'zero_bias' or 'default'")
         self.variant, self.grid, self.num_base, self.hidden_size = variant, grid, num_base, hidden_size
-        self.init = init
+        self.init, self.init_gain = init, float(init_gain)
         act = nn.GELU if variant == "paper" else nn.ReLU
         layers: list[nn.Module] = []
         c_in = 1
@@ -50,6 +50,12 @@ class RegionAwareAnomalyEncoder(nn.Module):
             for m in self.modules():
                 if isinstance(m, (nn.Conv2d, nn.Linear)) and m.bias is not None:
                     nn.init.zeros_(m.bias)
+        if self.init_gain != 1.0:
+            # Scale the last layer of eq. 10's and eq. 11's MLPs at initialisation (paper: unspecified),
+            # to bring the region/global prompts towards the decoder's embedding scale.
+            with torch.no_grad():
+                for mlp in (self.region_mlp, self.global_mlp):
+                    mlp[-1].weight.mul_(self.init_gain)
 
     @property
     def num_prompts(self) -> int:

@@ -673,13 +673,13 @@ class ChatSession:
 
 def _rae_kwargs(cfg) -> dict:
     """RegionAwareAnomalyEncoder kwargs from a RAEConfig, a dict, or an RAE module."""
-    keys = ("channels", "conv_layers", "grid", "num_base", "variant", "init")
+    keys = ("channels", "conv_layers", "grid", "num_base", "variant", "init", "init_gain")
     if cfg is None:
         return {}
     if isinstance(cfg, RegionAwareAnomalyEncoder):
         conv = [m for m in cfg.f if isinstance(m, nn.Conv2d)]
         return {"channels": int(conv[-1].out_channels), "conv_layers": len(conv), "grid": cfg.grid,
-                "num_base": cfg.num_base, "variant": cfg.variant, "init": cfg.init}
+                "num_base": cfg.num_base, "variant": cfg.variant, "init": cfg.init, "init_gain": cfg.init_gain}
     d = cfg if isinstance(cfg, dict) else {k: getattr(cfg, k) for k in keys if hasattr(cfg, k)}
     return {k: d[k] for k in keys if k in d}
 
