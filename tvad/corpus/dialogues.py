@@ -406,8 +406,8 @@ def phase_b_dialogue(clip: dict, general: Sequence[Timeline], anomalies: Sequenc
                      extra_judgement: str | None = None, seed: int = 0) -> dict:
     """Anomaly-focused dialogue in the paper's order: judgement -> appearance -> trajectory ->
     temporal anchors and cause. `extra_judgement` ("no" / "yes") adds a target-level anomaly
-    judgement about one normal / anomalous target that no other target of the clip could be taken
-    for (none is added when every candidate is ambiguous)."""
+    judgement about one normal / anomalous target that no target with the other answer also fits
+    (none is added when every candidate is ambiguous)."""
     rng = random.Random(_seed(seed, "b", clip["name"]))
     msgs: list[dict] = [{"role": "system", "content": SYSTEM_PROMPT}]
     turns: list[dict] = []

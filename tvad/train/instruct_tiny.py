@@ -102,7 +102,7 @@ def _label(v) -> int:
 def balanced(videos: Sequence, n: int = 0) -> list:
     """Normal and anomalous videos alternately, in their order, while both last (at most `n`; 0: all
     pairs). A backbone instruction-tuned on the pretrain split's 3:1 mix learned to answer "Yes" to
-    "is there an anomaly?" with p = 0.96 whatever the clip, and 24 stage-2 steps on balanced
+    "is there an anomaly?" with p = 0.96 whatever the clip, and 24-96 stage-2 steps on balanced
     dialogues did not move it; real LVLMs come without such a prior answer."""
     pools = {0: [v for v in videos if _label(v) == 0], 1: [v for v in videos if _label(v) == 1]}
     k = min(len(pools[0]), len(pools[1]))
