@@ -8,7 +8,6 @@ import shutil
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-import numpy as np
 import pytest
 import torch
 
@@ -132,9 +131,9 @@ def test_balanced_alternates_labels_and_refuses_one_class():
 
     from tvad.train.instruct_tiny import balanced
 
-    vids = [SimpleNamespace(name=f"v{i}", frame_labels=np.array([0, int(i % 4 != 0)])) for i in range(12)]
+    vids = [SimpleNamespace(name=f"v{i}", label=int(i % 4 != 0)) for i in range(12)]
     out = balanced(vids)  # 3 normal (v0, v4, v8) against 9 anomalous: three pairs
     assert [v.name for v in out] == ["v1", "v0", "v2", "v4", "v3", "v8"]
     assert [v.name for v in balanced(vids, 4)] == ["v1", "v0", "v2", "v4"]
     with pytest.raises(ValueError, match="0 normal"):
-        balanced([v for v in vids if v.frame_labels.any()])
+        balanced([v for v in vids if v.label])

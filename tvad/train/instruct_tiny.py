@@ -94,17 +94,12 @@ def pretrain_videos(cfg: InstructConfig) -> list:
     return list(synthetic.load(root, "pretrain"))[: cfg.num_videos]
 
 
-def _label(v) -> int:
-    labels = getattr(v, "frame_labels", None)
-    return int(np.asarray(labels).any()) if labels is not None else 0
-
-
 def balanced(videos: Sequence, n: int = 0) -> list:
     """Normal and anomalous videos alternately, in their order, while both last (at most `n`; 0: all
     pairs). A backbone instruction-tuned on the pretrain split's 3:1 mix learned to answer "Yes" to
     "is there an anomaly?" with p = 0.96 whatever the clip, and 24-96 stage-2 steps on balanced
     dialogues did not move it; real LVLMs come without such a prior answer."""
-    pools = {0: [v for v in videos if _label(v) == 0], 1: [v for v in videos if _label(v) == 1]}
+    pools = {0: [v for v in videos if v.label == 0], 1: [v for v in videos if v.label == 1]}  # Video.label
     k = min(len(pools[0]), len(pools[1]))
     if n > 0:
         k = min(k, n // 2)

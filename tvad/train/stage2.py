@@ -597,18 +597,18 @@ def _run_stage2(run, force: bool = False, progress: bool = True, log: Callable[[
     t0 = time.time()
     recs = corpus_records(run)
     videos = {k: list(load_split(cfg.data, s, root=run.resolve(cfg.data.root), seed=cfg.seed))
-              for k, s in (("train", "train"), ("val", "validation"), ("test", "test"))}
-    test = test_records(run, videos["test"], force=force, seed=cfg.seed)
+              for k, s in (("train", "train"), ("val", "validation"))}
     # Every held-out dialogue set the model is scored on: "test" (the contract, Table 3), and beside it
     # the validation dialogues (for choosing stage-2 settings without looking at test) and, where the
     # dataset has them, new videos of the training anomaly types ("test_seen", synthetic only).
-    heldout = {"test": test}
-    for split in getattr(s2, "eval_splits", ()):
+    heldout: dict[str, list[dict]] = {}
+    for split in dict.fromkeys(["test", *s2.eval_splits]):
         if split == "val":
             heldout["val"] = recs["b.val"]
-        elif split != "test":
-            videos[split] = list(load_split(cfg.data, split, root=run.resolve(cfg.data.root), seed=cfg.seed))
-            heldout[split] = test_records(run, videos[split], force=force, seed=cfg.seed, split=split)
+            continue
+        videos[split] = list(load_split(cfg.data, split, root=run.resolve(cfg.data.root), seed=cfg.seed))
+        heldout[split] = test_records(run, videos[split], force=force, seed=cfg.seed, split=split)
+    test = heldout["test"]
     resolver = ClipResolver([v for vs in videos.values() for v in vs])
     first = next(r for k in ("b.train", "a.train") for r in recs[k])
     meta = {"fps": float(first["clip"].get("fps") or cfg.data.clip_fps or 1.0),
@@ -671,12 +671,10 @@ def _run_stage2(run, force: bool = False, progress: bool = True, log: Callable[[
             m, preds = evaluate_model(model, rs, clips, s2.eval_max_new_tokens, progress=progress)
             for k, v in m.items():
                 results[f"{variant}.{split}.{k}"] = v
+            atomic_write_json(out / f"{variant}.{split}_predictions.json", preds)  # test: read by notebook 04
             if split == "test":
                 predictions[variant] = preds
-                atomic_write_json(out / f"{variant}.test_predictions.json", preds)
                 log(f"[stage2] {variant}: " + ", ".join(f"{k} {v:.3g}" for k, v in m.items() if isinstance(v, float)))
-            else:
-                atomic_write_json(out / f"{variant}.{split}_predictions.json", preds)
         seconds[f"{variant}.eval"] = time.time() - t1
         counts = model.parameter_counts(lora={"r": int(s2.lora_r), "targets": list(s2.lora_targets),
                                               "phases": [None, lora_layers(model, "b", s2.phase_b_last_layers)]}
