@@ -157,6 +157,33 @@ def test_phases_merge_resume_reload(tmp_path):
     assert len(preds) == 4 and all(isinstance(p["answer"], str) for p in preds)
 
 
+def test_yes_no_weight_weights_the_answer_word_only_and_one_is_the_plain_loss():
+    m = _model()
+    m.set_trainable(False)
+    store = _store(m)
+    plain = stage2.Collator(m, TRAIN, store, max_length=512)([{"idx": 0}, {"idx": 1}])
+    assert stage2.TOKEN_WEIGHTS not in plain  # the paper's loss: TRL's own token mean
+    b = stage2.Collator(m, TRAIN, store, max_length=512, yes_no_weight=5.0)([{"idx": 0}, {"idx": 1}])
+    w = b.pop(stage2.TOKEN_WEIGHTS)
+    tok = m.tokenizer
+    for i, word in enumerate(["Yes", "No"]):  # the judgement turn is yes/no, the trajectory turn is not
+        up = (w[i] != 1).nonzero().flatten().tolist()
+        assert [tok.decode([int(b["input_ids"][i, j])]) for j in up] == [word] and w[i, up[0]] == 5.0
+        assert b["labels"][i, up[0]] != -100
+    with torch.no_grad():
+        out = m.qwen(**b)
+    ones = stage2.weighted_token_loss(out.logits, b["labels"], torch.ones_like(w))
+    assert torch.allclose(ones, out.loss, atol=1e-6)
+    ce = torch.nn.functional.cross_entropy(out.logits[:, :-1].transpose(1, 2), b["labels"][:, 1:],
+                                           ignore_index=-100, reduction="none")
+    n = int((b["labels"][:, 1:] != -100).sum())
+    up = (w[:, 1:] != 1)
+    expect = (ce.sum() + 4 * ce[up].sum()) / n
+    assert torch.allclose(stage2.weighted_token_loss(out.logits, b["labels"], w), expect, atol=1e-6)
+    with pytest.raises(ValueError, match="yes_no_weight"):
+        stage2.Collator(m, TRAIN, store, yes_no_weight=0.0)
+
+
 def test_rae_lr_scale_puts_the_from_scratch_parts_in_their_own_group():
     from peft import LoraConfig, get_peft_model
 
@@ -175,8 +202,9 @@ def test_rae_lr_scale_puts_the_from_scratch_parts_in_their_own_group():
         stage2.optimizer(m, peft_model, args, 0.0)
 
 
-@pytest.mark.parametrize("cfg", [CFG, Stage2Config(**{**CFG.__dict__, "rae_lr_scale": 10.0})],
-                         ids=["one-lr", "rae-lr-x10"])
+@pytest.mark.parametrize("cfg", [CFG, Stage2Config(**{**CFG.__dict__, "rae_lr_scale": 10.0}),
+                                 Stage2Config(**{**CFG.__dict__, "yes_no_weight": 5.0})],
+                         ids=["one-lr", "rae-lr-x10", "yes-no-x5"])
 def test_killed_phase_resumes_to_the_same_weights(tmp_path, cfg):
     ref = _model()
     stage2.train_phase(ref, "a", TRAIN, VAL, _store(ref), cfg, tmp_path / "ref", progress=False, log=lambda s: None)

@@ -103,6 +103,8 @@ class Stage2Config:
     warmup_ratio: float = 0.03  # linear warmup fraction before the cosine decay (paper: value lost; chosen)
     rae_lr_scale: float = 1.0  # LR multiplier for the from-scratch parts (RAE, prompt-token rows) over LoRA's
     #                            (LLaVA's mm_projector_lr pattern; paper: one LR, 1.0)
+    yes_no_weight: float = 1.0  # loss weight of the "Yes"/"No" word opening each yes/no answer, against 1 for
+    #                             every other answer token (paper: 1, the plain token mean)
     batch_size: int = 1  # dialogues per device per micro-step
     grad_accum: int = 2  # paper: 8
     epochs: float = 2.0  # passes over each phase's corpus (paper: 1)

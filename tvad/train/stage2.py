@@ -37,6 +37,7 @@ from tvad.model.tvad import (HEATMAP_KWARG, VIDEO_EMBEDS_KWARG, ClipInputs, TVAD
                              vision_hash)
 
 TRAINABLES_FILE = "tvad_trainables.safetensors"
+TOKEN_WEIGHTS = "token_weights"  # collator key: (B, S) per-token loss weights (only when yes_no_weight != 1)
 
 
 class ClipMissing(TVADError):
@@ -199,11 +200,13 @@ class Collator:
     """{"idx": i} rows -> a padded batch for the Qwen forward (+ heatmaps / video tokens for the hook)."""
 
     def __init__(self, model: TVAD, records: Sequence[dict], clips: ClipStore, max_length: int | None = 2048,
-                 video_input: str = "embeds"):
+                 video_input: str = "embeds", yes_no_weight: float = 1.0):
         if video_input not in ("embeds", "pixels"):
             raise ValueError(f"video_input must be 'embeds' or 'pixels', got {video_input!r}")
+        if not yes_no_weight > 0:
+            raise ValueError(f"yes_no_weight must be > 0, got {yes_no_weight}")
         self.model, self.records, self.clips = model, list(records), clips
-        self.max_length, self.video_input = max_length, video_input
+        self.max_length, self.video_input, self.yes_no_weight = max_length, video_input, float(yes_no_weight)
         if video_input == "pixels":
             self.clips.pixels = True
 
@@ -212,16 +215,20 @@ class Collator:
         return self.model.encode(rec["messages"], clip, max_length=self.max_length), clip
 
     def __call__(self, features: Sequence[Mapping]) -> dict:
-        items = [self.encode(self.records[int(f["idx"])]) for f in features]
+        recs = [self.records[int(f["idx"])] for f in features]
+        items = [self.encode(r) for r in recs]
         B, L = len(items), max(len(e.input_ids) for e, _ in items)
         pad = self.model.tokenizer.pad_token_id
         ids = torch.full((B, L), int(pad), dtype=torch.long)
         att = torch.zeros((B, L), dtype=torch.long)
         lab = torch.full((B, L), -100, dtype=torch.long)
         mm = torch.zeros((B, L), dtype=torch.int32)
+        wts = torch.ones((B, L), dtype=torch.float32)
         for b, (e, _) in enumerate(items):  # right padding
             n = len(e.input_ids)
             ids[b, :n], att[b, :n], lab[b, :n], mm[b, :n] = e.input_ids, 1, e.labels, e.mm_token_type_ids
+            if self.yes_no_weight != 1.0:
+                wts[b, :n] = yes_no_weights(e.labels, recs[b].get("turns", []), self.yes_no_weight)
         batch = {"input_ids": ids, "attention_mask": att, "labels": lab, "mm_token_type_ids": mm,
                  "video_grid_thw": torch.cat([c.grid_thw for _, c in items]).long(),
                  "second_per_grid_ts": torch.cat([c.second_per_grid_ts for _, c in items]).float()}
@@ -231,7 +238,27 @@ class Collator:
             batch["pixel_values_videos"] = torch.cat([c.pixel_values for _, c in items])
         else:
             batch[VIDEO_EMBEDS_KWARG] = [c.video_embeds for _, c in items]
+        if self.yes_no_weight != 1.0:
+            batch[TOKEN_WEIGHTS] = wts
         return batch
+
+
+def answer_starts(labels: torch.Tensor) -> list[int]:
+    """Positions of the first supervised token of each assistant answer: labels (S,) -> one index
+    per answer (an answer and its <|im_end|> are one run of labels != -100, user turns part them)."""
+    on = (labels != -100).tolist()
+    return [i for i, x in enumerate(on) if x and (i == 0 or not on[i - 1])]
+
+
+def yes_no_weights(labels: torch.Tensor, turns: Sequence[Mapping], weight: float) -> torch.Tensor:
+    """(S,) loss weights: `weight` at the first token ("Yes" / "No") of every answer whose corpus turn
+    is a yes/no question, 1 elsewhere. `turns` are the record's turns, one per assistant answer
+    (answers cut off by max_length simply have no weight to carry)."""
+    w = torch.ones(labels.shape, dtype=torch.float32)
+    for start, turn in zip(answer_starts(labels), turns):
+        if turn.get("type") == "yes_no":
+            w[start] = float(weight)
+    return w
 
 
 # -- corpus -------------------------------------------------------------------------------------------
@@ -328,6 +355,41 @@ def _quiet(trainer, progress: bool) -> None:
         trainer.add_callback(QuietProgress())
 
 
+def weighted_token_loss(logits: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor,
+                        num_items: int | torch.Tensor | None = None) -> torch.Tensor:
+    """sum(w * CE) / num_items over the supervised tokens (labels != -100), position i predicting
+    token i + 1. logits (B, S, V), labels (B, S), weights (B, S); num_items defaults to the number of
+    supervised tokens, so all-ones weights give the decoder's own mean token loss."""
+    import torch.nn.functional as F
+
+    target = labels[:, 1:]
+    ce = F.cross_entropy(logits[:, :-1].float().transpose(1, 2), target, ignore_index=-100,
+                         reduction="none")  # (B, S - 1), zero at ignored positions
+    n = (target != -100).sum() if num_items is None else num_items
+    return (ce * weights[:, 1:].to(ce)).sum() / torch.as_tensor(n, device=ce.device).clamp(min=1)
+
+
+def _weighted_trainer(base):
+    """`base` (TRL's SFTTrainer) with per-token loss weights: a batch carrying `TOKEN_WEIGHTS` gets
+    `weighted_token_loss`, normalised like TRL's own token mean (the tokens of the whole accumulated
+    batch); a batch without them goes to TRL's loss unchanged. TRL has no per-token weights (its
+    `compute_loss_func` is deprecated and sees no batch keys), hence the subclass."""
+
+    class WeightedSFTTrainer(base):
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            w = inputs.pop(TOKEN_WEIGHTS, None)
+            if w is None:
+                return super().compute_loss(model, inputs, return_outputs=return_outputs,
+                                            num_items_in_batch=num_items_in_batch)
+            out = model(**{k: v for k, v in inputs.items() if k != "labels"}, use_cache=False)
+            loss = weighted_token_loss(out.logits, inputs["labels"], w, num_items_in_batch)
+            if self.args.average_tokens_across_devices and num_items_in_batch is not None:
+                loss = loss * (self.accelerator.num_processes // self.get_tp_size())  # as TRL: DDP averages
+            return (loss, out) if return_outputs else loss
+
+    return WeightedSFTTrainer
+
+
 def lora_layers(model: TVAD, phase: str, last: int) -> list[int] | None:
     """None (every decoder layer) for phase A, the last `last` layers for phase B."""
     if phase == "a":
@@ -416,7 +478,8 @@ def train_phase(model: TVAD, phase: str, train_records: Sequence[dict], val_reco
     if bad or not wrapped:
         raise RuntimeError(f"LoRA must sit on the language model only; got {bad or 'none'}")
     model.set_trainable(True)
-    collator = Collator(model, train_records, clips, cfg.max_length, getattr(cfg, "video_input", "embeds"))
+    collator = Collator(model, train_records, clips, cfg.max_length, getattr(cfg, "video_input", "embeds"),
+                        float(getattr(cfg, "yes_no_weight", 1.0)))
     val_collator_records = list(val_records)
     all_records = list(train_records) + val_collator_records
     collator.records = all_records
@@ -424,7 +487,7 @@ def train_phase(model: TVAD, phase: str, train_records: Sequence[dict], val_reco
     val_ds = (Dataset.from_dict({"idx": list(range(len(train_records), len(all_records)))})
               if val_collator_records else None)
     args = sft_config(cfg, tdir, val_ds is not None, progress)
-    trainer = SFTTrainer(model=peft_model, args=args, train_dataset=train_ds, eval_dataset=val_ds,
+    trainer = _weighted_trainer(SFTTrainer)(model=peft_model, args=args, train_dataset=train_ds, eval_dataset=val_ds,
                          data_collator=collator, processing_class=model.processor,
                          callbacks=_callbacks(model, stop_after_steps),
                          optimizers=(optimizer(model, peft_model, args, float(getattr(cfg, "rae_lr_scale", 1.0))),
