@@ -283,3 +283,21 @@ def test_target_judgements_alternate_per_split_and_are_unambiguous(tmp_path):
     assert "blue top" in tr["t0"][0][1] and "red top" in tr["t1"][0][1]
     assert tr["n0"] == []
     assert [truths("val")[f"v{i}"][0][0] for i in range(2)] == ["no", "yes"]  # starts afresh
+
+
+def test_heldout_dialogues_are_rebuilt_not_reused_stale(tmp_path):
+    """Stage 2's held-out dialogue sets: a set left in the run folder by older dialogue rules is
+    rebuilt, not reused (it was, and kept the old Yes/No balance)."""
+    from types import SimpleNamespace
+
+    from tvad.train.stage2 import test_records
+
+    run = SimpleNamespace(dir=tmp_path)
+    videos = clips()["validation"]
+    first = test_records(run, videos, split="test")
+    f = tmp_path / "stage2" / "test_corpus" / "phase_b.val.jsonl"
+    assert first and f.exists()
+    stale = [dict(r, messages=[*r["messages"][:-1], {"role": "assistant", "content": "stale"}]) for r in first]
+    f.write_text("".join(json.dumps(r) + "\n" for r in stale))
+    assert test_records(run, videos, split="test") == first
+    assert test_records(run, videos, split="test", force=True) == first

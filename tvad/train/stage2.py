@@ -587,14 +587,18 @@ def corpus_records(run) -> dict[str, list[dict]]:
 def test_records(run, videos: Sequence[Any], force: bool = False, seed: int = 0, split: str = "test") -> list[dict]:
     """Phase-B dialogues of the held-out clips of `split` ("test", or the synthetic "test_seen"), built
     like the training corpus (oracle annotator) into `stage2/<split>_corpus` (the corpora hold train
-    and val only)."""
+    and val only). Rebuilt on every call, as notebook 01 rebuilds the training corpora: under a
+    second with the folder's frame cache, and a set written by older dialogue rules is never reused.
+    `force` also drops that cache."""
+    import shutil
+
     from tvad.corpus import build_corpora
 
     d = run.dir / "stage2" / f"{split}_corpus"
-    f = d / "phase_b.val.jsonl"
-    if force or not f.exists():
-        build_corpora({"validation": list(videos)}, d, annotator="oracle", seed=seed)
-    return load_records(f)
+    if force and d.exists():
+        shutil.rmtree(d)
+    build_corpora({"validation": list(videos)}, d, annotator="oracle", seed=seed)
+    return load_records(d / "phase_b.val.jsonl")
 
 
 def _fresh(cfg, ahd_dir: Path, use_rae: bool, meta: dict) -> TVAD:
