@@ -15,7 +15,9 @@ The collator applies Qwen2.5-VL's chat template (the clip in the first user turn
 block before the video tokens), masks every label except the assistant answers, and hands over
 `video_grid_thw`, `mm_token_type_ids`, `second_per_grid_ts`, the cached AHD heatmaps and either
 `pixel_values_videos` (`stage2.video_input = "pixels"`: the frozen ViT runs every step) or the
-cached merged video tokens (`"embeds"`: the same numbers, computed once). A killed phase resumes
+cached merged video tokens (`"embeds"`: the same numbers, computed once); with
+`stage2.yes_no_weight` != 1 also per-token loss weights (the "Yes"/"No" word of each yes/no answer),
+which the trainer's loss applies. A killed phase resumes
 from its last Trainer checkpoint (LoRA, optimizer, scheduler, RNG + `tvad_trainables.safetensors`).
 """
 
@@ -223,11 +225,11 @@ class Collator:
         att = torch.zeros((B, L), dtype=torch.long)
         lab = torch.full((B, L), -100, dtype=torch.long)
         mm = torch.zeros((B, L), dtype=torch.int32)
-        wts = torch.ones((B, L), dtype=torch.float32)
+        wts = torch.ones((B, L), dtype=torch.float32) if self.yes_no_weight != 1.0 else None
         for b, (e, _) in enumerate(items):  # right padding
             n = len(e.input_ids)
             ids[b, :n], att[b, :n], lab[b, :n], mm[b, :n] = e.input_ids, 1, e.labels, e.mm_token_type_ids
-            if self.yes_no_weight != 1.0:
+            if wts is not None:
                 wts[b, :n] = yes_no_weights(e.labels, recs[b].get("turns", []), self.yes_no_weight)
         batch = {"input_ids": ids, "attention_mask": att, "labels": lab, "mm_token_type_ids": mm,
                  "video_grid_thw": torch.cat([c.grid_thw for _, c in items]).long(),
@@ -238,7 +240,7 @@ class Collator:
             batch["pixel_values_videos"] = torch.cat([c.pixel_values for _, c in items])
         else:
             batch[VIDEO_EMBEDS_KWARG] = [c.video_embeds for _, c in items]
-        if self.yes_no_weight != 1.0:
+        if wts is not None:
             batch[TOKEN_WEIGHTS] = wts
         return batch
 
@@ -373,7 +375,8 @@ def _weighted_trainer(base):
     """`base` (TRL's SFTTrainer) with per-token loss weights: a batch carrying `TOKEN_WEIGHTS` gets
     `weighted_token_loss`, normalised like TRL's own token mean (the tokens of the whole accumulated
     batch); a batch without them goes to TRL's loss unchanged. TRL has no per-token weights (its
-    `compute_loss_func` is deprecated and sees no batch keys), hence the subclass."""
+    `compute_loss_func` is deprecated and sees no batch keys), hence the subclass. Weighted batches
+    skip TRL's logged token accuracy and entropy (the loss is logged as usual)."""
 
     class WeightedSFTTrainer(base):
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
@@ -381,7 +384,7 @@ def _weighted_trainer(base):
             if w is None:
                 return super().compute_loss(model, inputs, return_outputs=return_outputs,
                                             num_items_in_batch=num_items_in_batch)
-            out = model(**{k: v for k, v in inputs.items() if k != "labels"}, use_cache=False)
+            out = model(**{**{k: v for k, v in inputs.items() if k != "labels"}, "use_cache": False})
             loss = weighted_token_loss(out.logits, inputs["labels"], w, num_items_in_batch)
             if self.args.average_tokens_across_devices and num_items_in_batch is not None:
                 loss = loss * (self.accelerator.num_processes // self.get_tp_size())  # as TRL: DDP averages
@@ -487,11 +490,10 @@ def train_phase(model: TVAD, phase: str, train_records: Sequence[dict], val_reco
     val_ds = (Dataset.from_dict({"idx": list(range(len(train_records), len(all_records)))})
               if val_collator_records else None)
     args = sft_config(cfg, tdir, val_ds is not None, progress)
-    trainer = _weighted_trainer(SFTTrainer)(model=peft_model, args=args, train_dataset=train_ds, eval_dataset=val_ds,
-                         data_collator=collator, processing_class=model.processor,
-                         callbacks=_callbacks(model, stop_after_steps),
-                         optimizers=(optimizer(model, peft_model, args, float(getattr(cfg, "rae_lr_scale", 1.0))),
-                                     None))
+    trainer = _weighted_trainer(SFTTrainer)(
+        model=peft_model, args=args, train_dataset=train_ds, eval_dataset=val_ds, data_collator=collator,
+        processing_class=model.processor, callbacks=_callbacks(model, stop_after_steps),
+        optimizers=(optimizer(model, peft_model, args, float(getattr(cfg, "rae_lr_scale", 1.0))), None))
     _quiet(trainer, progress)
     last = get_last_checkpoint(str(tdir)) if resume and tdir.is_dir() else None
     if last:
