@@ -82,6 +82,10 @@ def test_03_rae_sft(chain_run):
             for metric in ("yes_no_accuracy", "bleu4_target", "bleu4_trajectory"):
                 v = r[f"{variant}.{split}.{metric}"]
                 assert 0 <= v <= (1 if metric == "yes_no_accuracy" else 100)
+    for split in ("train", "test", "val", "test_seen"):  # does the judgement rest on the heatmap?
+        for key in ("rae.{}.judgement_auroc", "rae.{}.judgement_auroc_zero_heatmaps", "no_rae.{}.judgement_auroc",
+                    "backbone.{}.judgement_auroc"):
+            assert 0 <= r[key.format(split)] <= 1, key.format(split)
     seen = load_corpus(chain_run / "stage2" / "test_seen_corpus" / "phase_b.val.jsonl")
     assert r["stage2.test_seen_dialogues"] == len(seen) > 0
     assert {rec["clip"]["name"] for rec in seen}.isdisjoint(

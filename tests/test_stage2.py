@@ -184,6 +184,25 @@ def test_yes_no_weight_weights_the_answer_word_only_and_one_is_the_plain_loss():
         stage2.Collator(m, TRAIN, store, yes_no_weight=0.0)
 
 
+@pytest.mark.parametrize("use_rae", [True, False], ids=["rae", "no-rae"])
+def test_judgement_scores_and_the_zero_heatmap_check(use_rae):
+    m = _model(use_rae=use_rae)
+    m.set_trainable(False)
+    store = _store(m)
+    sc = stage2.judgement_scores(m, TRAIN, store)
+    assert [s["id"] for s in sc] == [r["id"] for r in TRAIN]  # one clip-level judgement each
+    assert [s["truth"] for s in sc] == ["yes", "no", "yes", "no"] and all(0 < s["p_yes"] < 1 for s in sc)
+    zero = stage2.judgement_scores(m, TRAIN, store, zero_heatmaps=True)
+    moved = [abs(a["p_yes"] - b["p_yes"]) for a, b in zip(sc, zero)]
+    if use_rae:  # the heatmap reaches the answer through the RAE prompts ...
+        assert max(moved) > 1e-6
+    else:  # ... and only through them
+        assert max(moved) == 0.0
+    assert store.get(TRAIN[0]["clip"]).heat.abs().sum() > 0  # the cached heatmap itself is untouched
+    assert stage2.judgement_auroc([{"truth": "yes", "p_yes": 0.9}, {"truth": "no", "p_yes": 0.2}]) == 1.0
+    assert stage2.judgement_auroc([{"truth": "yes", "p_yes": 0.9}]) is None
+
+
 def test_rae_lr_scale_puts_the_from_scratch_parts_in_their_own_group():
     from peft import LoraConfig, get_peft_model
 

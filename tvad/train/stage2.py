@@ -578,6 +578,7 @@ class Stage2Outputs:
     test_records: list  # the held-out dialogues (phase B, test split)
     clips: ClipStore  # heatmaps and video tokens of every clip used
     seconds: dict  # wall time per part
+    judgements: dict = None  # {variant: {split: judgement_scores rows}}, "rae" also under "rae_zero_heatmaps"
 
 
 def corpus_records(run) -> dict[str, list[dict]]:
@@ -619,6 +620,44 @@ def evaluate_model(model: TVAD, records: Sequence[dict], clips: ClipStore, max_n
     counts; Target 48; Trajectory `max_new_tokens`)."""
     return evaluate_dialogues(model, records, clips, {**MAX_NEW_TOKENS, "trajectory": int(max_new_tokens)},
                               progress=progress)
+
+
+@torch.no_grad()
+def judgement_scores(model: TVAD, records: Sequence[dict], clips: ClipStore,
+                     zero_heatmaps: bool = False) -> list[dict]:
+    """Does the answer rest on the heatmap? For each record's clip-level judgement ("Is there any
+    anomaly in this video?"), the teacher-forced p_yes = P(Yes) / (P(Yes) + P(No)) of the answer's
+    first token, given the dialogue up to that question. `zero_heatmaps=True` feeds the RAE an
+    all-zero heatmap instead of the AHD's (Table 4's "w/o AHD" at inference), so the gap between the
+    two shows how much the judgement reads the heatmap. Returns [{"id", "truth", "p_yes"}]."""
+    tok = model.tokenizer
+    yes, no = (tok(w, add_special_tokens=False)["input_ids"][0] for w in ("Yes", "No"))
+    out = []
+    for r in records:
+        users = [k for k, m in enumerate(r["messages"]) if m["role"] == "user"]
+        for i, t in enumerate(r["turns"]):
+            if t.get("kind") != "judgement" or i >= len(users):
+                continue
+            clip = clips.get(r["clip"])
+            if zero_heatmaps:
+                clip = ClipInputs(**{**clip.__dict__, "heat": torch.zeros_like(clip.heat)})
+            enc = model.encode(r["messages"][:users[i] + 1], clip, add_generation_prompt=True)
+            logits = model.qwen(**model.model_inputs(enc, clip), **{HEATMAP_KWARG: [clip.heat]},
+                                **model.video_kwargs(clip)).logits[0, -1]
+            p = logits[[yes, no]].float().softmax(-1)
+            out.append({"id": r["id"], "truth": str(t["truth"]), "p_yes": float(p[0])})
+    return out
+
+
+def judgement_auroc(scores: Sequence[Mapping]) -> float | None:
+    """ROC-AUC of p_yes against the truth over `judgement_scores` rows (0.5: the judgement does not
+    separate anomalous from normal clips); None with one class only."""
+    from sklearn.metrics import roc_auc_score
+
+    y = [s["truth"] == "yes" for s in scores]
+    if len(set(y)) < 2:
+        return None
+    return float(roc_auc_score(y, [s["p_yes"] for s in scores]))
 
 
 class torch_threads:
@@ -691,6 +730,7 @@ def _run_stage2(run, force: bool = False, progress: bool = True, log: Callable[[
     histories: dict[str, dict] = {}
     predictions: dict[str, list] = {}
     finals: dict[str, Path] = {}
+    judgements: dict[str, dict] = {}
     clips: ClipStore | None = None
     for variant in list(variants) + ["backbone"]:
         t1 = time.time()
@@ -744,6 +784,18 @@ def _run_stage2(run, force: bool = False, progress: bool = True, log: Callable[[
             if split == "test":
                 predictions[variant] = preds
                 log(f"[stage2] {variant}: " + ", ".join(f"{k} {v:.3g}" for k, v in m.items() if isinstance(v, float)))
+        # Does the clip-level judgement rest on the heatmap? p(Yes) on every split's judgements (the
+        # training dialogues too), and for the full model again with all-zero heatmaps.
+        runs = [(variant, False, "judgement_auroc")]
+        if variant == "rae":
+            runs.append(("rae_zero_heatmaps", True, "judgement_auroc_zero_heatmaps"))
+        for name, zero, key in runs:
+            judgements[name] = {split: judgement_scores(model, rs, clips, zero_heatmaps=zero)
+                                for split, rs in {"train": recs["b.train"], **heldout}.items()}
+            for split, sc in judgements[name].items():
+                auc = judgement_auroc(sc)
+                if auc is not None:
+                    results[f"{variant}.{split}.{key}"] = auc
         seconds[f"{variant}.eval"] = time.time() - t1
         counts = model.parameter_counts(lora={"r": int(s2.lora_r), "targets": list(s2.lora_targets),
                                               "phases": [None, lora_layers(model, "b", s2.phase_b_last_layers)]}
@@ -756,7 +808,7 @@ def _run_stage2(run, force: bool = False, progress: bool = True, log: Callable[[
     for split, rs in heldout.items():
         results[f"stage2.{split}_dialogues"] = len(rs)
     run.write_results("03_rae_sft", results)
-    return Stage2Outputs(results, histories, predictions, finals, test, clips, seconds)
+    return Stage2Outputs(results, histories, predictions, finals, test, clips, seconds, judgements)
 
 
 def loss_curves(history: Sequence[dict]) -> dict[str, np.ndarray]:
