@@ -501,9 +501,11 @@ class TVAD:
             return {"pixel_values_videos": clip.pixel_values.to(self.device)}
         raise TVADError("this clip carries neither merged video tokens nor pixel values")
 
-    def forward(self, messages: Sequence[dict], clip: ClipInputs, labels: bool = True, **kw):
-        """The Qwen forward on one dialogue (logits, and the loss on the answers with labels=True)."""
-        enc = self.encode(messages, clip)
+    def forward(self, messages: Sequence[dict], clip: ClipInputs, labels: bool = True,
+                add_generation_prompt: bool = False, **kw):
+        """The Qwen forward on one dialogue (logits, and the loss on the answers with labels=True);
+        with add_generation_prompt=True the last logits are those of the next answer's first token."""
+        enc = self.encode(messages, clip, add_generation_prompt=add_generation_prompt)
         inputs = self.model_inputs(enc, clip, labels=labels)
         return self.qwen(**inputs, **{HEATMAP_KWARG: [clip.heat]}, **self.video_kwargs(clip), **kw)
 

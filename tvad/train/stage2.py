@@ -28,7 +28,7 @@ import json
 import os
 import time
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
@@ -365,10 +365,10 @@ def weighted_token_loss(logits: torch.Tensor, labels: torch.Tensor, weights: tor
     import torch.nn.functional as F
 
     target = labels[:, 1:]
-    ce = F.cross_entropy(logits[:, :-1].float().transpose(1, 2), target, ignore_index=-100,
-                         reduction="none")  # (B, S - 1), zero at ignored positions
-    n = (target != -100).sum() if num_items is None else num_items
-    return (ce * weights[:, 1:].to(ce)).sum() / torch.as_tensor(n, device=ce.device).clamp(min=1)
+    keep = target != -100  # only the supervised positions' logits go to float (the video dominates S)
+    ce = F.cross_entropy(logits[:, :-1][keep].float(), target[keep], reduction="none")  # (N,)
+    n = keep.sum() if num_items is None else num_items
+    return (ce * weights[:, 1:][keep].to(ce)).sum() / torch.as_tensor(n, device=ce.device).clamp(min=1)
 
 
 def _weighted_trainer(base):
@@ -578,7 +578,8 @@ class Stage2Outputs:
     test_records: list  # the held-out dialogues (phase B, test split)
     clips: ClipStore  # heatmaps and video tokens of every clip used
     seconds: dict  # wall time per part
-    judgements: dict = None  # {variant: {split: judgement_scores rows}}, "rae" also under "rae_zero_heatmaps"
+    judgements: dict = field(default_factory=dict)  # {variant: {split: judgement_scores rows}}; the full
+    #                                                  model's with all-zero heatmaps under "rae_zero_heatmaps"
 
 
 def corpus_records(run) -> dict[str, list[dict]]:
@@ -641,9 +642,8 @@ def judgement_scores(model: TVAD, records: Sequence[dict], clips: ClipStore,
             clip = clips.get(r["clip"])
             if zero_heatmaps:
                 clip = ClipInputs(**{**clip.__dict__, "heat": torch.zeros_like(clip.heat)})
-            enc = model.encode(r["messages"][:users[i] + 1], clip, add_generation_prompt=True)
-            logits = model.qwen(**model.model_inputs(enc, clip), **{HEATMAP_KWARG: [clip.heat]},
-                                **model.video_kwargs(clip)).logits[0, -1]
+            logits = model.forward(r["messages"][:users[i] + 1], clip, labels=False,
+                                   add_generation_prompt=True).logits[0, -1]
             p = logits[[yes, no]].float().softmax(-1)
             out.append({"id": r["id"], "truth": str(t["truth"]), "p_yes": float(p[0])})
     return out
