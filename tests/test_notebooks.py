@@ -77,15 +77,21 @@ def test_03_rae_sft(chain_run):
     from tvad.corpus import load_corpus
 
     r = _results(chain_run, "03_rae_sft")
-    for variant in ("rae", "no_rae", "backbone"):
+    for variant in ("rae", "rae_oracle", "no_rae", "backbone"):  # rae_oracle: the cpu preset's stage2.oracle
         for split in ("test", "val", "test_seen"):  # the contract's test, and the other held-out dialogues
             for metric in ("yes_no_accuracy", "bleu4_target", "bleu4_trajectory"):
                 v = r[f"{variant}.{split}.{metric}"]
                 assert 0 <= v <= (1 if metric == "yes_no_accuracy" else 100)
     for split in ("train", "test", "val", "test_seen"):  # does the judgement rest on the heatmap?
         for key in ("rae.{}.judgement_auroc", "rae.{}.judgement_auroc_zero_heatmaps", "no_rae.{}.judgement_auroc",
-                    "backbone.{}.judgement_auroc"):
+                    "backbone.{}.judgement_auroc", "rae_oracle.{}.judgement_auroc"):
             assert 0 <= r[key.format(split)] <= 1, key.format(split)
+    # The cpu recipe makes the judgement read the heatmap: on the training clips zeroing it costs AUROC
+    # (measured 0.88 -> 0.69, seed 1: 0.87 -> 0.66), and with ground-truth heatmaps the judgements
+    # separate the clips (train 1.00 / 0.94 and test_seen 1.00 / 1.00 over seeds 0 / 1; with the paper's
+    # plain token mean 0.68 and 0.69, the same as with zero heatmaps).
+    assert r["rae.train.judgement_auroc"] > r["rae.train.judgement_auroc_zero_heatmaps"] + 0.05
+    assert r["rae_oracle.train.judgement_auroc"] > 0.9 and r["rae_oracle.test_seen.judgement_auroc"] > 0.8
     seen = load_corpus(chain_run / "stage2" / "test_seen_corpus" / "phase_b.val.jsonl")
     assert r["stage2.test_seen_dialogues"] == len(seen) > 0
     assert {rec["clip"]["name"] for rec in seen}.isdisjoint(

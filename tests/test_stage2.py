@@ -11,6 +11,7 @@ import torch
 
 from tvad.config import AHDConfig, RAEConfig, Stage2Config
 from tvad.corpus import validate_record
+from tvad.data.record import Video
 from tvad.model.backbone import build_tiny
 from tvad.model.tvad import HEATMAP_KWARG, VIDEO_EMBEDS_KWARG, TVAD, load, load_tvad
 from tvad.train import stage2
@@ -201,6 +202,63 @@ def test_judgement_scores_and_the_zero_heatmap_check(use_rae):
     assert store.get(TRAIN[0]["clip"]).heat.abs().sum() > 0  # the cached heatmap itself is untouched
     assert stage2.judgement_auroc([{"truth": "yes", "p_yes": 0.9}, {"truth": "no", "p_yes": 0.2}]) == 1.0
     assert stage2.judgement_auroc([{"truth": "yes", "p_yes": 0.9}]) is None
+
+
+class _MaskedVideo(Video):
+    """A video record held in arrays: frames (T, H, W, 3) and object-id maps (T, H, W); object 1 is
+    anomalous over the whole clip, every other id normal."""
+
+    def __init__(self, name, frames, maps, has_masks=True):
+        super().__init__(name, f"/no/such/{name}.mp4", len(frames), 8.0, frames.shape[1:3], split="train",
+                         anomaly_rows=np.array([[1, 0, len(frames) - 1]]), has_masks=has_masks)
+        self._frames, self._maps = frames, maps
+
+    def read_frames(self, indices=None):
+        return self._frames[self._indices(indices)]
+
+    def _read_id_maps(self, idx):
+        return self._maps[idx]
+
+
+def test_ground_truth_heatmaps_the_oracle_view():
+    clip = TRAIN[0]["clip"]  # "train0": the bright square moving right is the anomaly
+    maps = np.zeros((4, 112, 112), np.int32)
+    for t in range(4):
+        maps[t, 30:60, 10 + 20 * t:40 + 20 * t] = 1
+    maps[:, 90:100, 90:100] = 2  # a normal object: never part of the ground truth
+    resolver = stage2.ClipResolver([_MaskedVideo("train0", ARRAYS["train0"], maps)])
+    masks = resolver.masks(clip)
+    assert masks.shape == (4, 112, 112) and set(np.unique(masks)) == {0, 1}
+
+    m = _model()
+    m.set_trainable(False)
+    store = stage2.ClipStore(m, resolver)
+    c = store.get(clip)
+    T, h, w = c.heat.shape
+    assert (T, h, w) == (2, 8, 8)
+    # frames paired like the temporal patch (OR), then the anomalous fraction of each 14 x 14 patch
+    want = (maps == 1).reshape(T, 2, 112, 112).any(1).reshape(T, h, 14, w, 14).mean((2, 4))
+    view = stage2.HeatmapView(store, "ground_truth", resolver)
+    got = view.get(clip)
+    assert torch.allclose(got.heat, torch.from_numpy(want.astype(np.float32)))
+    assert got.heat.max() == 1.0 and got.heat.min() == 0.0
+    assert torch.equal(got.video_embeds, c.video_embeds) and torch.equal(store.get(clip).heat, c.heat)
+    batch = stage2.Collator(m, TRAIN[:1], view, max_length=512)([{"idx": 0}])
+    assert torch.equal(batch[HEATMAP_KWARG][0], got.heat)  # what training feeds the RAE
+    assert not stage2.HeatmapView(store, "zeros").get(clip).heat.any()
+    view.pixels = True  # settings go to the store underneath
+    assert store.pixels is True
+
+    with pytest.raises(stage2.ClipMissing, match="'gone'.*video record"):
+        resolver.masks({**clip, "name": "gone", "source_video": "nowhere"})
+    with pytest.raises(stage2.ClipMissing, match="no pixel masks"):
+        stage2.ClipResolver([_MaskedVideo("train0", ARRAYS["train0"], maps, has_masks=False)]).masks(clip)
+    with pytest.raises(ValueError, match="mask frames give 1 temporal steps"):
+        stage2.ground_truth_heatmap(maps[:1], (T, h, w))
+    with pytest.raises(ValueError, match="ground-truth heatmaps need the clip resolver"):
+        stage2.HeatmapView(store, "ground_truth")
+    with pytest.raises(ValueError, match="heatmap source"):
+        stage2.HeatmapView(store, "ahd")
 
 
 def test_rae_lr_scale_puts_the_from_scratch_parts_in_their_own_group():

@@ -937,21 +937,6 @@ def import_stage2_predictions(run) -> dict[str, str]:
     return done
 
 
-class _ZeroHeat:
-    """A ClipStore view whose clips carry an all-zero heatmap (the "w/o AHD" ablation)."""
-
-    def __init__(self, clips):
-        self.clips = clips
-
-    def get(self, clip):
-        import dataclasses
-
-        import torch
-
-        c = self.clips.get(clip)
-        return dataclasses.replace(c, heat=torch.zeros_like(c.heat))
-
-
 def one_shot_records(records: Sequence[dict], example: dict) -> list[dict]:
     """The test dialogues with one in-context example (a training dialogue's questions and
     reference answers, as text) appended to the system prompt."""
@@ -1013,8 +998,8 @@ def predict_dialogues(run, force: bool = False, variants: Sequence[str] = ("back
                 model = load_tvad(rae_final)
                 clips = stage2.ClipStore(model, resolver, d / "stage2" / "clips",
                                          video_embeds=cfg.stage2.video_input == "embeds")
-                _, preds = stage2.evaluate_model(model, records, _ZeroHeat(clips), cfg.stage2.eval_max_new_tokens,
-                                                 progress=progress)
+                _, preds = stage2.evaluate_model(model, records, stage2.HeatmapView(clips, "zeros"),
+                                                 cfg.stage2.eval_max_new_tokens, progress=progress)
             elif v == "backbone_one_shot":
                 recs = stage2.corpus_records(run)
                 example = next((r for r in recs["b.train"] if r["clip"].get("label")), recs["b.train"][0])

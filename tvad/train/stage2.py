@@ -91,6 +91,47 @@ class ClipResolver:
         raise ClipMissing(f"clip {name!r} (source {clip.get('source_video')!r}, path {clip.get('path')!r}) is gone: "
                           "no such video record, array or file")
 
+    def masks(self, clip: Mapping[str, Any]) -> np.ndarray:
+        """(T, H, W) int ground-truth masks of the clip's anomalous objects (0: normal pixel), from its
+        video record (`tvad.data`: named like the clip, or its source video at the clip's frame
+        indices), resized to the clip's recorded size. No record, or one without pixel masks:
+        `ClipMissing` naming the clip (arrays and bare files carry no masks)."""
+        from tvad.data.clips import resize_masks
+
+        name = str(clip.get("name", ""))
+        n = int(clip.get("num_frames", 0))
+        idx = [int(i) for i in clip.get("frame_indices", [])]
+        v = self.videos.get(name)
+        if v is not None:
+            pick = None if (int(getattr(v, "num_frames", n)) == n or not idx) else idx
+        else:
+            v, pick = self.videos.get(str(clip.get("source_video", ""))), idx
+            if v is None or not idx:
+                raise ClipMissing(f"clip {name!r}: ground-truth masks need its video record (tvad.data); "
+                                  f"none is known for it or its source {clip.get('source_video')!r}")
+        if not getattr(v, "has_masks", True):
+            raise ClipMissing(f"clip {name!r}: its video {getattr(v, 'name', '?')!r} has no pixel masks")
+        m = np.asarray(v.read_masks(pick))
+        if n and len(m) != n:
+            raise ClipMissing(f"clip {name!r}: {len(m)} mask frames found, the corpus says {n}")
+        size = clip.get("size")
+        return resize_masks(m, size) if size else m
+
+
+def ground_truth_heatmap(masks: np.ndarray | torch.Tensor, shape: Sequence[int]) -> torch.Tensor:
+    """(N, H, W) masks (nonzero: anomalous) -> (T, h, w) float32 in [0, 1] on a heatmap's grid
+    `shape` = (T, h, w): frames paired as the temporal patch pairs them (`pair_merge`, the AHD's
+    training target for eq. 7), then each patch's fraction of anomalous pixels (area pooling)."""
+    import torch.nn.functional as F
+
+    from tvad.model.ahd import pair_merge
+
+    m = pair_merge(torch.as_tensor(np.asarray(masks)))
+    T, h, w = (int(x) for x in shape)
+    if m.shape[0] != T:
+        raise ValueError(f"{len(masks)} mask frames give {m.shape[0]} temporal steps; the heatmap has {T}")
+    return F.adaptive_avg_pool2d(m.float()[None], (h, w))[0]
+
 
 class ClipStore:
     """Per clip, the frozen parts' outputs (the AHD heatmap and, unless `video_embeds=False`, the
@@ -194,6 +235,44 @@ class ClipStore:
         tmp = p.with_name(p.name + ".tmp")
         save_file(t, str(tmp))
         os.replace(tmp, p)
+
+
+class HeatmapView:
+    """A `ClipStore` whose clips carry another heatmap; everything else (video tokens, grid, the
+    store's model and settings) is the store's.
+
+    "zeros":        all-zero heatmaps (Table 4's "w/o AHD" at inference).
+    "ground_truth": the clip's anomaly masks on the heatmap's grid (`ground_truth_heatmap`): an
+                    oracle AHD. A model trained and evaluated on it bounds what stage 2 makes of
+                    heatmaps, which separates the AHD's quality from stage 2's reading of it
+                    (`stage2.oracle`; a diagnostic, not the paper's method). Needs `resolver.masks`.
+    """
+
+    SOURCES = ("zeros", "ground_truth")
+
+    def __init__(self, store: ClipStore, source: str, resolver: ClipResolver | None = None):
+        if source not in self.SOURCES:
+            raise ValueError(f"heatmap source must be one of {self.SOURCES}, got {source!r}")
+        if source == "ground_truth" and resolver is None:
+            raise ValueError("ground-truth heatmaps need the clip resolver (for the masks)")
+        self.__dict__.update(store=store, source=source, resolver=resolver, _heat={})
+
+    def get(self, clip: Mapping) -> ClipInputs:
+        import dataclasses
+
+        c = self.store.get(clip)
+        if self.source == "zeros":
+            return dataclasses.replace(c, heat=torch.zeros_like(c.heat))
+        k = self.store.key(clip)
+        if k not in self._heat:
+            self._heat[k] = ground_truth_heatmap(self.resolver.masks(clip), c.heat.shape)
+        return dataclasses.replace(c, heat=self._heat[k].clone())
+
+    def __getattr__(self, name: str):
+        return getattr(self.store, name)
+
+    def __setattr__(self, name: str, value) -> None:  # e.g. the collator's `clips.pixels = True`
+        setattr(self.store, name, value)
 
 
 # -- the collator -------------------------------------------------------------------------------------
@@ -732,6 +811,8 @@ def _run_stage2(run, force: bool = False, progress: bool = True, log: Callable[[
     finals: dict[str, Path] = {}
     judgements: dict[str, dict] = {}
     clips: ClipStore | None = None
+    if s2.oracle and "rae_oracle" not in variants:
+        variants = [*variants, "rae_oracle"]
     for variant in list(variants) + ["backbone"]:
         t1 = time.time()
         vdir = out / variant
@@ -746,7 +827,7 @@ def _run_stage2(run, force: bool = False, progress: bool = True, log: Callable[[
             log(f"[stage2] {variant}: found {b_final}")
         else:
             model = (load_tvad(a_final) if (a_final / "tvad.json").exists()
-                     else _fresh(cfg, ahd_dir, use_rae=(variant == "rae"), meta={**meta, "variant": variant}))
+                     else _fresh(cfg, ahd_dir, use_rae=(variant != "no_rae"), meta={**meta, "variant": variant}))
         if clips is None:
             clips = ClipStore(model, resolver, out / "clips", video_embeds=s2.video_input == "embeds")
             t2 = time.time()
@@ -757,6 +838,8 @@ def _run_stage2(run, force: bool = False, progress: bool = True, log: Callable[[
                     check_clips(rs, clips, progress=progress, desc=f"clips {split}")
             seconds["clips"] = time.time() - t2
         clips.model = model
+        # rae_oracle reads the clips' ground-truth masks where the others read the AHD's heatmaps
+        vclips = HeatmapView(clips, "ground_truth", resolver) if variant == "rae_oracle" else clips
         if variant != "backbone":
             for ph in ("a", "b"):
                 fin = vdir / f"phase_{ph}" / "final"
@@ -765,7 +848,7 @@ def _run_stage2(run, force: bool = False, progress: bool = True, log: Callable[[
                     histories[variant][ph] = json.loads(hist.read_text())["log"] if hist.exists() else []
                     continue
                 log(f"[stage2] {variant}: phase {ph.upper()} on {len(recs[ph + '.train'])} dialogues")
-                res = train_phase(model, ph, recs[f"{ph}.train"], recs[f"{ph}.val"], clips, s2, vdir / f"phase_{ph}",
+                res = train_phase(model, ph, recs[f"{ph}.train"], recs[f"{ph}.val"], vclips, s2, vdir / f"phase_{ph}",
                                   resume=True, progress=progress, meta={"variant": variant}, log=log)
                 histories[variant][ph] = res.history
                 results[f"{variant}.phase_{ph}.steps"] = res.steps
@@ -777,7 +860,7 @@ def _run_stage2(run, force: bool = False, progress: bool = True, log: Callable[[
         seconds[f"{variant}.train"] = time.time() - t1
         t1 = time.time()
         for split, rs in heldout.items():
-            m, preds = evaluate_model(model, rs, clips, s2.eval_max_new_tokens, progress=progress)
+            m, preds = evaluate_model(model, rs, vclips, s2.eval_max_new_tokens, progress=progress)
             for k, v in m.items():
                 results[f"{variant}.{split}.{k}"] = v
             atomic_write_json(out / f"{variant}.{split}_predictions.json", preds)  # test: read by notebook 04
@@ -790,7 +873,7 @@ def _run_stage2(run, force: bool = False, progress: bool = True, log: Callable[[
         if variant == "rae":
             runs.append(("rae_zero_heatmaps", True, "judgement_auroc_zero_heatmaps"))
         for name, zero, key in runs:
-            judgements[name] = {split: judgement_scores(model, rs, clips, zero_heatmaps=zero)
+            judgements[name] = {split: judgement_scores(model, rs, vclips, zero_heatmaps=zero)
                                 for split, rs in {"train": recs["b.train"], **heldout}.items()}
             for split, sc in judgements[name].items():
                 auc = judgement_auroc(sc)
