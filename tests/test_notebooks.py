@@ -104,7 +104,7 @@ def test_04_evaluation(chain_run):
     for split in ("val", "test_seen", "test"):
         for method in ("ahd", "ahd_one_shot", "framediff", "decoder"):
             assert 0 <= r[f"table2.{split}.{method}.micro_auc.mean"] <= 1, (split, method)
-    for v in ("rae", "no_rae", "backbone_zero_shot", "backbone_one_shot"):
+    for v in ("rae", "rae_oracle", "no_rae", "backbone_zero_shot", "backbone_one_shot"):
         assert r[f"table3.{v}.yes_no_accuracy.n"] >= 1, v
     assert r["table4.t_vad.parameters"].endswith("M")
     for name in ("table2", "table3", "table4"):

@@ -62,6 +62,7 @@ DIALOGUE_VARIANTS = {
     "backbone_one_shot": "Qwen2.5-VL backbone (one-shot)",
     "no_rae": "SFT without RAE",
     "rae": "RAE (ours)",
+    "rae_oracle": "RAE, ground-truth heatmaps (oracle)",  # stage2.oracle: the upper bound, not a method
 }
 # Table 4: variant -> (parameter-count key, heatmap method or None, dialogue variant or None)
 ABLATIONS = {
@@ -693,7 +694,8 @@ def main_eval(run_dir, quiet: bool = False) -> dict[str, Table]:
 # -- notebook 04: the model runs that produce the predictions ----------------------------------------
 
 HEATMAP_SPLITS = {"val": "validation", "test_seen": "test_seen", "test": "test"}  # result key -> dataset split
-DIALOGUE_IMPORTS = {"rae": "rae", "no_rae": "no_rae", "backbone": "backbone_zero_shot"}  # stage-2 file -> variant
+DIALOGUE_IMPORTS = {"rae": "rae", "no_rae": "no_rae", "backbone": "backbone_zero_shot",  # stage-2 file -> variant
+                    "rae_oracle": "rae_oracle"}
 
 
 @dataclass

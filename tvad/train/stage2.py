@@ -768,9 +768,10 @@ def run_stage2(run, force: bool = False, progress: bool = True, log: Callable[[s
 def _run_stage2(run, force: bool = False, progress: bool = True, log: Callable[[str], None] = print,
                 variants: Sequence[str] = VARIANTS) -> Stage2Outputs:
     """Notebook 03 in one call: corpora and held-out dialogues, the frozen backbone + best AHD,
-    phase A -> merge -> phase B -> merge for the full model ("rae") and the same without RAE
-    ("no_rae"), each skipped when its checkpoint exists (unless `force`; a killed phase resumes),
-    then the dialogue metrics of both and of the untrained backbone on the test clips."""
+    phase A -> merge -> phase B -> merge for the full model ("rae"), the same without RAE ("no_rae")
+    and, with `stage2.oracle`, the full model on ground-truth heatmaps ("rae_oracle"), each skipped
+    when its checkpoint exists (unless `force`; a killed phase resumes), then the dialogue metrics of
+    each and of the untrained backbone on every held-out split, and the judgement scores."""
     import shutil
 
     from tvad.model.detector import find_checkpoint
