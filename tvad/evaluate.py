@@ -958,10 +958,10 @@ def one_shot_records(records: Sequence[dict], example: dict) -> list[dict]:
 
 def predict_dialogues(run, force: bool = False, variants: Sequence[str] = ("backbone_one_shot", "no_ahd"),
                       progress: bool = True, log=print) -> dict[str, dict]:
-    """Notebook 04, dialogue: imports notebook 03's predictions (rae, no_rae, backbone zero-shot) and
-    runs the variants it does not make: `backbone_one_shot` (the untrained backbone with one
-    in-context training dialogue) and `no_ahd` (the trained RAE model fed all-zero heatmaps), on
-    the same held-out dialogues. Returns {variant: metrics}."""
+    """Notebook 04, dialogue: imports notebook 03's predictions (rae, no_rae, backbone zero-shot and,
+    with `stage2.oracle`, rae_oracle) and runs the variants it does not make: `backbone_one_shot`
+    (the untrained backbone with one in-context training dialogue) and `no_ahd` (the trained RAE
+    model fed all-zero heatmaps), on the same held-out dialogues. Returns {variant: metrics}."""
     import time
 
     from tvad.train import stage2
