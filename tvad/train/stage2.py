@@ -65,20 +65,27 @@ class ClipResolver:
             self.videos = {str(getattr(v, "name", "")): v for v in videos}
         self.arrays = dict(arrays or {})
 
+    def record(self, clip: Mapping[str, Any]) -> tuple[Any, list[int] | None] | None:
+        """The clip's video record and the frame indices to read from it (None: all its frames): the
+        record named like the clip, else its source video at the clip's frame indices; None if neither."""
+        n = int(clip.get("num_frames", 0))
+        idx = [int(i) for i in clip.get("frame_indices", [])]
+        v = self.videos.get(str(clip.get("name", "")))
+        if v is not None:
+            return v, (None if int(getattr(v, "num_frames", n)) == n or not idx else idx)
+        src = self.videos.get(str(clip.get("source_video", "")))
+        return (src, idx) if src is not None and idx else None
+
     def __call__(self, clip: Mapping[str, Any]) -> np.ndarray:
         name = str(clip.get("name", ""))
         n = int(clip.get("num_frames", 0))
         idx = [int(i) for i in clip.get("frame_indices", [])]
         if name in self.arrays:
             return np.asarray(self.arrays[name])
-        v = self.videos.get(name)
-        if v is not None:
-            if int(getattr(v, "num_frames", n)) == n or not idx:
-                return np.asarray(v.read_frames())
-            return np.asarray(v.read_frames(idx))
-        src = self.videos.get(str(clip.get("source_video", "")))
-        if src is not None and idx:
-            return np.asarray(src.read_frames(idx))
+        found = self.record(clip)
+        if found is not None:
+            v, pick = found
+            return np.asarray(v.read_frames(pick))
         p = Path(str(clip.get("path") or ""))
         if str(clip.get("path") or "") and p.is_file():
             from tvad.data.video import probe, read_frames
@@ -100,15 +107,11 @@ class ClipResolver:
 
         name = str(clip.get("name", ""))
         n = int(clip.get("num_frames", 0))
-        idx = [int(i) for i in clip.get("frame_indices", [])]
-        v = self.videos.get(name)
-        if v is not None:
-            pick = None if (int(getattr(v, "num_frames", n)) == n or not idx) else idx
-        else:
-            v, pick = self.videos.get(str(clip.get("source_video", ""))), idx
-            if v is None or not idx:
-                raise ClipMissing(f"clip {name!r}: ground-truth masks need its video record (tvad.data); "
-                                  f"none is known for it or its source {clip.get('source_video')!r}")
+        found = self.record(clip)
+        if found is None:
+            raise ClipMissing(f"clip {name!r}: ground-truth masks need its video record (tvad.data); "
+                              f"none is known for it or its source {clip.get('source_video')!r}")
+        v, pick = found
         if not getattr(v, "has_masks", True):
             raise ClipMissing(f"clip {name!r}: its video {getattr(v, 'name', '?')!r} has no pixel masks")
         m = np.asarray(v.read_masks(pick))
@@ -710,6 +713,8 @@ def judgement_scores(model: TVAD, records: Sequence[dict], clips: ClipStore,
     first token, given the dialogue up to that question. `zero_heatmaps=True` feeds the RAE an
     all-zero heatmap instead of the AHD's (Table 4's "w/o AHD" at inference), so the gap between the
     two shows how much the judgement reads the heatmap. Returns [{"id", "truth", "p_yes"}]."""
+    if zero_heatmaps:
+        clips = HeatmapView(clips, "zeros")
     tok = model.tokenizer
     yes, no = (tok(w, add_special_tokens=False)["input_ids"][0] for w in ("Yes", "No"))
     out = []
@@ -719,8 +724,6 @@ def judgement_scores(model: TVAD, records: Sequence[dict], clips: ClipStore,
             if t.get("kind") != "judgement" or i >= len(users):
                 continue
             clip = clips.get(r["clip"])
-            if zero_heatmaps:
-                clip = ClipInputs(**{**clip.__dict__, "heat": torch.zeros_like(clip.heat)})
             logits = model.forward(r["messages"][:users[i] + 1], clip, labels=False,
                                    add_generation_prompt=True).logits[0, -1]
             p = logits[[yes, no]].float().softmax(-1)
