@@ -113,7 +113,7 @@ def test_trainable_excludes_vit_and_embeddings_and_stale_save_refused(setup):
 
 def test_prompt_rows_cover_every_eq2_prompt_token_of_the_shipped_tokenizer():
     from tvad.prompts import EVENTS, class_prompts
-    from tvad.run import REPO_ROOT
+    from tvad.io import REPO_ROOT
 
     tok = from_pretrained(REPO_ROOT / "assets" / "tiny-qwen2.5-vl").tokenizer
     keep = set(prompt_token_ids(tok).tolist())

@@ -133,7 +133,7 @@ def test_00_quickstart(chain_run):
     import papermill as pm
 
     from tvad.pipeline import NOTEBOOK_DIR
-    from tvad.run import REPO_ROOT
+    from tvad.io import REPO_ROOT
 
     out = chain_run / "notebooks" / "00_quickstart.ipynb"
     pm.execute_notebook(str(NOTEBOOK_DIR / "00_quickstart.ipynb"), str(out), cwd=str(REPO_ROOT),

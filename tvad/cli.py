@@ -222,7 +222,7 @@ def _detect(args) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     stem = Path(args.video).stem
-    from tvad.run import atomic_write_json, atomic_write_text
+    from tvad.io import atomic_write_json, atomic_write_text
 
     lines = ["frame,source_frame,time_s,score,regions"]
     counts = np.bincount(regions[:, 0].astype(int), minlength=n) if len(regions) else np.zeros(n, int)

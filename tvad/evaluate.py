@@ -300,7 +300,7 @@ def detection_curves(regions: Mapping[str, Any], gt: GroundTruth, eval_cfg=None,
 
 def save_dialogue_predictions(run_dir, variant: str, preds: Sequence[dict], seed: int = 0) -> Path:
     """`preds` as `tvad.train.stage2.evaluate_dialogues` returns them (one dict per answered turn)."""
-    from tvad.run import atomic_write_text
+    from tvad.io import atomic_write_text
 
     for i, p in enumerate(preds):
         for k in ("id", "turn", "type", "answer"):
@@ -386,7 +386,7 @@ def dialogue_metrics(preds: Sequence[dict]) -> dict[str, float]:
 
 def save_parameter_counts(run_dir, counts: Mapping[str, Mapping[str, int]]) -> Path:
     """{variant: parameter_counts()} with variants full, no_ahd, no_rae, backbone (Table 4)."""
-    from tvad.run import atomic_write_json
+    from tvad.io import atomic_write_json
 
     return atomic_write_json(_pred_dir(run_dir) / "parameters.json", {k: dict(v) for k, v in counts.items()})
 
@@ -660,7 +660,8 @@ def table_results(tables: Mapping[str, Table]) -> dict[str, Any]:
 
 def write_tables(run_dir, tables: Mapping[str, Table], results: bool = True) -> list[Path]:
     """tables/<name>.{json,csv,md,tex}, tables/tables.md (all), and results/04_evaluation.json."""
-    from tvad.run import atomic_write_json, atomic_write_text, flatten
+    from tvad.io import atomic_write_json, atomic_write_text
+    from tvad.run import flatten
 
     d = Path(run_dir) / "tables"
     paths = []
@@ -988,7 +989,7 @@ def predict_dialogues(run, force: bool = False, variants: Sequence[str] = ("back
     if todo:
         from tvad.data import load_split
         from tvad.model.tvad import load_tvad
-        from tvad.run import atomic_write_text
+        from tvad.io import atomic_write_text
 
         records = stage2.load_records(test_file)
         vids = [v for s in ("train", "validation", "test")
@@ -1024,7 +1025,7 @@ def predict_dialogues(run, force: bool = False, variants: Sequence[str] = ("back
 def save_dialogue_example(run, force: bool = False, max_new_tokens: int | None = None) -> Path | None:
     """The full model's own multi-turn dialogue on an abnormal test clip, with its frames and
     heatmap, for the dialogue figure (predictions/dialogue_example.json + examples/_dialogue.npz)."""
-    from tvad.run import atomic_write_json
+    from tvad.io import atomic_write_json
     from tvad.train import stage2
 
     d = run.dir

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from tvad.config import preset as make_preset
-from tvad.run import REPO_ROOT
+from tvad.io import REPO_ROOT
 
 NOTEBOOK_DIR = REPO_ROOT / "notebooks"
 _NUMBERED = re.compile(r"^(\d\d)_.+\.ipynb$")

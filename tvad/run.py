@@ -19,7 +19,6 @@ import platform
 import random
 import subprocess
 import sys
-import tempfile
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from importlib import metadata
@@ -29,62 +28,9 @@ from typing import Any
 import numpy as np
 
 from tvad.config import Config, preset as make_preset
-
-REPO_ROOT = Path(__file__).resolve().parents[1]
+from tvad.io import REPO_ROOT, atomic_write_json, atomic_write_text, resolve_path
 _PACKAGES = ["tvad", "torch", "torchvision", "transformers", "trl", "peft", "accelerate", "numpy",
              "scipy", "scikit-learn", "sacrebleu", "decord", "av", "papermill"]
-
-
-def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
-    """Write `text` to `path` atomically (temp file in the same folder, fsync, rename)."""
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=f".{p.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the file the usual permissions
-        os.replace(tmp, p)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return p
-
-
-def atomic_replace_dir(tmp: str | os.PathLike, dest: str | os.PathLike) -> Path:
-    """Move a fully written folder `tmp` into place at `dest`, replacing any old one.
-
-    The old folder is renamed aside first and removed last, so a kill at any point leaves either
-    the old or the new folder complete at `dest` (or the old one at `dest.old`), never a mix.
-    """
-    import shutil
-
-    tmp, dest = Path(tmp), Path(dest)
-    old = dest.with_name(dest.name + ".old")
-    shutil.rmtree(old, ignore_errors=True)
-    if dest.exists():
-        dest.rename(old)
-    tmp.rename(dest)
-    shutil.rmtree(old, ignore_errors=True)
-    return dest
-
-
-def atomic_write_json(path: str | os.PathLike, obj: Any) -> Path:
-    return atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=_json_default) + "\n")
-
-
-def _json_default(o: Any) -> Any:
-    if isinstance(o, np.generic):
-        return o.item()
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    if isinstance(o, Path):
-        return str(o)
-    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
 
 
 def seed_everything(seed: int) -> None:
@@ -146,8 +92,7 @@ class Run:
 
     def resolve(self, path: str | os.PathLike) -> Path:
         """A config path: absolute as is, else relative to the repository root."""
-        p = Path(path)
-        return p if p.is_absolute() else REPO_ROOT / p
+        return resolve_path(path)
 
     def write_results(self, stem: str, results: dict[str, Any]) -> Path:
         """Merge flat dotted keys into results/<stem>.json (nested dicts are flattened)."""
@@ -173,8 +118,7 @@ def open_run(run_dir: str | os.PathLike, preset: str = "cpu", overrides: dict[st
     overrides) but the recorded config.yaml is updated and the change logged in run.json.
     """
     cfg = make_preset(preset, overrides)
-    d = Path(run_dir)
-    d = d if d.is_absolute() else REPO_ROOT / d  # same place whether run from notebooks/ or the root
+    d = resolve_path(run_dir)  # same place whether run from notebooks/ or the root
     d.mkdir(parents=True, exist_ok=True)
     seed_everything(cfg.seed)
     if cfg.cpu_threads > 0:

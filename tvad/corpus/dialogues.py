@@ -728,7 +728,7 @@ def build_corpora(videos: Mapping[str, Sequence[Any]] | Iterable[Any], out_dir: 
                 timeline_rows.append(json.dumps({"clip": clip["name"], "split": split,
                                                  "general": [t.to_dict() for t in general],
                                                  "anomaly": [t.to_dict() for t in anomalies]}, default=_np))
-    from tvad.run import atomic_write_text
+    from tvad.io import atomic_write_text
 
     files = {}
     for (ph, split), rs in rows.items():
@@ -742,7 +742,7 @@ def build_corpora(videos: Mapping[str, Sequence[Any]] | Iterable[Any], out_dir: 
     atomic_write_text(out / "timelines.jsonl", "".join(x + "\n" for x in timeline_rows))
     card = _make_card(out, ann.name, files, by_split, excluded, rows, stats, n_general, n_anom, n_empty,
                       time.perf_counter() - t0)
-    from tvad.run import atomic_write_json
+    from tvad.io import atomic_write_json
 
     atomic_write_json(out / "card.json", card.to_dict())
     atomic_write_text(out / "card.md", card.to_markdown())

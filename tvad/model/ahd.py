@@ -194,7 +194,7 @@ def save_ahd(ahd: AHD, path: str | os.PathLike, meta: dict) -> Path:
     """A self-contained AHD checkpoint directory (atomic: written aside, then renamed)."""
     from safetensors.torch import save_file
 
-    from tvad.run import atomic_replace_dir, atomic_write_json
+    from tvad.io import atomic_replace_dir, atomic_write_json
 
     p = Path(path)
     tmp = p.with_name(p.name + ".tmp")

@@ -357,7 +357,7 @@ def from_pretrained(path_or_id: str | os.PathLike, dtype: str | torch.dtype = "f
 
 def from_config(cfg) -> Backbone:
     """The backbone a `tvad.config.BackboneConfig` names (paths relative to the repository root)."""
-    from tvad.run import REPO_ROOT
+    from tvad.io import REPO_ROOT
 
     p = Path(cfg.path)
     if not p.is_absolute() and (REPO_ROOT / p).is_dir():

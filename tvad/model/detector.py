@@ -95,7 +95,7 @@ def load(path: str | os.PathLike, backbone=None, device: str | None = None, wind
 
     A given `backbone` must be the one the AHD was trained on (same weights and layers)."""
     from tvad.model.backbone import from_pretrained
-    from tvad.run import REPO_ROOT
+    from tvad.io import REPO_ROOT
     from tvad.model.ahd import load_ahd
 
     ck = find_checkpoint(path)

@@ -621,7 +621,7 @@ class TVAD:
         from safetensors.torch import save_file
 
         from tvad.model.ahd import save_ahd
-        from tvad.run import atomic_replace_dir, atomic_write_json
+        from tvad.io import atomic_replace_dir, atomic_write_json
 
         p = Path(path)
         tmp = p.with_name(p.name + ".tmp")

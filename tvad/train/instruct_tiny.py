@@ -84,7 +84,7 @@ class InstructConfig:
 def pretrain_videos(cfg: InstructConfig) -> list:
     """The pretrain split's video records (generated into `data_root` if missing, as pretrain_tiny)."""
     from tvad.data import synthetic
-    from tvad.run import REPO_ROOT
+    from tvad.io import REPO_ROOT
 
     root = Path(cfg.data_root)
     root = root if root.is_absolute() else REPO_ROOT / root
@@ -350,7 +350,7 @@ def save_weights(bb, asset: Path, stamp: tuple[int, int] | None = None) -> int:
 def instruct(cfg: InstructConfig, log: Callable = print, videos: Sequence | None = None) -> dict:
     """The whole step: data, dialogues, clips, training, checks, save. Returns the summary."""
     from tvad.model.backbone import from_pretrained
-    from tvad.run import REPO_ROOT, atomic_write_json
+    from tvad.io import REPO_ROOT, atomic_write_json
 
     torch.set_num_threads(int(cfg.threads))
     t0 = time.time()

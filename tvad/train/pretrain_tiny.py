@@ -84,7 +84,7 @@ def load_pretrain(cfg: PretrainConfig) -> list[dict]:
     """[{"name", "video", "caption", "fps", "n", "phases"}] of the pretrain split (frames are
     decoded per step, not held in memory). Generates the split into `data_root` if missing."""
     from tvad.data import synthetic
-    from tvad.run import REPO_ROOT
+    from tvad.io import REPO_ROOT
 
     root = Path(cfg.data_root)
     root = root if root.is_absolute() else REPO_ROOT / root
@@ -240,7 +240,8 @@ def pretrain(cfg: PretrainConfig, videos: list[dict] | None = None, log=print) -
     from transformers.modeling_outputs import BaseModelOutputWithPooling
 
     from tvad.model.backbone import build_tiny
-    from tvad.run import REPO_ROOT, atomic_write_json, seed_everything
+    from tvad.io import REPO_ROOT, atomic_write_json
+    from tvad.run import seed_everything
 
     torch.set_num_threads(cfg.threads)
     seed_everything(cfg.seed)

@@ -266,7 +266,7 @@ def train(ahd: AHD, train_samples: Sequence[Sample], val_samples: Sequence[Sampl
     from accelerate.utils import broadcast_object_list
     from tqdm.auto import tqdm
 
-    from tvad.run import atomic_write_json
+    from tvad.io import atomic_write_json
 
     acc = accelerator if accelerator is not None else Accelerator()
     if acc.gradient_accumulation_steps != 1:
@@ -462,7 +462,7 @@ SPLITS = {"train": "train", "val": "validation", "test_seen": "test_seen", "test
 def load_split(cfg, split: str, run=None):
     """Videos of a split of the configured dataset, generating the synthetic set if missing
     (the same call as notebook 01, so a dataset it made is reused)."""
-    from tvad.run import REPO_ROOT
+    from tvad.io import REPO_ROOT
 
     root = Path(cfg.data.root)
     root = root if root.is_absolute() else REPO_ROOT / root

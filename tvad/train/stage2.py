@@ -607,7 +607,7 @@ def train_phase(model: TVAD, phase: str, train_records: Sequence[dict], val_reco
     model.meta["lora"] = lora_meta
     model.meta.setdefault("phases", [])
     model.meta["phases"] = [p for p in model.meta["phases"] if p != phase] + [phase]
-    from tvad.run import atomic_write_json
+    from tvad.io import atomic_write_json
 
     atomic_write_json(out / "history.json", {"log": history, "best_checkpoint": trainer.state.best_model_checkpoint,
                                              "steps": trainer.state.global_step, "seconds": seconds})
@@ -778,7 +778,7 @@ def _run_stage2(run, force: bool = False, progress: bool = True, log: Callable[[
     import shutil
 
     from tvad.model.detector import find_checkpoint
-    from tvad.run import atomic_write_json
+    from tvad.io import atomic_write_json
     from tvad.data import load_split
 
     cfg = run.config
