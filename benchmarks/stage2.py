@@ -80,7 +80,7 @@ def fresh_model(layers: list[int]):
     from tvad.config import AHDConfig, RAEConfig
     from tvad.model.backbone import from_pretrained
     from tvad.model.tvad import TVAD
-    from tvad.train.stage1 import build_ahd
+    from tvad.model.build import build_ahd
 
     bb = from_pretrained(REPO / "assets" / "tiny-qwen2.5-vl", max_pixels=224 * 224)
     ahd = build_ahd(bb, AHDConfig(), layers)
@@ -91,7 +91,8 @@ def fresh_model(layers: list[int]):
 def measured_loop(recs, arrays, layers, cfg, steps: int, video_input: str, prof: bool = False) -> dict:
     from peft import LoraConfig, get_peft_model
 
-    from tvad.train.stage2 import ClipResolver, ClipStore, Collator, check_clips
+    from tvad.train.clips import ClipResolver, ClipStore, check_clips
+    from tvad.train.collate import Collator
 
     model = fresh_model(layers)
     clips = ClipStore(model, ClipResolver(arrays=arrays), None, video_embeds=video_input == "embeds")
@@ -147,7 +148,9 @@ def measured_loop(recs, arrays, layers, cfg, steps: int, video_input: str, prof:
 
 
 def phase(recs, arrays, layers, cfg) -> dict:
-    from tvad.train.stage2 import ClipResolver, ClipStore, Collator, check_clips, train_phase
+    from tvad.train.clips import ClipResolver, ClipStore, check_clips
+    from tvad.train.collate import Collator
+    from tvad.train.stage2 import train_phase
 
     model = fresh_model(layers)
     clips = ClipStore(model, ClipResolver(arrays=arrays), None, video_embeds=cfg.video_input == "embeds")

@@ -290,7 +290,7 @@ def test_heldout_dialogues_are_rebuilt_not_reused_stale(tmp_path):
     rebuilt, not reused (it was, and kept the old Yes/No balance)."""
     from types import SimpleNamespace
 
-    from tvad.train.stage2 import test_records
+    from tvad.steps.sft import test_records
 
     run = SimpleNamespace(dir=tmp_path)
     videos = clips()["validation"]

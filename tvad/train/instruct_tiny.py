@@ -35,6 +35,7 @@ Deterministic for a seed (fixed step count, seeded data order, 1 torch thread).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import shutil
@@ -47,7 +48,14 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
-from tvad.train.pretrain_tiny import clipped_step, lr_at  # the same schedule and step as the pretraining
+from tvad.corpus import build_corpora, load_corpus
+from tvad.io import atomic_write_json, resolve_path
+from tvad.model.backbone import from_pretrained
+from tvad.model.tvad import encode_dialogue
+from tvad.prompts import EVENTS, all_template_text, class_prompts
+from tvad.run import seed_everything
+from tvad.train.clips import ClipResolver
+from tvad.train.pretrain_tiny import clipped_step, lr_at, pretrain_videos  # the same schedule and step as the pretraining
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -81,19 +89,6 @@ class InstructConfig:
 
 # -- data -------------------------------------------------------------------------------------------
 
-def pretrain_videos(cfg: InstructConfig) -> list:
-    """The pretrain split's video records (generated into `data_root` if missing, as pretrain_tiny)."""
-    from tvad.data import synthetic
-    from tvad.io import REPO_ROOT
-
-    root = Path(cfg.data_root)
-    root = root if root.is_absolute() else REPO_ROOT / root
-    nv = {s: 0 for s in synthetic.SPLITS}
-    nv["pretrain"] = cfg.num_videos
-    synthetic.ensure(root, num_videos=nv, seed=cfg.data_seed)
-    return list(synthetic.load(root, "pretrain"))[: cfg.num_videos]
-
-
 def balanced(videos: Sequence, n: int = 0) -> list:
     """Normal and anomalous videos alternately, in their order, while both last (at most `n`; 0: all
     pairs). A backbone instruction-tuned on the pretrain split's 3:1 mix learned to answer "Yes" to
@@ -111,7 +106,6 @@ def balanced(videos: Sequence, n: int = 0) -> list:
 
 def build_dialogues(videos: Sequence, cfg: InstructConfig, corpus_dir: Path) -> tuple[list[dict], list[dict]]:
     """(train, val) oracle dialogue records of the pretrain videos (phases `cfg.phases`)."""
-    from tvad.corpus import build_corpora, load_corpus
 
     nval = max(0, min(int(cfg.val_videos), len(videos) - 1))
     val = list(videos[len(videos) - nval:]) if nval else []
@@ -143,7 +137,6 @@ class Clip:
 @torch.no_grad()
 def encode_clips(bb, records: Sequence[dict], videos: Sequence, log: Callable = print) -> dict[str, Clip]:
     """{clip name: Clip} for every record's clip (one frozen-ViT pass each)."""
-    from tvad.train.stage2 import ClipResolver
 
     resolver = ClipResolver(videos)
     out: dict[str, Clip] = {}
@@ -166,7 +159,6 @@ def inputs(bb, rec: dict, clip: Clip, max_length: int) -> dict:
     """Forward kwargs (with labels) of one dialogue: chat template, video tokens, answers supervised."""
     from transformers.modeling_outputs import BaseModelOutputWithPooling
 
-    from tvad.model.tvad import encode_dialogue
 
     vid = int(bb.model.config.video_token_id)
     enc = encode_dialogue(bb.tokenizer, rec["messages"], int(clip.grid_thw.prod()) // 4, 0, vid,
@@ -203,7 +195,6 @@ def prompt_token_ids(tokenizer) -> torch.Tensor:
     """(P,) sorted ids of every token of every eq.-2 prompt (`tvad.prompts.all_template_text`, and the
     `class_prompts` of every dataset, whose joined event phrases add "," and "or"), plus the
     tokenizer's special tokens: the embedding rows that stay frozen."""
-    from tvad.prompts import EVENTS, all_template_text, class_prompts
 
     texts = list(all_template_text())
     for ds in EVENTS:
@@ -263,7 +254,6 @@ def evaluate(bb, records: Sequence[dict], clips: dict[str, Clip], max_length: in
 def train(bb, train_recs: Sequence[dict], val_recs: Sequence[dict], clips: dict[str, Clip], cfg: InstructConfig,
           log: Callable = print, log_rows: list | None = None) -> dict:
     """Fine-tune `bb.model`'s decoder in place. Returns {"before", "after", "steps", "train_loss_*", "seconds"}."""
-    from tvad.run import seed_everything
 
     seed_everything(cfg.seed)
     model = bb.model
@@ -349,16 +339,12 @@ def save_weights(bb, asset: Path, stamp: tuple[int, int] | None = None) -> int:
 
 def instruct(cfg: InstructConfig, log: Callable = print, videos: Sequence | None = None) -> dict:
     """The whole step: data, dialogues, clips, training, checks, save. Returns the summary."""
-    from tvad.model.backbone import from_pretrained
-    from tvad.io import REPO_ROOT, atomic_write_json
-
     torch.set_num_threads(int(cfg.threads))
     t0 = time.time()
-    asset = Path(cfg.asset)
-    asset = asset if asset.is_absolute() else REPO_ROOT / asset
+    asset = resolve_path(cfg.asset)
     if not (asset / "model.safetensors").is_file():
         raise FileNotFoundError(f"{asset}/model.safetensors not found: run tvad.train.pretrain_tiny first")
-    videos = list(videos) if videos is not None else pretrain_videos(cfg)
+    videos = list(videos) if videos is not None else pretrain_videos(cfg.data_root, cfg.num_videos, cfg.data_seed)
     log(f"[instruct] {len(videos)} pretrain videos")
     work = Path(cfg.work_dir) if cfg.work_dir else Path(tempfile.mkdtemp(prefix="tvad-instruct-"))
     try:
@@ -387,8 +373,6 @@ def instruct(cfg: InstructConfig, log: Callable = print, videos: Sequence | None
 
 
 def main(argv=None) -> None:
-    import dataclasses
-
     ap = argparse.ArgumentParser(description="Instruction-tune the tiny Qwen2.5-VL backbone (cpu preset).")
     for f in dataclasses.fields(InstructConfig):
         if isinstance(f.default, bool):

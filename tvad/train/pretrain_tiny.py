@@ -27,6 +27,7 @@ config + tokenizer + processor + model.safetensors + training_log.jsonl, loads w
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import os
@@ -39,6 +40,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from tvad.data import synthetic
+from tvad.io import atomic_write_json, resolve_path
+from tvad.model.backbone import build_tiny, from_pretrained
+from tvad.run import seed_everything
 from tvad.train.stage1 import video_name
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -80,19 +85,21 @@ class PretrainConfig:
 
 # -- data -----------------------------------------------------------------------------------------
 
+def pretrain_videos(data_root: str | os.PathLike, num_videos: int, data_seed: int) -> list:
+    """The first `num_videos` video records of the synthetic pretrain split, generated into
+    `data_root` if missing (the chain's scenes; pretrain videos only)."""
+    root = resolve_path(data_root)
+    nv = {s: 0 for s in synthetic.SPLITS}
+    nv["pretrain"] = num_videos
+    synthetic.ensure(root, num_videos=nv, seed=data_seed)
+    return list(synthetic.load(root, "pretrain"))[:num_videos]
+
+
 def load_pretrain(cfg: PretrainConfig) -> list[dict]:
     """[{"name", "video", "caption", "fps", "n", "phases"}] of the pretrain split (frames are
     decoded per step, not held in memory). Generates the split into `data_root` if missing."""
-    from tvad.data import synthetic
-    from tvad.io import REPO_ROOT
-
-    root = Path(cfg.data_root)
-    root = root if root.is_absolute() else REPO_ROOT / root
-    nv = {s: 0 for s in synthetic.SPLITS}
-    nv["pretrain"] = cfg.num_videos
-    synthetic.ensure(root, num_videos=nv, seed=cfg.data_seed)  # the chain's scenes; pretrain videos only
     out = []
-    for v in synthetic.load(root, "pretrain")[: cfg.num_videos]:
+    for v in pretrain_videos(cfg.data_root, cfg.num_videos, cfg.data_seed):
         out.append({"name": video_name(v), "video": v, "caption": video_caption(v), "fps": float(v.fps),
                     "n": int(v.num_frames), "phases": video_phases(v), "boxes": video_boxes(v)})
     return out
@@ -239,9 +246,6 @@ def lr_at(step: int, cfg) -> float:
 def pretrain(cfg: PretrainConfig, videos: list[dict] | None = None, log=print) -> Path:
     from transformers.modeling_outputs import BaseModelOutputWithPooling
 
-    from tvad.model.backbone import build_tiny
-    from tvad.io import REPO_ROOT, atomic_write_json
-    from tvad.run import seed_everything
 
     torch.set_num_threads(cfg.threads)
     seed_everything(cfg.seed)
@@ -259,10 +263,7 @@ def pretrain(cfg: PretrainConfig, videos: list[dict] | None = None, log=print) -
     for p in model.parameters():
         p.requires_grad_(True)
     if cfg.vision_from:  # copy the ViT + merger of another tiny checkpoint and freeze them
-        from tvad.model.backbone import from_pretrained
-
-        src = Path(cfg.vision_from)
-        src = src if src.is_absolute() else REPO_ROOT / src
+        src = resolve_path(cfg.vision_from)
         donor = from_pretrained(str(src))
         bb.visual.load_state_dict(donor.visual.state_dict())  # same widths, or a clear size error
         # the input embedding table too (tied to the LM head): the text features of eq. 2 stay the same
@@ -290,8 +291,7 @@ def pretrain(cfg: PretrainConfig, videos: list[dict] | None = None, log=print) -
     bgs = [background(v) for v in videos]
     log(f"[pretrain] backgrounds done ({time.time() - t_start:.0f}s); behaviours {vocab}")
     gen = np.random.default_rng(cfg.seed)
-    out_dir = Path(cfg.out)
-    out_dir = out_dir if out_dir.is_absolute() else REPO_ROOT / out_dir
+    out_dir = resolve_path(cfg.out)
     tmp_dir = out_dir.with_name(out_dir.name + ".partial")
     shutil.rmtree(tmp_dir, ignore_errors=True)
     tmp_dir.mkdir(parents=True)
@@ -362,8 +362,6 @@ def pretrain(cfg: PretrainConfig, videos: list[dict] | None = None, log=print) -
 
 
 def main(argv=None) -> None:
-    import dataclasses
-
     ap = argparse.ArgumentParser(description="Pretrain the tiny Qwen2.5-VL backbone (cpu preset).")
     for f in dataclasses.fields(PretrainConfig):
         d = f.default if f.default is not dataclasses.MISSING else f.default_factory()

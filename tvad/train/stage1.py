@@ -23,20 +23,25 @@ checkpoints); several CPU processes: `ACCELERATE_USE_CPU=1 accelerate launch --m
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 import json
 import math
 import os
 import random
-import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
 
+from tqdm.auto import tqdm
+
+from tvad.io import atomic_write_json
+from tvad.metrics import macro_auc, micro_auc, operating_point, rbdc_tbdc, regions_from_heatmaps, tracks_from_masks
 from tvad.model.ahd import AHD, CKPT_FORMAT, ahd_loss, frame_scores, load_ahd, pair_merge, save_ahd  # noqa: F401
+from tvad.train.common import Killed
 
 
 @dataclass
@@ -79,9 +84,7 @@ def prepare(videos: Sequence, cache, fps: float | None = None, progress: bool = 
             desc: str = "features") -> list[Sample]:
     """Video records (tvad.data: read_frames, read_masks, frame_labels, gt_tracks) -> Samples,
     features from `cache` (computed once)."""
-    from tqdm.auto import tqdm
 
-    from tvad.metrics import tracks_from_masks
 
     out = []
     for v in tqdm(list(videos), desc=desc, disable=not progress):
@@ -167,7 +170,6 @@ def predict(ahd: AHD, sample: Sample, frame_score: str = "max", topk: int = 16) 
 def evaluate_heatmaps(heat: dict[str, np.ndarray], scores: dict[str, np.ndarray], samples: Sequence[Sample],
                       eval_cfg=None, per_type: bool = False) -> dict[str, float]:
     """micro/macro AUC, RBDC/TBDC and the 0.5 operating point of per-video heatmaps."""
-    from tvad.metrics import macro_auc, micro_auc, operating_point, rbdc_tbdc, regions_from_heatmaps
 
     thr = getattr(eval_cfg, "threshold", 0.5)
     iou = getattr(eval_cfg, "iou", 0.1)
@@ -241,10 +243,6 @@ class ResumeMismatch(ValueError):
     """`resume=True` found a `last` checkpoint of another configuration (steps, backbone, AHD)."""
 
 
-class Killed(RuntimeError):
-    """Raised by `train(..., stop_after_steps=k)` to simulate a kill (tests)."""
-
-
 def train(ahd: AHD, train_samples: Sequence[Sample], val_samples: Sequence[Sample], cfg, out_dir: str | os.PathLike,
           eval_cfg=None, meta: dict | None = None, resume: bool = False, frame_score: str = "max", topk: int = 16,
           progress: bool = True, stop_after_steps: int | None = None, checkpoint_every: int = 4,
@@ -260,13 +258,9 @@ def train(ahd: AHD, train_samples: Sequence[Sample], val_samples: Sequence[Sampl
     checkpoint_every: optimizer steps between `last` checkpoints (and at each epoch end).
     stop_after_steps: raise `Killed` after that many optimizer steps of this call (tests).
     """
-    from contextlib import nullcontext
-
     from accelerate import Accelerator
     from accelerate.utils import broadcast_object_list
-    from tqdm.auto import tqdm
 
-    from tvad.io import atomic_write_json
 
     acc = accelerator if accelerator is not None else Accelerator()
     if acc.gradient_accumulation_steps != 1:
@@ -430,21 +424,6 @@ def train(ahd: AHD, train_samples: Sequence[Sample], val_samples: Sequence[Sampl
                        last_dir, state["epoch_seconds"])
 
 
-def build_ahd(backbone, ahd_cfg, layers: Sequence[int], dataset: str = "synthetic", text_encoder: str = "embeddings",
-              seed: int = 0) -> AHD:
-    """An AHD for `backbone`'s chosen blocks with the class text features of `dataset`'s prompts."""
-    from tvad.prompts import class_prompts
-
-    torch.manual_seed(seed)
-    ahd = AHD(backbone.layer_dims(layers), ahd_cfg.text_dim or backbone.text_dim, ahd_cfg.hidden,
-              ahd_cfg.layer_weighting, ahd_cfg.logit_scale, ahd_cfg.learnable_scale)
-    if ahd.text_dim != backbone.text_dim:
-        raise ValueError(f"ahd.text_dim {ahd.text_dim} != the backbone's text width {backbone.text_dim}")
-    abnormal, normal = class_prompts(dataset, k=ahd_cfg.num_templates)
-    ahd.set_text(backbone.text_features(normal, text_encoder), backbone.text_features(abnormal, text_encoder))
-    return ahd.to(backbone.device)
-
-
 def backbone_meta(backbone, cfg) -> dict:
     """What a checkpoint records about the backbone it was trained on."""
     return {"backbone": {"path": str(cfg.backbone.path), "identity": backbone.identity,
@@ -456,127 +435,4 @@ def backbone_meta(backbone, cfg) -> dict:
 
 # -- notebook 02: the whole stage in one call ------------------------------------------------------
 
-SPLITS = {"train": "train", "val": "validation", "test_seen": "test_seen", "test": "test"}
 
-
-def load_split(cfg, split: str, run=None):
-    """Videos of a split of the configured dataset, generating the synthetic set if missing
-    (the same call as notebook 01, so a dataset it made is reused)."""
-    from tvad.io import REPO_ROOT
-
-    root = Path(cfg.data.root)
-    root = root if root.is_absolute() else REPO_ROOT / root
-    if cfg.data.dataset == "synthetic":
-        from tvad.data import synthetic
-
-        if cfg.data.generate:
-            synthetic.generate_from_config(cfg.data, root, seed=cfg.seed)
-        return synthetic.load(root, split)
-    if cfg.data.dataset == "ubnormal":
-        from tvad.data import ubnormal
-
-        return ubnormal.load(root, split, strict=cfg.data.strict)
-    raise ValueError(f"stage 1 has no loader for dataset {cfg.data.dataset!r}")
-
-
-@dataclass
-class Stage1Outputs:
-    results: dict  # the flat result keys written to results/02_ahd_training.json
-    history: dict  # {"train": [...], "val": [...], "best": {...}}
-    samples: dict  # {split: [Sample]}
-    heatmaps: dict  # {split: {name: (N, H, W)}} of the best AHD
-    framediff: dict  # {split: {name: (N, H, W)}} of the baseline
-    best_dir: Path  # the best AHD checkpoint
-
-
-def run_stage1(run, force: bool = False, progress: bool = True, log=print) -> Stage1Outputs:
-    """Notebook 02 in one call: data, backbone, feature cache, training (skipped when a best
-    checkpoint exists, unless force), evaluation of the AHD and of frame differencing."""
-    from tvad.baselines import framediff_heatmaps, framediff_scores
-    from tvad.model.backbone import from_config
-    from tvad.train.features import FeatureCache
-
-    cfg = run.config
-    out_dir = run.dir / "stage1"
-    t0 = time.time()
-    videos = {k: load_split(cfg, s, run) for k, s in SPLITS.items()}
-    log(f"[stage1] data: " + ", ".join(f"{k} {len(v)}" for k, v in videos.items()) + f" ({time.time() - t0:.0f}s)")
-    bb = from_config(cfg.backbone)
-    cache = FeatureCache(run.dir / "features", bb, cfg.backbone.layers)
-    samples, feat_s = {}, {}
-    for k, vs in videos.items():
-        t = time.time()
-        m0 = cache.misses
-        samples[k] = prepare(vs, cache, fps=cfg.data.video_fps, progress=progress, desc=f"features {k}")
-        feat_s[k] = (time.time() - t, cache.misses - m0)
-    # timing: recompute the train split's features once (uncached) against reading them from the cache
-    t = time.time()
-    for v in videos["train"][: min(4, len(videos["train"]))]:
-        bb.visual_features(np.asarray(v.read_frames()), cfg.backbone.layers, fps=cfg.data.video_fps)
-    per_video_compute = (time.time() - t) / max(1, min(4, len(videos["train"])))
-    t = time.time()
-    for v in videos["train"]:
-        cache.get(cache_key(v), list(range(int(v.num_frames))))
-    read_s = time.time() - t
-    meta = backbone_meta(bb, cfg)
-    best_dir = out_dir / "best"
-    if force or not (best_dir / "ahd.json").exists():
-        ahd = build_ahd(bb, cfg.ahd, cfg.backbone.layers, cfg.data.dataset, cfg.backbone.text_encoder,
-                        seed=cfg.stage1.seed)
-        kw = dict(eval_cfg=cfg.eval, meta=meta, frame_score=cfg.ahd.frame_score, topk=cfg.ahd.topk,
-                  progress=progress, log=log)
-        try:
-            res = train(ahd, samples["train"], samples["val"], cfg.stage1, out_dir, resume=not force, **kw)
-        except ResumeMismatch as e:  # a `last` checkpoint of another configuration: start afresh
-            log(f"[stage1] not resuming: {e}")
-            res = train(ahd, samples["train"], samples["val"], cfg.stage1, out_dir, resume=False, **kw)
-        best_dir = res.best_dir
-    history = json.loads((out_dir / "history.json").read_text()) if (out_dir / "history.json").exists() else {}
-    ahd, _ = load_ahd(best_dir, backbone_identity=bb.identity, layers=cfg.backbone.layers)
-    ahd = ahd.to(bb.device)
-    results: dict[str, Any] = {}
-    heat, fd = {}, {}
-    for k in ("val", "test_seen", "test"):
-        m, heat[k] = evaluate(ahd, samples[k], cfg.eval, cfg.ahd.frame_score, cfg.ahd.topk, per_type=(k == "test"))
-        for name, v in m.items():
-            results[f"ahd.{k}.{name}"] = v
-        fd[k] = {v.name: framediff_heatmaps(np.asarray(v.read_frames())) for v in videos[k]}
-        fm = evaluate_heatmaps(fd[k], {n: framediff_scores(h) for n, h in fd[k].items()}, samples[k], cfg.eval,
-                               per_type=(k == "test"))
-        for name, v in fm.items():
-            results[f"framediff.{k}.{name}"] = v
-    ep = history.get("epoch_seconds") or [float("nan")]
-    n_train = len(videos["train"])
-    results.update({
-        "timing.epoch_cached_s": float(np.mean(ep)) + read_s,
-        "timing.epoch_recompute_s": float(np.mean(ep)) + per_video_compute * n_train,
-        "timing.feature_s_per_video": per_video_compute,
-        "timing.cache_read_s_per_video": read_s / max(1, n_train),
-        "stage1.best_epoch": (history.get("best") or {}).get("epoch"),
-        "stage1.train_videos": n_train, "stage1.backbone": bb.identity,
-    })
-    results["timing.cache_speedup"] = results["timing.epoch_recompute_s"] / max(1e-9, results["timing.epoch_cached_s"])
-    run.write_results("02_ahd_training", results)
-    log(f"[stage1] done in {time.time() - t0:.0f}s")
-    return Stage1Outputs(results, history, samples, heat, fd, best_dir)
-
-
-def examples(out: Stage1Outputs, split: str = "test", n: int = 3, cfg=None) -> list[dict]:
-    """For figures: the first `n` anomalous videos of `split`, each {"name", "type", "frame",
-    "image" (H, W, 3) uint8, "gt" (H, W) bool, "ahd" (H, W), "framediff" (H, W)} at the frame
-    whose pair-merged GT mask is largest."""
-    rows = []
-    for s in out.samples[split]:
-        if s.masks is None or not s.frame_labels.any():
-            continue
-        t = int(s.masks.flatten(1).sum(1).argmax())  # pair with the largest GT area
-        rows.append((s, 2 * t))
-    rows = rows[:n]
-    res = []
-    for s, f in rows:
-        v = s.extra.get("video")
-        res.append({"name": s.name, "type": s.anomaly_type, "frame": f,
-                    "image": np.asarray(v.read_frames([f]))[0] if v is not None else None,
-                    "gt": s.masks[f // 2].numpy(), "ahd": out.heatmaps[split][s.name][f],
-                    "framediff": out.framediff[split][s.name][f]})
-    return res

@@ -1,13 +1,12 @@
-"""Tables from saved predictions: storage round trips, metrics equal tvad.metrics, table formats, CLI eval."""
+"""Tables and curves from saved predictions: storage round trips, metrics equal tvad.metrics, table formats, CLI eval."""
 
 import json
-import math
 
 import numpy as np
 import pytest
 
 from tvad import evaluate as ev
-from tvad.metrics import bleu4, macro_auc, micro_auc, rbdc_tbdc, regions_from_heatmaps
+from tvad.metrics import bleu4, dialogue_metrics, macro_auc, micro_auc, rbdc_tbdc, regions_from_heatmaps
 
 
 def _split(rng, n_videos=4, T=10, H=32, W=32, signal=0.6):
@@ -89,7 +88,7 @@ def test_curves(run_dir):
 def test_dialogue_metrics(run_dir):
     d, *_ = run_dir
     preds = ev.load_dialogue_predictions(d, "rae")[0]
-    m = ev.dialogue_metrics(preds)
+    m = dialogue_metrics(preds)
     assert m["yes_no_accuracy"] == pytest.approx(0.5) and m["yes_no_unparsed"] == 1
     assert m["yes_no_balanced_accuracy"] == pytest.approx(0.5)
     assert m["bleu4_target"] == pytest.approx(100.0)
@@ -147,36 +146,3 @@ def test_cli_eval(run_dir, capsys):
     assert "no predictions" in capsys.readouterr().err
 
 
-def test_bad_inputs(tmp_path):
-    with pytest.raises(ev.EvalError, match="letters"):
-        ev.save_heatmap_predictions(tmp_path, "../x", "ahd", {}, {})
-    with pytest.raises(ev.EvalError, match="non-finite"):
-        ev.save_heatmap_predictions(tmp_path, "test", "ahd", {"a": [0.1, math.nan]}, {"a": np.zeros((0, 6))})
-    with pytest.raises(ev.EvalError, match="no such"):
-        ev.load_heatmap_gt(tmp_path, "test")
-    with pytest.raises(ev.EvalError, match="expected"):
-        ev.scores_and_regions({"a": np.zeros((3, 4))})
-
-
-def test_dialogue_prediction_sources_go_stale_when_a_checkpoint_is_rewritten(tmp_path):
-    import os
-
-    from tvad.evaluate import _read_source, _source, _source_path
-
-    ck = tmp_path / "stage2" / "rae" / "phase_b" / "final"
-    ck.mkdir(parents=True)
-    (ck / "tvad.json").write_text("{}")
-    (ck / "model.safetensors").write_bytes(b"a" * 10)
-    test_file = tmp_path / "test.jsonl"
-    test_file.write_text("{}\n")
-    a = _source([ck, test_file])
-    assert a == _source([ck, test_file])  # stable
-    st = (ck / "model.safetensors").stat()
-    os.utime(ck / "model.safetensors", ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))  # retrained: rewritten
-    assert _source([ck, test_file]) != a
-    assert _source([ck, tmp_path / "missing"]) is None
-    assert _read_source(tmp_path, "no_ahd", 0) is None  # predictions of an older version: no sidecar = stale
-    p = _source_path(tmp_path, "no_ahd", 0)
-    p.parent.mkdir(parents=True)
-    p.write_text(a)
-    assert _read_source(tmp_path, "no_ahd", 0) == a

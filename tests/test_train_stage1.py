@@ -10,7 +10,8 @@ import torch
 
 from tvad.config import AHDConfig, EvalConfig, Stage1Config
 from tvad.model.ahd import AHD, pair_merge
-from tvad.train.stage1 import Killed, Sample, evaluate, load_ahd, train
+from tvad.train.common import Killed
+from tvad.train.stage1 import Sample, evaluate, load_ahd, train
 
 
 def planted(n_videos, seed, T=4, h=4, w=4, D=8, S=32):
@@ -154,7 +155,7 @@ def test_train_runs_on_the_given_accelerator(tmp_path, monkeypatch):
 
 
 LAUNCHED = r'''
-"""Run by `accelerate launch` (test_stage1.py): stage 1 on planted features in several processes."""
+"""Run by `accelerate launch` (test_train_stage1.py): stage 1 on planted features in several processes."""
 import json
 import os
 import sys
@@ -167,7 +168,7 @@ from torch.optim.optimizer import register_optimizer_step_pre_hook
 
 sys.path.insert(0, sys.argv[2])  # the tests folder: planted(), fresh_ahd()
 import tvad.train.stage1 as s1
-from test_stage1 import _mp_cases, fresh_ahd
+from test_train_stage1 import _mp_cases, fresh_ahd
 from tvad.config import EvalConfig
 
 out = Path(sys.argv[1])

@@ -1,0 +1,75 @@
+"""Notebook 05's figure assembly: every figure whose inputs exist in a run directory, drawn by
+`tvad.viz.figures` from the saved predictions only (no model, no GPU)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+
+from tvad.evaluate.store import (HEATMAP_METHODS, SPLIT_LABELS, EvalError, _cfg, _pred_dir, heatmap_methods,
+                                 heatmap_splits, load_dialogue_example, load_examples, load_heatmap_gt,
+                                 load_heatmap_predictions, training_histories)
+from tvad.evaluate.tables import detection_curves, roc_curve
+from tvad.metrics import regions_from_heatmaps
+from tvad.viz import figures as F
+
+
+def _log(log, msg):
+    if log:
+        log(msg)
+
+
+def make_figures(run_dir, out_dir=None, split: str = "test", cfg=None, log=print) -> dict[str, list[Path]]:
+    """Notebook 05 in one call: every figure whose inputs exist, as PNG + PDF in
+    `<run_dir>/figures/` (or out_dir). Returns {figure name: paths}; a missing input is logged."""
+
+
+    d = Path(run_dir)
+    out = Path(out_dir) if out_dir else d / "figures"
+    cfg = _cfg(d, cfg)
+    made: dict[str, list[Path]] = {}
+
+    def emit(name, fig):
+        made[name] = F.save(fig, out, name)
+        plt.close(fig)
+
+    examples = load_examples(d) if (_pred_dir(d) / "examples").is_dir() else []
+    if examples:
+        emit("heatmap_grid", F.heatmap_grid(examples[:2]))
+        ex = examples[0]
+        h = ex["heatmaps"].get("ahd")
+        emit("trajectory", F.trajectory(ex["frames"], ex.get("gt_tracks"),
+                                        regions_from_heatmaps(h, cfg.eval.threshold) if h is not None else None,
+                                        ex.get("masks"), h, cfg.eval.threshold, title=ex["name"]))
+    else:
+        _log(log, "[figures] no examples: heatmap_grid and trajectory skipped")
+    dex = load_dialogue_example(d)
+    if dex is not None:
+        emit("dialogue", F.dialogue(dex["frames"], dex["heat"], dex["messages"], title=dex["id"]))
+    else:
+        _log(log, "[figures] no dialogue example: dialogue skipped")
+    splits = heatmap_splits(d)
+    if splits:
+        curves, det = {}, {}
+        for sp in splits:
+            gt = load_heatmap_gt(d, sp)
+            curves[SPLIT_LABELS.get(sp, sp)] = {}
+            for m in heatmap_methods(d, sp):
+                preds = load_heatmap_predictions(d, sp, m)
+                s, r = preds[min(preds)]
+                try:
+                    curves[SPLIT_LABELS.get(sp, sp)][m] = roc_curve(s, gt)
+                except EvalError:
+                    pass
+                if sp == (split if split in splits else splits[-1]):
+                    det[m] = detection_curves(r, gt, cfg.eval)
+        emit("roc", F.roc({k: v for k, v in curves.items() if v}))
+        emit("rbdc_curves", F.rbdc_curves(det, cfg.eval.max_fpr,
+                                          title=f"region / track detection on {SPLIT_LABELS.get(split, split)}"))
+    else:
+        _log(log, "[figures] no heatmap predictions: roc and rbdc_curves skipped")
+    s1, s2 = training_histories(d)
+    if s1 or s2:
+        emit("training_curves", F.training_curves(s1, s2))
+    return made

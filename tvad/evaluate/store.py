@@ -1,0 +1,315 @@
+"""The prediction store: what notebook 04's model runs saved under `<run_dir>/predictions/`, read
+back for the tables and figures (numpy only: no model, no GPU).
+
+    heatmaps/<split>/gt.npz                  per video: frame labels (T,), GT tracks (M, 6), type
+    heatmaps/<split>/<method>.seed<k>.npz    per video: frame scores (T,), regions (N, 6) at the
+                                             binarisation threshold (all RBDC/TBDC needs)
+    dialogue/<variant>.seed<k>.jsonl         per answered turn: id, turn, type, answer, references, truth
+    parameters.json                          {variant: TVAD.parameter_counts()}
+    examples/<video>.npz                     frames, GT masks and heatmaps of a few clips (figures)
+    dialogue_example.json                    one multi-turn conversation with its clip (figures)
+
+Known methods and variants are listed here in the tables' row order, with their row labels.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from tvad.config import Config
+from tvad.io import atomic_path, atomic_write_json, atomic_write_text, json_default
+from tvad.metrics import regions_from_heatmaps
+
+
+# Row order and labels of the tables (methods/variants not found in the predictions are left out).
+HEATMAP_METHODS = {
+    "framediff": "Frame differencing",
+    "decoder": "Decoder-driven heatmap",
+    "ahd_one_shot": "AHD (one-shot)",
+    "ahd": "AHD (fine-tuned)",
+}
+
+
+DIALOGUE_VARIANTS = {
+    "backbone_zero_shot": "Qwen2.5-VL backbone (zero-shot)",
+    "backbone_one_shot": "Qwen2.5-VL backbone (one-shot)",
+    "no_rae": "SFT without RAE",
+    "rae": "RAE (ours)",
+    "rae_oracle": "RAE, ground-truth heatmaps (oracle)",  # stage2.oracle: the upper bound, not a method
+}
+
+
+SPLIT_LABELS = {"val": "validation", "test_seen": "test (seen types)", "test": "test (unseen types)"}
+
+
+class EvalError(ValueError):
+    """Missing or inconsistent predictions (the message names the file)."""
+
+
+def _pred_dir(run_dir: str | os.PathLike) -> Path:
+    return Path(run_dir) / "predictions"
+
+
+def _safe_name(s: str) -> str:
+    if not re.fullmatch(r"[A-Za-z0-9_.\-]+", s):
+        raise EvalError(f"name {s!r} must use letters, digits, '_', '-', '.' only")
+    return s
+
+
+@dataclass
+class GroundTruth:
+    """Per video of one split: frame labels, GT tracks [track, frame, x1, y1, x2, y2], type."""
+
+    labels: dict[str, np.ndarray]
+    gt_tracks: dict[str, np.ndarray]
+    types: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def names(self) -> list[str]:
+        return list(self.labels)
+
+    @property
+    def num_frames(self) -> dict[str, int]:
+        return {n: int(len(v)) for n, v in self.labels.items()}
+
+
+def scores_and_regions(heatmaps: Mapping[str, np.ndarray], threshold: float = 0.5, frame_score: str = "max",
+                       topk: int = 16) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """{video: heat (T, H, W)} -> ({video: frame scores (T,)}, {video: regions (N, 6)}): what the
+    tables need of a heatmap (max over the frame, or the top-k mean; components >= threshold)."""
+
+    scores, regions = {}, {}
+    for name, h in heatmaps.items():
+        h = np.asarray(h, dtype=np.float32)
+        if h.ndim != 3:
+            raise EvalError(f"heatmaps[{name!r}]: expected (T, H, W), got {h.shape}")
+        flat = h.reshape(len(h), -1)
+        if frame_score == "max":
+            scores[name] = flat.max(1)
+        elif frame_score == "topk":
+            k = min(int(topk), flat.shape[1])
+            scores[name] = np.sort(flat, axis=1)[:, -k:].mean(1)
+        else:
+            raise EvalError(f"frame_score must be 'max' or 'topk', got {frame_score!r}")
+        regions[name] = regions_from_heatmaps(h, threshold)
+    return scores, regions
+
+
+def _save_npz(path: Path, arrays: dict[str, np.ndarray], meta: dict) -> Path:
+    with atomic_path(path) as tmp:
+        np.savez_compressed(tmp, __meta__=np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8), **arrays)
+    return path
+
+
+def _load_npz(path: Path) -> tuple[dict, dict[str, np.ndarray]]:
+    if not path.exists():
+        raise EvalError(f"{path}: no such predictions file")
+    with np.load(path, allow_pickle=False) as z:
+        meta = json.loads(bytes(z["__meta__"]).decode())
+        arrays = {k: z[k] for k in z.files if k != "__meta__"}
+    return meta, arrays
+
+
+def save_heatmap_gt(run_dir, split: str, labels: Mapping[str, Any], gt_tracks: Mapping[str, Any],
+                    types: Mapping[str, str] | None = None) -> Path:
+    """Ground truth of one split, shared by every method's predictions."""
+    names = list(labels)
+    if set(names) != set(gt_tracks):
+        raise EvalError(f"split {split!r}: labels and gt_tracks name different videos")
+    arrays = {}
+    for i, n in enumerate(names):
+        arrays[f"labels_{i}"] = np.asarray(labels[n]).astype(np.int8).reshape(-1)
+        arrays[f"tracks_{i}"] = np.asarray(gt_tracks[n], dtype=np.float64).reshape(-1, 6)
+    meta = {"split": split, "names": names, "types": {n: (types or {}).get(n, "") for n in names}}
+    return _save_npz(_pred_dir(run_dir) / "heatmaps" / _safe_name(split) / "gt.npz", arrays, meta)
+
+
+def load_heatmap_gt(run_dir, split: str) -> GroundTruth:
+    meta, a = _load_npz(_pred_dir(run_dir) / "heatmaps" / split / "gt.npz")
+    names = meta["names"]
+    return GroundTruth({n: a[f"labels_{i}"] for i, n in enumerate(names)},
+                       {n: a[f"tracks_{i}"] for i, n in enumerate(names)}, dict(meta.get("types") or {}))
+
+
+def save_heatmap_predictions(run_dir, split: str, method: str, scores: Mapping[str, Any],
+                             regions: Mapping[str, Any], seed: int = 0, meta: dict | None = None) -> Path:
+    """One method's frame scores and regions on one split (one seed)."""
+    names = list(scores)
+    if set(names) != set(regions):
+        raise EvalError(f"{method} on {split}: scores and regions name different videos")
+    arrays = {}
+    for i, n in enumerate(names):
+        s = np.asarray(scores[n], dtype=np.float32).reshape(-1)
+        if not np.isfinite(s).all():
+            raise EvalError(f"{method} on {split}, video {n!r}: non-finite frame scores")
+        arrays[f"scores_{i}"] = s
+        arrays[f"regions_{i}"] = np.asarray(regions[n], dtype=np.float64).reshape(-1, 6)
+    m = {"split": split, "method": method, "seed": int(seed), "names": names, **(meta or {})}
+    path = _pred_dir(run_dir) / "heatmaps" / _safe_name(split) / f"{_safe_name(method)}.seed{int(seed)}.npz"
+    return _save_npz(path, arrays, m)
+
+
+def load_heatmap_predictions(run_dir, split: str, method: str) -> dict[int, tuple[dict, dict]]:
+    """{seed: ({video: scores}, {video: regions})} of one method on one split."""
+    d = _pred_dir(run_dir) / "heatmaps" / split
+    out = {}
+    for p in sorted(d.glob(f"{method}.seed*.npz")):
+        m = re.fullmatch(re.escape(method) + r"\.seed(\d+)\.npz", p.name)
+        if not m:
+            continue
+        meta, a = _load_npz(p)
+        names = meta["names"]
+        out[int(m.group(1))] = ({n: a[f"scores_{i}"] for i, n in enumerate(names)},
+                                {n: a[f"regions_{i}"] for i, n in enumerate(names)})
+    return out
+
+
+def heatmap_splits(run_dir) -> list[str]:
+    """Splits with saved ground truth, in the order val, test_seen, test, then the others."""
+    d = _pred_dir(run_dir) / "heatmaps"
+    have = sorted(p.parent.name for p in d.glob("*/gt.npz")) if d.is_dir() else []
+    order = [s for s in SPLIT_LABELS if s in have]
+    return order + [s for s in have if s not in order]
+
+
+def heatmap_methods(run_dir, split: str) -> list[str]:
+    d = _pred_dir(run_dir) / "heatmaps" / split
+    have = sorted({re.sub(r"\.seed\d+$", "", p.stem) for p in d.glob("*.seed*.npz")}) if d.is_dir() else []
+    return [m for m in HEATMAP_METHODS if m in have] + [m for m in have if m not in HEATMAP_METHODS]
+
+
+def save_dialogue_predictions(run_dir, variant: str, preds: Sequence[dict], seed: int = 0) -> Path:
+    """`preds` as `tvad.train.stage2.evaluate_dialogues` returns them (one dict per answered turn)."""
+
+    for i, p in enumerate(preds):
+        for k in ("id", "turn", "type", "answer"):
+            if k not in p:
+                raise EvalError(f"{variant}: prediction {i} has no {k!r}")
+    text = "".join(json.dumps(p, sort_keys=True, default=json_default) + "\n" for p in preds)
+    return atomic_write_text(_pred_dir(run_dir) / "dialogue" / f"{_safe_name(variant)}.seed{int(seed)}.jsonl", text)
+
+
+
+
+def load_dialogue_predictions(run_dir, variant: str) -> dict[int, list[dict]]:
+    d = _pred_dir(run_dir) / "dialogue"
+    out = {}
+    for p in sorted(d.glob(f"{variant}.seed*.jsonl")):
+        m = re.fullmatch(re.escape(variant) + r"\.seed(\d+)\.jsonl", p.name)
+        if m:
+            out[int(m.group(1))] = [json.loads(line) for line in p.read_text().splitlines() if line.strip()]
+    return out
+
+
+def _source(paths) -> str | None:
+    """A fingerprint of the checkpoint directories / files a prediction was made from: the names,
+    sizes and modification times of their files (a retrained checkpoint rewrites them), or None if
+    one is missing. Cheap for the 7B: no weight bytes are read."""
+
+    h = hashlib.sha1()
+    for p in paths:
+        if p is None or not Path(p).exists():
+            return None
+        p = Path(p)
+        for f in sorted([p] if p.is_file() else (x for x in p.rglob("*") if x.is_file())):
+            st = f.stat()
+            h.update(f"{f.relative_to(p.parent)}|{st.st_size}|{st.st_mtime_ns}\n".encode())
+    return h.hexdigest()[:16]
+
+
+def _source_path(run_dir, variant: str, seed: int) -> Path:
+    return _pred_dir(run_dir) / "dialogue" / f"{_safe_name(variant)}.seed{int(seed)}.source"
+
+
+def _read_source(run_dir, variant: str, seed: int) -> str | None:
+    p = _source_path(run_dir, variant, seed)
+    return p.read_text().strip() or None if p.exists() else None
+
+
+def dialogue_variants(run_dir) -> list[str]:
+    d = _pred_dir(run_dir) / "dialogue"
+    have = sorted({re.sub(r"\.seed\d+$", "", p.stem) for p in d.glob("*.seed*.jsonl")}) if d.is_dir() else []
+    return [v for v in DIALOGUE_VARIANTS if v in have] + [v for v in have if v not in DIALOGUE_VARIANTS]
+
+
+def save_parameter_counts(run_dir, counts: Mapping[str, Mapping[str, int]]) -> Path:
+    """{variant: parameter_counts()} with variants full, no_ahd, no_rae, backbone (Table 4)."""
+
+    return atomic_write_json(_pred_dir(run_dir) / "parameters.json", {k: dict(v) for k, v in counts.items()})
+
+
+def load_parameter_counts(run_dir) -> dict[str, dict[str, int]]:
+    p = _pred_dir(run_dir) / "parameters.json"
+    return json.loads(p.read_text()) if p.exists() else {}
+
+
+def save_example(run_dir, name: str, frames: np.ndarray, masks: np.ndarray | None,
+                 heatmaps: Mapping[str, np.ndarray], gt_tracks: np.ndarray | None = None,
+                 meta: dict | None = None) -> Path:
+    """A clip for the figures: frames uint8 (T, H, W, 3), GT masks (T, H, W), heatmaps {method:
+    (T, H, W)} stored as float16, GT tracks (M, 6)."""
+    frames = np.asarray(frames)
+    if frames.ndim != 4 or frames.dtype != np.uint8:
+        raise EvalError(f"example {name!r}: frames must be uint8 (T, H, W, 3), got {frames.dtype} {frames.shape}")
+    arrays = {"frames": frames}
+    if masks is not None:
+        arrays["masks"] = np.asarray(masks).astype(np.uint8)
+    for k, h in heatmaps.items():
+        h = np.asarray(h, np.float32)
+        if h.shape != frames.shape[:3]:
+            raise EvalError(f"example {name!r}: heatmap {k!r} is {h.shape}, frames are {frames.shape[:3]}")
+        arrays[f"heat_{_safe_name(k)}"] = h.astype(np.float16)
+    if gt_tracks is not None:
+        arrays["gt_tracks"] = np.asarray(gt_tracks, np.float64).reshape(-1, 6)
+    return _save_npz(_pred_dir(run_dir) / "examples" / f"{_safe_name(name)}.npz", arrays,
+                     {"name": name, **(meta or {})})
+
+
+def load_examples(run_dir) -> list[dict]:
+    """[{"name", "frames", "masks", "heatmaps": {method: (T, H, W) float32}, "gt_tracks", meta...}]"""
+    out = []
+    for p in sorted((_pred_dir(run_dir) / "examples").glob("*.npz")):
+        meta, a = _load_npz(p)
+        out.append({**meta, "frames": a["frames"], "masks": a.get("masks"), "gt_tracks": a.get("gt_tracks"),
+                    "heatmaps": {k[5:]: a[k].astype(np.float32) for k in a if k.startswith("heat_")}})
+    return out
+
+
+def _cfg(run_dir, cfg):
+    if cfg is not None:
+        return cfg
+
+    p = Path(run_dir) / "config.yaml"
+    return Config.from_yaml(p) if p.exists() else Config()
+
+
+def load_dialogue_example(run_dir) -> dict | None:
+    p = _pred_dir(run_dir) / "dialogue_example.json"
+    if not p.exists():
+        return None
+    ex = json.loads(p.read_text())
+    _, a = _load_npz(_pred_dir(run_dir) / "dialogue_example.npz")
+    msgs = []
+    for t in ex["turns"]:
+        msgs += [{"role": "user", "content": t["question"]}, {"role": "assistant", "content": t["answer"]}]
+    return {**ex, "frames": a["frames"], "heat": a["heat"].astype(np.float32), "messages": msgs}
+
+
+def training_histories(run_dir) -> tuple[dict | None, dict[str, dict]]:
+    """(stage1/history.json, {"<variant> phase A": {"log": [...]}, ...}) of a run directory."""
+    d = Path(run_dir)
+    s1 = d / "stage1" / "history.json"
+    stage1 = json.loads(s1.read_text()) if s1.exists() else None
+    stage2 = {}
+    for p in sorted(d.glob("stage2/*/phase_*/history.json")):
+        variant, phase = p.parent.parent.name, p.parent.name.split("_")[-1].upper()
+        stage2[f"{variant} phase {phase}"] = json.loads(p.read_text())
+    return stage1, stage2
