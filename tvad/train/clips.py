@@ -25,6 +25,7 @@ from tqdm.auto import tqdm
 from tvad.corpus import load_corpus
 from tvad.data.clips import resize_masks
 from tvad.data.video import probe, read_frames, resize_frames
+from tvad.io import atomic_path
 from tvad.model.ahd import pair_merge
 from tvad.model.tvad import ClipInputs, TVAD, TVADError, vision_hash
 
@@ -209,9 +210,8 @@ class ClipStore:
              "meta": torch.tensor(list(meta), dtype=torch.uint8)}
         if c.video_embeds is not None:
             t["video_embeds"] = c.video_embeds.detach().cpu().contiguous()
-        tmp = p.with_name(p.name + ".tmp")
-        save_file(t, str(tmp))
-        os.replace(tmp, p)
+        with atomic_path(p) as tmp:
+            save_file(t, str(tmp))
 
 
 class HeatmapView:

@@ -20,15 +20,18 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
 import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+from tvad.io import atomic_path
 
 
-class CacheError(ValueError):
+class FeatureCacheError(ValueError):
     """A cache file whose content does not match its key, or a bad request."""
 
 
@@ -58,8 +61,6 @@ class FeatureCache:
     # -- read / write ------------------------------------------------------------------------
     def get(self, video: str, indices: Sequence[int]) -> dict[int, torch.Tensor] | None:
         """{l: (T, h, w, D_l) float32} or None when absent or stale (metadata differs)."""
-        from safetensors import safe_open
-
         p = self.path(video, indices)
         if not p.exists():
             return None
@@ -74,29 +75,21 @@ class FeatureCache:
             return None
 
     def put(self, video: str, indices: Sequence[int], features: dict[int, torch.Tensor]) -> Path:
-        from safetensors.torch import save_file
-
         missing = [l for l in self.layers if l not in features]
         if missing:
-            raise CacheError(f"features for layers {missing} missing")
+            raise FeatureCacheError(f"features for layers {missing} missing")
         tensors = {}
         for l in self.layers:
             f = features[l]
             if not torch.isfinite(f).all():
-                raise CacheError(f"{video}: non-finite features in block {l}; not cached")
+                raise FeatureCacheError(f"{video}: non-finite features in block {l}; not cached")
             h = f.detach().to("cpu", torch.float16).contiguous()
             if not torch.isfinite(h).all():
-                raise CacheError(f"{video}: block {l} features overflow float16")
+                raise FeatureCacheError(f"{video}: block {l} features overflow float16")
             tensors[f"layer.{l}"] = h
         p = self.path(video, indices)
-        fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=f".{p.stem}.", suffix=".tmp")
-        os.close(fd)
-        try:
-            save_file(tensors, tmp, metadata={"tvad": json.dumps(self.meta(video, indices), sort_keys=True)})
-            os.replace(tmp, p)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        with atomic_path(p) as tmp:
+            save_file(tensors, str(tmp), metadata={"tvad": json.dumps(self.meta(video, indices), sort_keys=True)})
         return p
 
     def get_or_compute(self, video: str, indices: Sequence[int], frames: Callable[[], np.ndarray] | np.ndarray,
@@ -109,7 +102,7 @@ class FeatureCache:
         self.misses += 1
         x = frames() if callable(frames) else frames
         if len(x) != len(indices):
-            raise CacheError(f"{video}: {len(x)} frames for {len(indices)} indices")
+            raise FeatureCacheError(f"{video}: {len(x)} frames for {len(indices)} indices")
         vf = self.backbone.visual_features(x, self.layers, fps=fps or self.fps)
         self.put(video, indices, vf.features)
         return {l: vf.features[l].to(torch.float16).float().cpu() for l in self.layers}  # as a later read

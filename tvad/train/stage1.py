@@ -38,7 +38,7 @@ import torch
 
 from tqdm.auto import tqdm
 
-from tvad.io import atomic_write_json
+from tvad.io import atomic_path, atomic_write_json
 from tvad.metrics import macro_auc, micro_auc, operating_point, rbdc_tbdc, regions_from_heatmaps, tracks_from_masks
 from tvad.model.ahd import AHD, CKPT_FORMAT, ahd_loss, frame_scores, load_ahd, pair_merge, save_ahd  # noqa: F401
 from tvad.train.common import Killed
@@ -312,10 +312,9 @@ def train(ahd: AHD, train_samples: Sequence[Sample], val_samples: Sequence[Sampl
 
     def save_last():
         save_ahd(acc.unwrap_model(model), last_dir, {**meta, "epoch": state["epoch"], "step": state["step"]})
-        tmp = last_dir / "training_state.pt.tmp"
-        torch.save({"optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "rng": _rng_state(),
-                    "state": state, "total": total}, tmp)
-        os.replace(tmp, last_dir / "training_state.pt")
+        with atomic_path(last_dir / "training_state.pt") as tmp:
+            torch.save({"optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "rng": _rng_state(),
+                        "state": state, "total": total}, tmp)
 
     def checkpoint():
         on_main(save_last)
