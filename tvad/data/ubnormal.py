@@ -36,9 +36,10 @@ from pathlib import Path
 
 import numpy as np
 
-from tvad.data.record import (DataError, Problems, Video, VideoList, VideoObject, atomic_write_text,
-                              labels_from_rows, objects_from_id_maps, png_size, read_id_png, read_json,
-                              video_info)
+from tvad.data.files import png_size, read_id_png, read_json, video_info
+from tvad.data.geometry import objects_from_id_maps
+from tvad.data.record import DataError, Problems, Video, VideoList, VideoObject, labels_from_rows
+from tvad.io import atomic_write_text
 
 # Canonical split names -> the word used in the split files.
 SPLIT_FILES = {"train": "training", "validation": "validation", "test": "test"}
