@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -74,3 +76,15 @@ def test_region_word_agrees_with_both_former_definitions():
             col = min(max(int(x * 3 // w), 0), 2)
             row = min(max(int(y * 3 // h), 0), 2)
             assert region_word(x, y, (h, w)) == REGION_WORDS[row * 3 + col]
+
+
+def test_region_words_reproduce_the_reference_annotations(shared_clips):
+    ann = json.loads((shared_clips / "annotations.json").read_text())
+    n = 0
+    for clip in ann.values():
+        for tr in clip["anomalous_object_tracks"].values():
+            for t in tr:
+                if t:
+                    assert region_word(*t["centroid_xy"], clip["frame_size_hw"]) == t["region"]
+                    n += 1
+    assert n > 100
