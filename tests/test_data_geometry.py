@@ -11,21 +11,23 @@ from tvad.data.geometry import (REGION_WORDS, box_iou, id_map_geometry, largest_
                                 objects_from_id_maps, region_cell, region_word)
 
 
-def _ids():
-    m = np.zeros((5, 20, 30), np.uint8)
-    for t in range(5):
-        m[t, 2:10, 2 + t:8 + t] = 1
-        m[t, 12:18, 20:28] = 2
-    m[3, 0:2, 0:2] = 1  # a second, smaller blob of object 1
+def _frame(t: int) -> np.ndarray:
+    """Object 1 (8x6, moving right by 1 px a frame; at t = 3 also a 2x2 blob in the corner) and a
+    still object 2 (6x8)."""
+    m = np.zeros((20, 30), np.uint8)
+    m[2:10, 2 + t:8 + t] = 1
+    m[12:18, 20:28] = 2
+    if t == 3:
+        m[0:2, 0:2] = 1
     return m
 
 
 def test_blob_boxes_and_centroids():
-    g = id_map_geometry(_ids()[3])
+    g = id_map_geometry(_frame(3))
     assert g[1][0] == (5, 2, 11, 10) and g[2][0] == (20, 12, 28, 18)  # largest blob of object 1 only
     assert g[2][1] == (23.5, 14.5)  # centroid: the mean of all its pixels
     assert largest_blob_box(np.zeros((4, 4))) is None
-    objs = objects_from_id_maps(((t, m) for t, m in enumerate(_ids())), 5)
+    objs = objects_from_id_maps(((t, _frame(t)) for t in range(5)), 5)
     boxes, cents = objs[1]
     assert boxes.shape == (5, 4) and boxes[0].tolist() == [2, 2, 8, 10] and not np.isnan(cents).any()
 

@@ -27,6 +27,7 @@ are persons.
 
 from __future__ import annotations
 
+import builtins
 import io
 import json
 import os
@@ -161,12 +162,10 @@ class _RestrictedUnpickler(pickle.Unpickler):
         if (module, name) not in self._ALLOWED:
             raise pickle.UnpicklingError(f"global {module}.{name} is not allowed in a class table")
         if module == "builtins":
-            import builtins
-
             return getattr(builtins, name)
         if name == "dtype":
             return np.dtype
-        try:  # numpy >= 2
+        try:  # numpy >= 2 (the module moved; which one exists is known only here)
             from numpy._core.multiarray import scalar
         except ImportError:  # numpy 1.x
             from numpy.core.multiarray import scalar

@@ -67,7 +67,7 @@ def _check_path(path: str | os.PathLike) -> Path:
 
 def _decord():
     try:
-        import decord  # noqa: F401
+        import decord  # noqa: F401  (optional: no wheel on some platforms)
 
         return decord
     except Exception:  # no wheel for this platform, or a broken install: fall back to PyAV

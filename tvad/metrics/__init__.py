@@ -7,7 +7,7 @@ fractions in [0, 1], except BLEU (0-100, as papers print it).
 * region / track level: :func:`rbdc_tbdc`, :func:`operating_point`, with detections from
   :func:`regions_from_heatmaps` and GT tracks from :func:`tracks_from_masks` /
   :func:`link_regions`
-* text: :func:`bleu4`, :func:`yes_no_accuracy`
+* text: :func:`bleu4`, :func:`yes_no_accuracy`, and both over dialogue turns: :func:`dialogue_metrics`
 """
 
 from tvad.metrics.frame import macro_auc, micro_auc
@@ -18,7 +18,7 @@ from tvad.metrics.regions import (
     regions_from_heatmaps,
     tracks_from_masks,
 )
-from tvad.metrics.text import bleu4, yes_no_accuracy
+from tvad.metrics.text import bleu4, dialogue_metrics, yes_no_accuracy
 
 __all__ = [
     "micro_auc",
@@ -30,4 +30,5 @@ __all__ = [
     "link_regions",
     "bleu4",
     "yes_no_accuracy",
+    "dialogue_metrics",
 ]

@@ -1,8 +1,11 @@
-"""Text metrics for T-VAD's dialogue: BLEU-4 of descriptions, accuracy of Yes/No answers."""
+"""Text metrics for T-VAD's dialogue: BLEU-4 of descriptions, accuracy of Yes/No answers, and both
+over a set of answered dialogue turns (`dialogue_metrics`)."""
 
 from __future__ import annotations
 
+import math
 import re
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -10,7 +13,7 @@ from sacrebleu import sentence_bleu
 
 from tvad.metrics.frame import _pair_videos
 
-__all__ = ["bleu4", "yes_no_accuracy"]
+__all__ = ["bleu4", "yes_no_accuracy", "dialogue_metrics"]
 
 _LEADING_WORD = re.compile(r"[\W_]*([^\W_]+)")
 
@@ -85,3 +88,34 @@ def yes_no_accuracy(answers: Any, truths: Any) -> dict[str, float | int]:
         "n": len(truth),
         "unparsed": int(unparsed),
     }
+
+
+def dialogue_metrics(preds: Sequence[dict]) -> dict[str, float]:
+    """Yes/No accuracy and balanced accuracy, Target and Trajectory BLEU-4 (best reference, macro
+    over answers) of answered turns; `tvad.train.stage2.evaluate_dialogues` reports these too.
+
+    Args:
+        preds: one dict per answered turn with ``id`` (dialogue), ``turn`` (its index), ``type``
+            ("yes_no", "target", "trajectory", ...), ``answer``, and ``truth`` (Yes/No turns) or
+            ``references`` (described turns).
+
+    Returns:
+        ``yes_no_accuracy``, ``yes_no_balanced_accuracy``, ``yes_no_unparsed``, ``yes_no_n`` (when
+        there are Yes/No turns); ``bleu4_target``, ``bleu4_trajectory`` (NaN without such turns) and
+        their counts ``bleu4_target_n``, ``bleu4_trajectory_n``.
+    """
+    m: dict[str, float] = {}
+    key = lambda p: f"{p['id']}#{p['turn']}"  # noqa: E731
+    yn = [p for p in preds if p["type"] == "yes_no"]
+    if yn:
+        acc = yes_no_accuracy({key(p): p["answer"] for p in yn}, {key(p): p["truth"] for p in yn})
+        m["yes_no_accuracy"] = float(acc["accuracy"])
+        m["yes_no_balanced_accuracy"] = float(acc["balanced_accuracy"])
+        m["yes_no_unparsed"] = int(acc["unparsed"])
+        m["yes_no_n"] = int(acc["n"])
+    for typ, k in (("target", "bleu4_target"), ("trajectory", "bleu4_trajectory")):
+        ps = [p for p in preds if p["type"] == typ]
+        m[k] = float(bleu4({key(p): p["answer"] for p in ps}, {key(p): p["references"] for p in ps})) if ps \
+            else math.nan
+        m[f"{k}_n"] = len(ps)
+    return m
