@@ -1,13 +1,13 @@
-"""tvad.data.record: the Video record's generic parts, objects, geometry helpers, skip reports."""
+"""tvad.data.record: the Video record's generic parts, objects, frame ranges, skip reports."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from tvad.data import DataError, Video, VideoList, VideoObject, split_statistics
-from tvad.data.record import (Problems, id_map_geometry, labels_from_rows, link_blobs,
-                              objects_from_id_maps, ranges_from_frames)
+from tvad.data import DataError, Video, VideoList, VideoObject
+from tvad.data.geometry import objects_from_id_maps
+from tvad.data.record import Problems, labels_from_rows, ranges_from_frames
 
 
 class MemVideo(Video):
@@ -75,18 +75,12 @@ def test_object_dict_round_trip():
     assert o2.frames.tolist() == [1] and o2.box(0) is None and o2.box(1) == (1, 2, 5, 9)
 
 
-def test_helpers():
+def test_frame_ranges():
     assert labels_from_rows([(1, 2, 3), (2, 3, 5)], 7).tolist() == [0, 0, 1, 1, 1, 1, 0]
     assert ranges_from_frames([5, 1, 2, 3, 7, 6]) == [(1, 3), (5, 7)]
-    g = id_map_geometry(_ids()[3])
-    assert g[1][0] == (5, 2, 11, 10) and g[2][0] == (20, 12, 28, 18)
-    m = np.zeros((3, 10, 10), bool)
-    m[0, 1:4, 1:4] = m[1, 1:4, 2:5] = m[2, 6:9, 6:9] = True
-    regions, n = link_blobs(enumerate(m))
-    assert [(t, tid) for t, tid, _, _ in regions] == [(0, 1), (1, 1), (2, 2)] and n == 2
 
 
-def test_problems_and_statistics():
+def test_problems():
     p = Problems(strict=True)
     with pytest.raises(DataError, match="f.txt: bad"):
         p("f.txt", "bad")
@@ -94,9 +88,3 @@ def test_problems_and_statistics():
     q("f.txt", "bad", item="row 1")
     vl = VideoList([], q.skipped)
     assert len(vl.skipped) == 1 and vl.report() == "skipped row 1: f.txt: bad"
-    a = MemVideo(_ids(), [(1, 1, 3)], split="train")
-    b = MemVideo(_ids(), [], split="train")
-    rows = split_statistics([a, b])
-    assert rows == [{"split": "train", "videos": 2, "abnormal_videos": 1, "normal_videos": 1, "frames": 10,
-                     "abnormal_frames": 3, "abnormal_frame_ratio": 0.3, "objects": 4, "anomalous_objects": 1,
-                     "anomaly_types": ""}]

@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from tvad.data import DataError, Video
-from tvad.data.record import largest_blob_box
+from tvad.data.geometry import largest_blob_box
 from tvad.data.ubnormal import convert_object_names, load, parse_tracks, read_object_names, scene_of
 from tvad.data.video import write_video
 

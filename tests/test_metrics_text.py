@@ -1,10 +1,12 @@
-"""tvad.metrics text metrics: BLEU-4 against sacrebleu, Yes/No parsing and accuracy."""
+"""tvad.metrics text metrics: BLEU-4 against sacrebleu, Yes/No parsing and accuracy, dialogue metrics."""
+
+import math
 
 import numpy as np
 import pytest
 import sacrebleu
 
-from tvad.metrics import bleu4, yes_no_accuracy
+from tvad.metrics import bleu4, dialogue_metrics, yes_no_accuracy
 
 HYPS = [
     "A man in a red shirt is running across the street.",
@@ -104,3 +106,22 @@ def test_yes_no_bad_input():
         yes_no_accuracy(["Yes", "No"], ["Yes"])
     with pytest.raises(ValueError, match="no videos"):
         yes_no_accuracy([], [])
+
+
+def test_dialogue_metrics_over_answered_turns():
+    preds = [
+        {"id": "b/val/c1", "turn": 0, "type": "yes_no", "answer": "Yes, a person runs.", "truth": "yes"},
+        {"id": "b/val/c2", "turn": 0, "type": "yes_no", "answer": "Yes.", "truth": "no"},
+        {"id": "b/val/c3", "turn": 0, "type": "yes_no", "answer": "maybe", "truth": "no"},
+        {"id": "b/val/c3", "turn": 4, "type": "yes_no", "answer": "No.", "truth": "no"},
+        {"id": "b/val/c1", "turn": 1, "type": "target", "answer": HYPS[0], "references": [REFS[0], "x"]},
+        {"id": "b/val/c2", "turn": 1, "type": "target", "answer": HYPS[1], "references": [REFS[1]]},
+        {"id": "b/val/c1", "turn": 3, "type": "temporal", "answer": "from frame 1", "references": ["frame 2"]},
+    ]
+    m = dialogue_metrics(preds)
+    assert m["yes_no_accuracy"] == 0.5 and m["yes_no_balanced_accuracy"] == pytest.approx((1 + 1 / 3) / 2)
+    assert (m["yes_no_unparsed"], m["yes_no_n"], m["bleu4_target_n"], m["bleu4_trajectory_n"]) == (1, 4, 2, 0)
+    assert m["bleu4_target"] == pytest.approx(bleu4(HYPS[:2], [[REFS[0], "x"], [REFS[1]]]))
+    assert math.isnan(m["bleu4_trajectory"])
+    only_text = dialogue_metrics(preds[4:6])
+    assert "yes_no_accuracy" not in only_text and only_text["bleu4_target"] == m["bleu4_target"]

@@ -6,6 +6,10 @@ phase A / phase B dialogue corpora.
     card = tvad.corpus.build_corpora({"train": train, "validation": val}, run.path("corpus"))
     tvad.corpus.describe_trajectory([(236, 198), (244, 196), None, ...], (476, 868))
 
+Modules, in the order a build runs them: `annotators` (interface, parsing, oracle, local, http),
+`cache`, `extraction`, `timelines`, `verification`, `narratives`, `dialogues`, `schema`, `card`,
+`corpora` (`build_corpora` and the readers of its output).
+
 `corpus` reads `tvad.data` records; it reaches a model only through the annotator interface.
 """
 
@@ -13,12 +17,15 @@ from tvad.corpus.annotators import (FRAME_PROMPT, AnnotatorError, AnswerError, F
                                     Instance, LocalAnnotator, OracleAnnotator, RequestBudget, frame_prompt,
                                     make_annotator, parse_answer, prompt_hash)
 from tvad.corpus.cache import CacheError, FrameCache, read_records  # noqa: F401
-from tvad.corpus.dialogues import (SCHEMA, SCHEMA_VERSION, CorpusCard, CorpusError, CorpusSchemaError,  # noqa: F401
-                                   build_corpora, check_no_leakage, clip_reference, clip_timelines, extract,
-                                   focus_image, format_dialogue, load_corpus, load_timelines, merge_timelines,
-                                   sample_dialogues, validate_record)
+from tvad.corpus.card import CorpusCard  # noqa: F401
+from tvad.corpus.corpora import (CorpusError, build_corpora, check_no_leakage, format_dialogue,  # noqa: F401
+                                 load_timelines, sample_dialogues)
+from tvad.corpus.dialogues import clip_reference  # noqa: F401
+from tvad.corpus.extraction import extract, focus_image  # noqa: F401
 from tvad.corpus.narratives import (appearance_phrasings, describe_appearance, describe_targets,  # noqa: F401
                                     real_clip_bleu, real_clip_trajectories,
                                     describe_trajectory, scene_phrasings, temporal_phrasings, trajectory_phrasings)
-from tvad.corpus.timelines import (REGION_WORDS, Detection, Timeline, associate, build_timelines,  # noqa: F401
-                                   region_word, timeline_from_centroids, timeline_table)
+from tvad.corpus.schema import SCHEMA, SCHEMA_VERSION, CorpusSchemaError, load_corpus, validate_record  # noqa: F401
+from tvad.corpus.timelines import Sighting, Timeline, associate, build_timelines, timeline_from_centroids, timeline_table  # noqa: F401
+from tvad.corpus.verification import clip_timelines, merge_timelines  # noqa: F401
+from tvad.data.geometry import REGION_WORDS, region_word  # noqa: F401

@@ -15,9 +15,12 @@ Frames are printed 1-based, as in the reference descriptions.
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Mapping, Sequence
 
-from tvad.corpus.timelines import Timeline, region_cell, timeline_from_centroids
+from tvad.corpus.timelines import Timeline, timeline_from_centroids
+from tvad.metrics.text import bleu4
 
 # Ways to name each 3x3 cell (first one is the default).
 REGION_PHRASES: dict[str, tuple[str, ...]] = {
@@ -339,9 +342,6 @@ def real_clip_trajectories(annotations: str | Mapping) -> dict[str, dict]:
     Each track goes through the aggregation (`timeline_from_centroids`) and the narrative
     (`describe_targets`, phrasing 0, "Target 1 ... Target 2 ...").
     """
-    import json
-    from pathlib import Path
-
     ann = annotations if isinstance(annotations, Mapping) else json.loads(Path(annotations).read_text())
     out = {}
     for name, clip in ann.items():
@@ -356,8 +356,6 @@ def real_clip_trajectories(annotations: str | Mapping) -> dict[str, dict]:
 def real_clip_bleu(annotations: str | Mapping) -> dict:
     """Trajectory BLEU-4 (tvad.metrics.bleu4: best reference, macro over clips) of the narratives
     of `real_clip_trajectories` against the authors' English references."""
-    from tvad.metrics.text import bleu4
-
     res = real_clip_trajectories(annotations)
     hyps = {k: v["hypothesis"] for k, v in res.items()}
     refs = {k: v["references"] for k, v in res.items()}

@@ -5,11 +5,12 @@ chained into targets by identity association: optimal assignment (scipy's
 `linear_sum_assignment`) on a cost mixing IoU and centre distance, with a constant-velocity
 prediction and tolerance for short gaps (a target missing for up to `max_gap` frames keeps its
 identity). Each target then gets a `Timeline`: entry/exit frames, per-frame region words on a
-3x3 grid (top-left ... bottom-right, the words the authors' reference descriptions use), net
+3x3 grid (`tvad.data.geometry.region_word`: top-left ... bottom-right, the words the authors'
+reference descriptions use), net
 direction, speed relative to the object's size (or to the frame when no box is known), motion
 segments, and events (turns, stops, starts, speed changes such as walking -> running).
 
-    dets = [[Detection(box=(10, 20, 30, 60), category="person")], [...], ...]  # per frame
+    dets = [[Sighting(0, box=(10, 20, 30, 60), category="person")], [...], ...]  # per frame
     tracks = associate(dets)                           # list of per-target detection lists
     tls = build_timelines(dets, frame_size=(224, 224))  # list[Timeline], numbered 1, 2, ...
     tl = timeline_from_centroids([(236, 198), None, ...], frame_size=(476, 868))
@@ -25,14 +26,10 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Sequence
 
 import numpy as np
+from scipy.optimize import linear_sum_assignment
 
-# The 3x3 grid's words, row-major: what `region_word` returns. The centre cell is "middle" and the
-# edge-centre cells are bare ("left", "top", ...), as in the ShanghaiTech reference annotations.
-REGION_WORDS: tuple[str, ...] = (
-    "top-left", "top", "top-right",
-    "left", "middle", "right",
-    "bottom-left", "bottom", "bottom-right",
-)
+from tvad.data.geometry import box_iou, region_word
+
 # 8-way directions in image terms (y grows downwards; "up" is towards the top of the frame).
 DIRECTIONS: tuple[str, ...] = ("right", "up-right", "up", "up-left", "left", "down-left", "down", "down-right")
 
@@ -48,25 +45,6 @@ SPEED_THRESHOLDS: dict[tuple[str, str], tuple[float, float]] = {
 }
 
 
-def region_word(x: float, y: float, frame_size: Sequence[int], grid: int = 3) -> str:
-    """The 3x3 grid cell word of point (x, y) in a frame of size (H, W)."""
-    if grid != 3:
-        raise ValueError("region words exist for a 3x3 grid only")
-    h, w = float(frame_size[0]), float(frame_size[1])
-    col = min(max(int(x * 3 // w), 0), 2)
-    row = min(max(int(y * 3 // h), 0), 2)
-    return REGION_WORDS[row * 3 + col]
-
-
-def region_cell(word: str) -> tuple[int, int]:
-    """(row, col) of a region word on the 3x3 grid."""
-    try:
-        i = REGION_WORDS.index(word)
-    except ValueError:
-        raise ValueError(f"unknown region word {word!r}; known: {', '.join(REGION_WORDS)}") from None
-    return divmod(i, 3)
-
-
 def direction_word(dx: float, dy: float, min_norm: float = 0.0) -> str | None:
     """8-way direction of a displacement in image coordinates (y down); None if too small."""
     if math.hypot(dx, dy) <= min_norm or (dx == 0 and dy == 0):
@@ -75,17 +53,10 @@ def direction_word(dx: float, dy: float, min_norm: float = 0.0) -> str | None:
     return DIRECTIONS[int(((ang + 22.5) % 360.0) // 45.0)]
 
 
-def box_iou(a: Sequence[float], b: Sequence[float]) -> float:
-    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return float(inter / union) if union > 0 else 0.0
-
-
 @dataclass
-class Detection:
-    """One instance in one frame: what an annotator reported (box in pixels, x1 y1 x2 y2)."""
+class Sighting:
+    """One target seen in one frame, as an annotator reported it (box in pixels, x1 y1 x2 y2), the
+    unit that `associate` chains into tracks. (Not `tvad.model.Detection`, the detector's output.)"""
 
     frame: int  # 0-based clip-local frame index
     box: tuple[float, float, float, float] | None = None  # pixels; None when only a point is known
@@ -97,7 +68,7 @@ class Detection:
     def __post_init__(self) -> None:
         if self.center is None:
             if self.box is None:
-                raise ValueError("a Detection needs a box or a centre")
+                raise ValueError("a Sighting needs a box or a centre")
             x1, y1, x2, y2 = self.box
             self.center = ((x1 + x2) / 2.0, (y1 + y2) / 2.0)
 
@@ -109,10 +80,10 @@ class Detection:
         return float(max(self.box[3] - self.box[1], 0.5 * (self.box[2] - self.box[0]), 1.0))
 
 
-def associate(frames: Sequence[Sequence[Detection]], *, max_gap: int = 2, min_iou: float = 0.1,
+def associate(frames: Sequence[Sequence[Sighting]], *, max_gap: int = 2, min_iou: float = 0.1,
               max_center_dist: float = 1.5, category_penalty: float = 0.5,
-              use_hints: bool = True, frame_size: Sequence[int] | None = None) -> list[list[Detection]]:
-    """Chain per-frame detections into tracks.
+              use_hints: bool = True, frame_size: Sequence[int] | None = None) -> list[list[Sighting]]:
+    """Chain per-frame sightings into tracks.
 
     Cost between a live track and a detection: (1 - IoU) + centre distance / scale (+ a penalty
     when categories differ), the track's position predicted with its last velocity. scale is the
@@ -122,17 +93,15 @@ def associate(frames: Sequence[Sequence[Detection]], *, max_gap: int = 2, min_io
     `max_gap` frames is closed. When every detection carries a `hint` (the oracle's ids) and
     `use_hints`, the hints are used as identities instead.
     """
-    from scipy.optimize import linear_sum_assignment
-
     flat = [d for fr in frames for d in fr]
     if use_hints and flat and all(d.hint is not None for d in flat):
-        by: dict[Any, list[Detection]] = {}
+        by: dict[Any, list[Sighting]] = {}
         for d in sorted(flat, key=lambda d: d.frame):
             by.setdefault(d.hint, []).append(d)
         return sorted(by.values(), key=lambda t: (t[0].frame, str(t[0].hint)))
 
     default_scale = 0.1 * math.hypot(*frame_size) if frame_size is not None else 50.0
-    tracks: list[list[Detection]] = []
+    tracks: list[list[Sighting]] = []
     live: list[int] = []
     for fr in frames:
         dets = list(fr)
@@ -241,7 +210,7 @@ def _majority(values: list[str]) -> str:
     return str(vals[int(np.argmax(counts))]) if len(vals) else "object"
 
 
-def _merge_attributes(dets: Sequence[Detection]) -> dict[str, str]:
+def _merge_attributes(dets: Sequence[Sighting]) -> dict[str, str]:
     keys: dict[str, list[str]] = {}
     for d in dets:
         for k, v in (d.attributes or {}).items():
@@ -324,13 +293,13 @@ def _runs(values: list, frames: list[int], min_len: int, keep_ends: bool = True)
     return [(r[0], r[1], r[2]) for r in runs]
 
 
-def make_timeline(dets: Sequence[Detection], *, num_frames: int, frame_size: Sequence[int], target: int = 1,
+def make_timeline(dets: Sequence[Sighting], *, num_frames: int, frame_size: Sequence[int], target: int = 1,
                   fps: float | None = None, min_segment: int = 3, edge_margin: float = 0.08,
                   turn_angle: float = 40.0, speed_ratio: float = 1.8) -> Timeline:
-    """Aggregate one target's detections (any order, one per frame) into a `Timeline`."""
+    """Aggregate one target's sightings (any order, one per frame) into a `Timeline`."""
     if not dets:
         raise ValueError("a timeline needs at least one detection")
-    by_frame: dict[int, Detection] = {}
+    by_frame: dict[int, Sighting] = {}
     for d in dets:
         by_frame.setdefault(int(d.frame), d)  # one per frame: the first wins
     frames = sorted(by_frame)
@@ -437,11 +406,11 @@ def make_timeline(dets: Sequence[Detection], *, num_frames: int, frame_size: Seq
     )
 
 
-def build_timelines(frames: Sequence[Sequence[Detection]], *, frame_size: Sequence[int], num_frames: int | None = None,
+def build_timelines(frames: Sequence[Sequence[Sighting]], *, frame_size: Sequence[int], num_frames: int | None = None,
                     fps: float | None = None, min_length: int = 2, **assoc_kw) -> list[Timeline]:
-    """Associate per-frame detections and aggregate each track into a `Timeline`.
+    """Associate per-frame sightings and aggregate each track into a `Timeline`.
 
-    Tracks shorter than `min_length` frames (spurious single detections) are dropped. Targets are
+    Tracks shorter than `min_length` frames (spurious single sightings) are dropped. Targets are
     numbered 1, 2, ... by entry frame.
     """
     n = num_frames if num_frames is not None else (max((d.frame for fr in frames for d in fr), default=-1) + 1)
@@ -459,11 +428,11 @@ def timeline_from_centroids(centroids: Sequence[Sequence[float] | None], frame_s
         if c is None:
             continue
         b = None if boxes is None or boxes[i] is None else tuple(float(v) for v in boxes[i])
-        dets.append(Detection(frame=i, box=b, center=(float(c[0]), float(c[1])), category=category))
+        dets.append(Sighting(frame=i, box=b, center=(float(c[0]), float(c[1])), category=category))
     if not dets:
         raise ValueError("the target is never visible (every centroid is None)")
     if boxes is not None and any(d.box is None for d in dets):
-        dets = [Detection(frame=d.frame, center=d.center, category=category) for d in dets]
+        dets = [Sighting(frame=d.frame, center=d.center, category=category) for d in dets]
     return make_timeline(dets, num_frames=len(centroids), frame_size=frame_size, target=target, fps=fps)
 
 

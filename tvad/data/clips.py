@@ -25,7 +25,9 @@ from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 
-from tvad.data.record import DataError, Video, atomic_write_text
+from tvad.data.record import DataError, Video
+from tvad.data.video import read_frames, resize_frames, sample_indices, write_video
+from tvad.io import atomic_write_text
 
 
 @dataclass(frozen=True)
@@ -83,8 +85,6 @@ def windows(n: int, length: int, stride: int, min_frames: int) -> list[tuple[int
 
 
 def _resample(v: Video, fps: float | None) -> np.ndarray:
-    from tvad.data.video import sample_indices
-
     return sample_indices(v.num_frames, v.fps, fps) if fps else np.arange(v.num_frames)
 
 
@@ -214,8 +214,6 @@ def read_clip(clip: Clip, videos: Mapping[str, Video] | Iterable[Video] | Video 
     videos: the source `Video` (or a list / {name: Video}); without it the clip's path is read as
             a video file.
     """
-    from tvad.data.video import read_frames, resize_frames
-
     v = _video_for(clip, videos)
     if v is None:
         return read_frames(clip.path, indices=list(clip.frames), size=tuple(clip.size))
@@ -243,8 +241,6 @@ def read_clip_masks(clip: Clip, videos, all_objects: bool = False) -> np.ndarray
 
 def export(clips: Iterable[Clip], videos, out_dir: str | os.PathLike, index_name: str = "clips.jsonl") -> Path:
     """Materialise clips as ``out_dir/{clip}.mp4`` (resized) plus the index; returns the index path."""
-    from tvad.data.video import write_video
-
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     clips = list(clips)

@@ -20,26 +20,27 @@ Conventions, shared by every loader:
     so masks and ``frame_labels`` agree; ``gt_tracks`` gives one track per range, numbered 0, 1, ...
     in order of object id, as UBnormal's ``create_tracks_for_tbdc_rbdc.py`` does.
 
+Pixel geometry (blob boxes, centroids, IoU, region words) lives in `tvad.data.geometry`, file
+helpers in `tvad.data.files`, statistics in `tvad.data.stats`.
+
 Loaders return a `VideoList` (a plain list with `.skipped`): with ``strict=False`` bad items are
 skipped, counted and reported there instead of raising `DataError`.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 import numpy as np
-from scipy import ndimage
+
+from tvad.data.geometry import id_map_geometry
+from tvad.data.video import read_frames
 
 log = logging.getLogger(__name__)
-
-_EIGHT = np.ones((3, 3), dtype=bool)  # 8-connectivity, as OpenCV's findContours traces blobs
 
 
 class DataError(ValueError):
@@ -85,114 +86,6 @@ class Problems:
         path, _, reason = msg.partition(": ")
         self.skipped.append(Skipped(path, reason or msg, item))
         log.warning("skipped %s: %s", item, msg)
-
-
-# ------------------------------------------------------------------------------ geometry
-def largest_blob_box(mask: np.ndarray) -> tuple[int, int, int, int] | None:
-    """Box ``(x1, y1, x2, y2)`` (x2/y2 exclusive) of the largest 8-connected blob of a 2-D mask.
-
-    Largest = largest bounding-box area (UBnormal's rule); ties: more pixels, then raster order.
-    None for an empty mask.
-    """
-    m = np.asarray(mask, dtype=bool)
-    if not m.any():
-        return None
-    lab, n = ndimage.label(m, structure=_EIGHT)
-    if n == 1:
-        ys, xs = ndimage.find_objects(lab)[0]
-        return int(xs.start), int(ys.start), int(xs.stop), int(ys.stop)
-    sl = ndimage.find_objects(lab)
-    sizes = np.bincount(lab.ravel(), minlength=n + 1)[1:]
-    best, key = 0, None
-    for i, (ys, xs) in enumerate(sl):
-        k = ((ys.stop - ys.start) * (xs.stop - xs.start), int(sizes[i]))
-        if key is None or k > key:
-            best, key = i, k
-    ys, xs = sl[best]
-    return int(xs.start), int(ys.start), int(xs.stop), int(ys.stop)
-
-
-def id_map_geometry(id_map: np.ndarray, ids: Iterable[int] | None = None
-                    ) -> dict[int, tuple[tuple[int, int, int, int], tuple[float, float]]]:
-    """Per object id present in a 2-D id map: (largest-blob box, centroid (x, y) of all its pixels)."""
-    m = np.asarray(id_map)
-    out: dict[int, tuple[tuple[int, int, int, int], tuple[float, float]]] = {}
-    if not m.any():
-        return out
-    present = np.unique(m[m > 0]) if ids is None else [i for i in ids if i > 0]
-    if m.max() <= 4096:
-        slices = ndimage.find_objects(m.astype(np.int32))
-    else:
-        slices = None
-    for oid in present:
-        oid = int(oid)
-        if slices is not None:
-            if oid > len(slices) or slices[oid - 1] is None:
-                continue
-            ys, xs = slices[oid - 1]
-        else:
-            yy, xx = np.nonzero(m == oid)
-            if not len(yy):
-                continue
-            ys, xs = slice(yy.min(), yy.max() + 1), slice(xx.min(), xx.max() + 1)
-        sub = m[ys, xs] == oid
-        box = largest_blob_box(sub)
-        if box is None:
-            continue
-        yy, xx = np.nonzero(sub)
-        out[oid] = ((box[0] + xs.start, box[1] + ys.start, box[2] + xs.start, box[3] + ys.start),
-                    (float(xx.mean() + xs.start), float(yy.mean() + ys.start)))
-    return out
-
-
-def box_iou(a: Sequence[float], b: Sequence[float]) -> float:
-    """IoU of two exclusive-edge boxes."""
-    iw = min(a[2], b[2]) - max(a[0], b[0])
-    ih = min(a[3], b[3]) - max(a[1], b[1])
-    if iw <= 0 or ih <= 0:
-        return 0.0
-    inter = iw * ih
-    return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
-
-
-def link_blobs(frames: Iterable[tuple[int, np.ndarray]], link_iou: float = 0.1
-               ) -> tuple[list[tuple[int, int, np.ndarray, tuple[int, int, int, int]]], int]:
-    """Binary masks without ids -> tracks, linking each frame's blobs to the previous frame's.
-
-    `frames` yields (frame index, 2-D bool mask). Every 8-connected blob is a region; regions
-    are matched to the previous frame's regions greedily by descending box IoU >= `link_iou`;
-    unmatched regions start new tracks (ids 1, 2, ...). Returns ([(frame, track_id, blob pixel
-    mask, box)], number of tracks).
-    """
-    out = []
-    prev: list[tuple[int, tuple[int, int, int, int]]] = []
-    prev_t = None
-    n_tracks = 0
-    for t, mask in frames:
-        lab, n = ndimage.label(np.asarray(mask, dtype=bool), structure=_EIGHT)
-        cur = []
-        for i, (ys, xs) in enumerate(ndimage.find_objects(lab)):
-            cur.append((lab == i + 1, (int(xs.start), int(ys.start), int(xs.stop), int(ys.stop))))
-        assign = [-1] * len(cur)
-        if prev and cur and prev_t == t - 1:
-            pairs = sorted(((box_iou(pb, cb), pi, ci) for pi, (_, pb) in enumerate(prev)
-                            for ci, (_, cb) in enumerate(cur)), key=lambda p: (-p[0], p[1], p[2]))
-            used = set()
-            for iou, pi, ci in pairs:
-                if iou < link_iou:
-                    break
-                if assign[ci] < 0 and pi not in used:
-                    assign[ci] = prev[pi][0]
-                    used.add(pi)
-        nxt = []
-        for ci, (pix, box) in enumerate(cur):
-            if assign[ci] < 0:
-                n_tracks += 1
-                assign[ci] = n_tracks
-            out.append((t, assign[ci], pix, box))
-            nxt.append((assign[ci], box))
-        prev, prev_t = nxt, t
-    return out, n_tracks
 
 
 # ------------------------------------------------------------------------------ objects
@@ -272,19 +165,6 @@ class VideoObject:
                    extra=dict(d.get("extra") or {}))
 
 
-def objects_from_id_maps(maps: Iterable[tuple[int, np.ndarray]], num_frames: int
-                         ) -> dict[int, tuple[np.ndarray, np.ndarray]]:
-    """Stream (frame, id map) pairs -> {id: (boxes (T,4) int64, centroids (T,2) float64)}."""
-    acc: dict[int, tuple[np.ndarray, np.ndarray]] = {}
-    for t, m in maps:
-        for oid, (box, cen) in id_map_geometry(m).items():
-            if oid not in acc:
-                acc[oid] = (np.full((num_frames, 4), -1, np.int64), np.full((num_frames, 2), np.nan))
-            acc[oid][0][t] = box
-            acc[oid][1][t] = cen
-    return dict(sorted(acc.items()))
-
-
 # ------------------------------------------------------------------------------ the record
 class Video:
     """One video of any source, with lazy access to frames, masks and objects.
@@ -355,8 +235,6 @@ class Video:
     # -- pixels --------------------------------------------------------------------------------
     def read_frames(self, indices: Sequence[int] | None = None) -> np.ndarray:
         """uint8 (T, H, W, 3) RGB frames (all, or the given 0-based indices)."""
-        from tvad.data.video import read_frames
-
         idx = self._indices(indices)
         return read_frames(self.path, indices=idx)
 
@@ -478,142 +356,3 @@ def ranges_from_frames(frames: Iterable[int]) -> list[tuple[int, int]]:
         else:
             out.append((t, t))
     return out
-
-
-# ------------------------------------------------------------------------------ statistics
-def split_statistics(videos: Iterable[Video]) -> list[dict]:
-    """One row per split: videos, normal/abnormal videos, frames, abnormal frames and ratio,
-    objects, anomalous objects, anomaly types. Pandas-free (a list of dicts)."""
-    by: dict[str, list[Video]] = {}
-    for v in videos:
-        by.setdefault(str(v.split), []).append(v)
-    rows = []
-    for split, vs in by.items():
-        frames = sum(v.num_frames for v in vs)
-        ab = sum(int(v.frame_labels.sum()) for v in vs)
-        objs = [o for v in vs for o in v.objects]
-        rows.append({"split": split, "videos": len(vs),
-                     "abnormal_videos": sum(v.label for v in vs),
-                     "normal_videos": sum(1 - v.label for v in vs),
-                     "frames": frames, "abnormal_frames": ab,
-                     "abnormal_frame_ratio": round(ab / frames, 4) if frames else 0.0,
-                     "objects": len(objs), "anomalous_objects": sum(o.anomalous for o in objs),
-                     "anomaly_types": ",".join(sorted({t for v in vs for t in v.anomaly_types}))})
-    return rows
-
-
-def type_statistics(videos: Iterable[Video]) -> list[dict]:
-    """One row per (split, anomaly type): videos, anomalous objects, abnormal frames of it."""
-    acc: dict[tuple[str, str], dict] = {}
-    for v in videos:
-        for o in v.objects:
-            if not (o.anomalous and o.anomaly_type):
-                continue
-            key = (str(v.split), o.anomaly_type)
-            r = acc.setdefault(key, {"split": key[0], "anomaly_type": key[1], "videos": set(),
-                                     "objects": 0, "abnormal_frames": 0})
-            r["videos"].add(v.name)
-            r["objects"] += 1
-            r["abnormal_frames"] += len(o.anomaly_frames)
-    rows = []
-    for key in sorted(acc):
-        r = dict(acc[key])
-        r["videos"] = len(r["videos"])
-        rows.append(r)
-    return rows
-
-
-def behaviour_statistics(videos: Iterable[Video]) -> list[dict]:
-    """One row per (split, category, behaviour): number of objects."""
-    acc: dict[tuple[str, str, str], int] = {}
-    for v in videos:
-        for o in v.objects:
-            key = (str(v.split), o.category, str(o.behaviour))
-            acc[key] = acc.get(key, 0) + 1
-    return [{"split": s, "category": c, "behaviour": b, "objects": n}
-            for (s, c, b), n in sorted(acc.items())]
-
-
-# ------------------------------------------------------------------------------ file helpers
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
-    """Write bytes atomically (temp file in the same folder, then rename)."""
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, p)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return p
-
-
-def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
-    return atomic_write_bytes(path, text.encode("utf-8"))
-
-
-def write_json(path: str | os.PathLike, obj: Any, indent: int | None = None) -> Path:
-    return atomic_write_text(path, json.dumps(obj, indent=indent, ensure_ascii=False))
-
-
-def read_json(path: str | os.PathLike) -> Any:
-    p = Path(path)
-    try:
-        return json.loads(p.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise DataError(f"{p}: no such file") from None
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise DataError(f"{p}: not valid JSON ({e})") from None
-
-
-def read_id_png(path: str | os.PathLike, size: tuple[int, int] | None = None) -> np.ndarray:
-    """A grey object-id png -> uint8/uint16 (H, W). Raises `DataError` naming the file when it is
-    missing, unreadable, or not of `size` (H, W)."""
-    from PIL import Image
-
-    p = Path(path)
-    try:
-        with Image.open(p) as im:
-            im.load()
-            if im.mode in ("L", "P", "I", "I;16", "1"):
-                a = np.asarray(im)
-            else:  # an RGB(A) id map: ids are grey, so any channel holds them
-                a = np.asarray(im.convert("RGB"))[..., 0]
-    except FileNotFoundError:
-        raise DataError(f"{p}: missing annotation png") from None
-    except Exception as e:
-        raise DataError(f"{p}: unreadable png ({type(e).__name__}: {e})") from None
-    if a.dtype == bool:
-        a = a.astype(np.uint8)
-    if size is not None and a.shape[:2] != tuple(size):
-        raise DataError(f"{p}: mask size {a.shape[0]}x{a.shape[1]} does not match the video's "
-                        f"{size[0]}x{size[1]}")
-    return a
-
-
-def png_size(path: str | os.PathLike) -> tuple[int, int]:
-    """(H, W) from a png's header only. Raises `DataError` naming an unreadable file."""
-    from PIL import Image
-
-    p = Path(path)
-    try:
-        with Image.open(p) as im:
-            w, h = im.size
-    except FileNotFoundError:
-        raise DataError(f"{p}: missing annotation png") from None
-    except Exception as e:
-        raise DataError(f"{p}: unreadable png ({type(e).__name__}: {e})") from None
-    return h, w
-
-
-def video_info(path: str | os.PathLike):
-    """`VideoInfo` of a video file, as a `DataError` naming the file when it cannot be read."""
-    from tvad.data.video import VideoError, probe
-
-    try:
-        return probe(path)
-    except VideoError as e:
-        raise DataError(str(e)) from None

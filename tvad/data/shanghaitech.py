@@ -25,8 +25,11 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
-from tvad.data.record import (DataError, Problems, Video, VideoList, VideoObject, box_iou,
-                              id_map_geometry, link_blobs, ranges_from_frames, video_info)
+from PIL import Image
+
+from tvad.data.files import video_info
+from tvad.data.geometry import box_iou, id_map_geometry, link_blobs
+from tvad.data.record import DataError, Problems, Video, VideoList, VideoObject, ranges_from_frames
 
 DEFAULT_FPS = 24.0  # the frame folders carry no rate; the dataset's videos are 24 fps
 _EIGHT = np.ones((3, 3), bool)
@@ -89,8 +92,6 @@ class ShanghaiTechVideo(Video):
     def read_frames(self, indices=None) -> np.ndarray:
         if self.frame_files is None:
             return super().read_frames(indices)
-        from PIL import Image
-
         idx = self._indices(indices)
         out = np.empty((len(idx), *self.size, 3), np.uint8)
         for k, t in enumerate(idx):
@@ -209,8 +210,6 @@ def _test_video(root: Path, name: str, fps: float, tracks_dir: Path | None,
                     key=_numeric_key)
     if not frames:
         raise DataError(f"{fdir}: no frames")
-    from PIL import Image
-
     try:
         with Image.open(frames[0]) as im:
             w, h = im.size

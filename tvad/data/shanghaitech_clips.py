@@ -33,8 +33,9 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
-from tvad.data.record import (DataError, Problems, Video, VideoList, VideoObject, ranges_from_frames,
-                              read_json, video_info)
+from tvad.data.files import read_json, video_info
+from tvad.data.geometry import id_map_geometry
+from tvad.data.record import DataError, Problems, Video, VideoList, VideoObject, ranges_from_frames
 
 ABNORMAL, NORMAL = "有异常", "没有异常"
 CLIP_RE = re.compile(r"^(?P<video>\d+_\d+)-(?P<first>\d+)_(?P<last>\d+)$")
@@ -113,8 +114,6 @@ class ClipVideo(Video):
         T = self.num_frames
         boxes_by: dict[int, np.ndarray] = {}
         if self.mask_path is not None:
-            from tvad.data.record import id_map_geometry
-
             maps = self._read_id_maps(np.arange(T))
             for t in range(T):
                 for oid, (box, _) in id_map_geometry(maps[t]).items():

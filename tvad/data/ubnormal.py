@@ -27,6 +27,7 @@ are persons.
 
 from __future__ import annotations
 
+import builtins
 import io
 import json
 import os
@@ -36,9 +37,10 @@ from pathlib import Path
 
 import numpy as np
 
-from tvad.data.record import (DataError, Problems, Video, VideoList, VideoObject, atomic_write_text,
-                              labels_from_rows, objects_from_id_maps, png_size, read_id_png, read_json,
-                              video_info)
+from tvad.data.files import png_size, read_id_png, read_json, video_info
+from tvad.data.geometry import objects_from_id_maps
+from tvad.data.record import DataError, Problems, Video, VideoList, VideoObject, labels_from_rows
+from tvad.io import atomic_write_text
 
 # Canonical split names -> the word used in the split files.
 SPLIT_FILES = {"train": "training", "validation": "validation", "test": "test"}
@@ -160,12 +162,10 @@ class _RestrictedUnpickler(pickle.Unpickler):
         if (module, name) not in self._ALLOWED:
             raise pickle.UnpicklingError(f"global {module}.{name} is not allowed in a class table")
         if module == "builtins":
-            import builtins
-
             return getattr(builtins, name)
         if name == "dtype":
             return np.dtype
-        try:  # numpy >= 2
+        try:  # numpy >= 2 (the module moved; which one exists is known only here)
             from numpy._core.multiarray import scalar
         except ImportError:  # numpy 1.x
             from numpy.core.multiarray import scalar

@@ -15,10 +15,14 @@ from __future__ import annotations
 import math
 import os
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 from typing import Sequence
 
+import av
 import numpy as np
+
+from tvad.io import atomic_path
 
 # Qwen2.5-VL's defaults (transformers' qwen2_vl image processing): a 14-px patch merged 2x2 → 28.
 IMAGE_FACTOR = 28
@@ -45,7 +49,7 @@ def smart_resize(height: int, width: int, factor: int = IMAGE_FACTOR,
     Delegates to transformers' own implementation (the one the processor applies) so the two can
     never drift; e.g. smart_resize(476, 868) == (476, 868), a 34 x 62 patch grid.
     """
-    from transformers.models.qwen2_vl.image_processing_qwen2_vl import smart_resize as _sr
+    from transformers.models.qwen2_vl.image_processing_qwen2_vl import smart_resize as _sr  # heavy: lazy
 
     return tuple(int(v) for v in _sr(height, width, factor=factor, min_pixels=min_pixels, max_pixels=max_pixels))
 
@@ -63,7 +67,7 @@ def _check_path(path: str | os.PathLike) -> Path:
 
 def _decord():
     try:
-        import decord  # noqa: F401
+        import decord  # noqa: F401  (optional: no wheel on some platforms)
 
         return decord
     except Exception:  # no wheel for this platform, or a broken install: fall back to PyAV
@@ -71,8 +75,6 @@ def _decord():
 
 
 def _pyav_info(p: Path) -> VideoInfo:
-    import av
-
     try:
         with av.open(str(p)) as c:
             if not c.streams.video:
@@ -124,7 +126,7 @@ def sample_indices(num_frames: int, src_fps: float, fps: float | None) -> np.nda
 
 def resize_frames(frames: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """Bicubic resize of uint8 (T, H, W, 3) frames to (T, size[0], size[1], 3)."""
-    import torch
+    import torch  # heavy: imported only to resize
     import torch.nn.functional as F
 
     h, w = int(size[0]), int(size[1])
@@ -174,8 +176,6 @@ def _decode(p: Path, idx: np.ndarray) -> np.ndarray:
             return vr.get_batch(idx.tolist()).asnumpy()
         except Exception:
             pass  # fall through to PyAV, which reports the error precisely
-    import av
-
     wanted = {int(i) for i in idx}
     got: dict[int, np.ndarray] = {}
     try:
@@ -198,19 +198,14 @@ def write_video(path: str | os.PathLike, frames: np.ndarray, fps: float, crf: in
 
     H and W must be even (yuv420p). Used by the synthetic generator and the overlay writer.
     """
-    import av
-    from fractions import Fraction
-
     frames = np.asarray(frames)
     if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
         raise VideoError(f"{path}: frames must be uint8 (T, H, W, 3), got {frames.dtype} {frames.shape}")
     if frames.shape[0] == 0:
         raise VideoError(f"{path}: no frames to write")
     p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    tmp = p.with_name(f".{p.stem}.tmp{os.getpid()}{p.suffix}")
     rate = Fraction(fps).limit_denominator(1000)
-    with av.open(str(tmp), mode="w") as c:
+    with atomic_path(p) as tmp, av.open(str(tmp), mode="w") as c:  # tmp keeps ".mp4": the muxer's format
         s = c.add_stream("libx264" if "libx264" in av.codecs_available else "mpeg4", rate=rate)
         s.width, s.height, s.pix_fmt = frames.shape[2], frames.shape[1], "yuv420p"
         if s.codec_context.name == "libx264":
@@ -218,5 +213,4 @@ def write_video(path: str | os.PathLike, frames: np.ndarray, fps: float, crf: in
         for f in frames:
             c.mux(s.encode(av.VideoFrame.from_ndarray(f, format="rgb24")))
         c.mux(s.encode())
-    os.replace(tmp, p)
     return p

@@ -7,7 +7,7 @@ fractions in [0, 1], except BLEU (0-100, as papers print it).
 * region / track level: :func:`rbdc_tbdc`, :func:`operating_point`, with detections from
   :func:`regions_from_heatmaps` and GT tracks from :func:`tracks_from_masks` /
   :func:`link_regions`
-* text: :func:`bleu4`, :func:`yes_no_accuracy`, :func:`dialogue_metrics` (all of a dialogue's answers)
+* text: :func:`bleu4`, :func:`yes_no_accuracy`, and both over dialogue turns: :func:`dialogue_metrics`
 """
 
 from tvad.metrics.frame import macro_auc, micro_auc

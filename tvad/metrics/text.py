@@ -1,10 +1,12 @@
-"""Text metrics for T-VAD's dialogue: BLEU-4 of descriptions, accuracy of Yes/No answers."""
+"""Text metrics for T-VAD's dialogue: BLEU-4 of descriptions, accuracy of Yes/No answers, and both
+over a set of answered dialogue turns (`dialogue_metrics`)."""
 
 from __future__ import annotations
 
 import math
 import re
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 from sacrebleu import sentence_bleu
@@ -90,9 +92,18 @@ def yes_no_accuracy(answers: Any, truths: Any) -> dict[str, float | int]:
 
 def dialogue_metrics(preds: Sequence[dict]) -> dict[str, float]:
     """Yes/No accuracy and balanced accuracy, Target and Trajectory BLEU-4 (best reference, macro
-    over answers) of answered turns (dicts with "id", "turn", "type", "answer" and "truth" or
-    "references"), as `tvad.evaluate.dialogues.evaluate_dialogues` reports them."""
+    over answers) of answered turns, as `tvad.evaluate.dialogues.evaluate_dialogues` reports them.
 
+    Args:
+        preds: one dict per answered turn with ``id`` (dialogue), ``turn`` (its index), ``type``
+            ("yes_no", "target", "trajectory", ...), ``answer``, and ``truth`` (Yes/No turns) or
+            ``references`` (described turns).
+
+    Returns:
+        ``yes_no_accuracy``, ``yes_no_balanced_accuracy``, ``yes_no_unparsed``, ``yes_no_n`` (when
+        there are Yes/No turns); ``bleu4_target``, ``bleu4_trajectory`` (NaN without such turns) and
+        their counts ``bleu4_target_n``, ``bleu4_trajectory_n``.
+    """
     m: dict[str, float] = {}
     key = lambda p: f"{p['id']}#{p['turn']}"  # noqa: E731
     yn = [p for p in preds if p["type"] == "yes_no"]

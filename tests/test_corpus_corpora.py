@@ -1,4 +1,5 @@
-"""build_corpora end to end on small hand-made clips: files, schema, split, resume, bad input."""
+"""tvad.corpus.corpora: build_corpora end to end on small hand-made clips: files, schema, split, resume,
+bad input, extraction failures, dialogues per clip, Yes/No balance."""
 
 from __future__ import annotations
 
@@ -7,9 +8,9 @@ import json
 import numpy as np
 import pytest
 
-from tvad.corpus import (CorpusError, CorpusSchemaError, FrameCache, build_corpora, extract, focus_image,
+from tvad.corpus import (CorpusError, CorpusSchemaError, FrameCache, build_corpora, extract,
                          format_dialogue, load_corpus, load_timelines, sample_dialogues)
-from tvad.corpus.annotators import FrameRecord, Instance, OracleAnnotator
+from tvad.corpus.annotators import OracleAnnotator
 from tvad.data.record import Video, VideoObject
 
 
@@ -192,7 +193,7 @@ class _Unreadable(FakeVideo):
 def test_failures_are_counted_and_kept(tmp_path):
     v = clips()["train"][0]
     with FrameCache(tmp_path / "c.jsonl") as cache:
-        from tvad.corpus.dialogues import ExtractStats
+        from tvad.corpus.extraction import ExtractStats
 
         st = ExtractStats()
         recs = extract(v, _Flaky(), cache, stats=st)
@@ -210,16 +211,6 @@ def test_failures_are_counted_and_kept(tmp_path):
     assert card.extraction["full"]["invalid_answer"] == 2 and card.extraction["full"]["request_failed"] == 13
     rows = load_corpus(tmp_path / "corpus" / "phase_a.train.jsonl")
     assert len(rows) == 2
-
-
-def test_focus_image_keeps_mask_sharp():
-    rng = np.random.default_rng(0)
-    img = (rng.random((40, 50, 3)) * 255).astype(np.uint8)
-    mask = np.zeros((40, 50), np.int32)
-    mask[10:20, 10:20] = 3
-    out = focus_image(img, mask, sigma=3, dilate=0)
-    assert np.array_equal(out[10:20, 10:20], img[10:20, 10:20])
-    assert out[30:, 30:].std() < img[30:, 30:].std() * 0.6
 
 
 def test_http_route_in_the_pipeline_endpoint_down(tmp_path, monkeypatch):
