@@ -100,7 +100,8 @@ def predict_heatmaps(run, force: bool = False, methods: Sequence[str] = ("ahd", 
         return HeatmapRun(list(splits), list(methods), {}, [f"{sp}/{m}" for sp in splits for m in methods])
     bb = from_config(cfg.backbone)
     cache = FeatureCache(d / "features", bb, cfg.backbone.layers)
-    vids = {k: stage1.load_split(cfg, HEATMAP_SPLITS.get(k, k), run) for k in set(splits) | {"train"}}
+    vids = {k: load_split(cfg.data, HEATMAP_SPLITS.get(k, k), root=run.resolve(cfg.data.root), seed=cfg.seed)
+            for k in set(splits) | {"train"}}
     samples = {k: stage1.prepare(v, cache, fps=cfg.data.video_fps, progress=progress, desc=f"features {k}")
                for k, v in vids.items()}
     seconds["features"] = time.time() - t0
