@@ -85,3 +85,15 @@ def test_bad_files_name_the_file(tmp_path):
         read_frames(good, indices=[0, 9])
     with pytest.raises(VideoError, match="no frames to write"):
         write_video(tmp_path / "z.mp4", np.zeros((0, 32, 32, 3), np.uint8), fps=4)
+
+
+def test_write_video_is_deterministic_one_encoder_thread(tmp_path):
+    """x264 with frame threads encodes the same frames to other bytes under load; one thread does not.
+    The encoder records its settings in the stream (an SEI string): it must say threads=1."""
+    rng = np.random.default_rng(0)
+    frames = rng.integers(0, 256, (12, 64, 96, 3), dtype=np.uint8)
+    a, b = write_video(tmp_path / "a.mp4", frames, 8.0), write_video(tmp_path / "b.mp4", frames, 8.0)
+    data = a.read_bytes()
+    assert data == b.read_bytes()
+    if b"x264" in data:  # libx264 (the mpeg4 fallback has no such string)
+        assert b"threads=1 " in data and b"lookahead_threads=1 " in data

@@ -196,7 +196,10 @@ def _decode(p: Path, idx: np.ndarray) -> np.ndarray:
 def write_video(path: str | os.PathLike, frames: np.ndarray, fps: float, crf: int = 18) -> Path:
     """Encode uint8 (T, H, W, 3) frames to an H.264 mp4 with PyAV (atomic: temp file, then rename).
 
-    H and W must be even (yuv420p). Used by the synthetic generator and the overlay writer.
+    H and W must be even (yuv420p). Used by the synthetic generator and the overlay writer. One
+    encoder thread: x264's frame threads make the bitstream depend on the machine's load (the same
+    frames encoded under load gave other bytes and other decoded pixels), and the generated dataset
+    must be the same on every run for the chain's numbers to be.
     """
     frames = np.asarray(frames)
     if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
@@ -208,8 +211,9 @@ def write_video(path: str | os.PathLike, frames: np.ndarray, fps: float, crf: in
     with atomic_path(p) as tmp, av.open(str(tmp), mode="w") as c:  # tmp keeps ".mp4": the muxer's format
         s = c.add_stream("libx264" if "libx264" in av.codecs_available else "mpeg4", rate=rate)
         s.width, s.height, s.pix_fmt = frames.shape[2], frames.shape[1], "yuv420p"
+        s.codec_context.thread_count = 1
         if s.codec_context.name == "libx264":
-            s.options = {"crf": str(crf), "preset": "fast"}
+            s.options = {"crf": str(crf), "preset": "fast", "threads": "1"}
         for f in frames:
             c.mux(s.encode(av.VideoFrame.from_ndarray(f, format="rgb24")))
         c.mux(s.encode())
