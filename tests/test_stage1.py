@@ -87,7 +87,7 @@ def test_kill_and_resume_gives_the_same_final_weights(tmp_path):
 
 
 def test_feature_cache_never_serves_stale_keys(tmp_path):
-    from tvad.model.backbone import build_tiny
+    from tvad.model.tiny import build_tiny
     from tvad.train.features import FeatureCache
 
     bb = build_tiny(seed=0, max_pixels=112 * 112)

@@ -28,7 +28,8 @@ def test_detect_arrays_files_and_windows(tiny_stage1_run):
 
 
 def test_bad_checkpoints_and_inputs(tiny_stage1_run):
-    from tvad.model.backbone import BackboneError, build_tiny
+    from tvad.model.backbone import BackboneError
+    from tvad.model.tiny import build_tiny
     from tvad.model.detector import load
 
     d, bb = tiny_stage1_run

@@ -12,7 +12,7 @@ import torch
 from tvad.config import AHDConfig, RAEConfig, Stage2Config
 from tvad.corpus import validate_record
 from tvad.data.record import Video
-from tvad.model.backbone import build_tiny
+from tvad.model.tiny import build_tiny
 from tvad.model.tvad import HEATMAP_KWARG, VIDEO_EMBEDS_KWARG, TVAD, load, load_tvad
 from tvad.train import stage2
 from tvad.train.stage1 import build_ahd

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from tvad.config import AHDConfig, RAEConfig
-from tvad.model.backbone import build_tiny
+from tvad.model.tiny import build_tiny
 from tvad.model.tvad import (HEATMAP_KWARG, PROMPT_TOKENS, VIDEO_EMBEDS_KWARG, History, TVAD, TVADError,
                              add_prompt_tokens, load, load_tvad)
 from tvad.train.stage1 import build_ahd

@@ -988,7 +988,7 @@ def predict_dialogues(run, force: bool = False, variants: Sequence[str] = ("back
         todo = []
     if todo:
         from tvad.data import load_split
-        from tvad.model.tvad import load_tvad
+        from tvad.model import build_model, load
         from tvad.io import atomic_write_text
 
         records = stage2.load_records(test_file)
@@ -998,7 +998,7 @@ def predict_dialogues(run, force: bool = False, variants: Sequence[str] = ("back
         for v in todo:
             t0 = time.time()
             if v == "no_ahd":
-                model = load_tvad(rae_final)
+                model = load(rae_final)
                 clips = stage2.ClipStore(model, resolver, d / "stage2" / "clips",
                                          video_embeds=cfg.stage2.video_input == "embeds")
                 _, preds = stage2.evaluate_model(model, records, stage2.HeatmapView(clips, "zeros"),
@@ -1008,7 +1008,7 @@ def predict_dialogues(run, force: bool = False, variants: Sequence[str] = ("back
                 example = next((r for r in recs["b.train"] if r["clip"].get("label")), recs["b.train"][0])
                 meta = {"fps": float(example["clip"].get("fps") or cfg.data.clip_fps or 1.0),
                         "system_prompt": records[0]["messages"][0]["content"]}
-                model = stage2._fresh(cfg, find_checkpoint(d), use_rae=False, meta=meta)
+                model = build_model(cfg, find_checkpoint(d), use_rae=False, meta=meta)
                 clips = stage2.ClipStore(model, resolver, d / "stage2" / "clips",
                                          video_embeds=cfg.stage2.video_input == "embeds")
                 _, preds = stage2.evaluate_model(model, one_shot_records(records, example), clips,
@@ -1037,10 +1037,10 @@ def save_dialogue_example(run, force: bool = False, max_new_tokens: int | None =
     if not ((rae_final / "tvad.json").exists() and test_file.exists()):
         return None
     from tvad.data import load_split
-    from tvad.model.tvad import load_tvad
+    from tvad.model import load
 
     cfg = run.config
-    model = load_tvad(rae_final)
+    model = load(rae_final)
     vids = [v for v in load_split(cfg.data, "test", root=run.resolve(cfg.data.root), seed=cfg.seed)]
     clips = stage2.ClipStore(model, stage2.ClipResolver(vids), d / "stage2" / "clips",
                              video_embeds=cfg.stage2.video_input == "embeds")
@@ -1124,9 +1124,10 @@ def make_figures(run_dir, out_dir=None, split: str = "test", cfg=None, log=print
                     pass
                 if sp == (split if split in splits else splits[-1]):
                     det[m] = detection_curves(r, gt, cfg.eval)
-        emit("roc", F.roc({k: v for k, v in curves.items() if v}))
+        emit("roc", F.roc({k: v for k, v in curves.items() if v}, labels=HEATMAP_METHODS))
         emit("rbdc_curves", F.rbdc_curves(det, cfg.eval.max_fpr,
-                                          title=f"region / track detection on {SPLIT_LABELS.get(split, split)}"))
+                                          title=f"region / track detection on {SPLIT_LABELS.get(split, split)}",
+                                          labels=HEATMAP_METHODS))
     else:
         _log(log, "[figures] no heatmap predictions: roc and rbdc_curves skipped")
     s1, s2 = training_histories(d)

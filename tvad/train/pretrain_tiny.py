@@ -239,7 +239,7 @@ def lr_at(step: int, cfg) -> float:
 def pretrain(cfg: PretrainConfig, videos: list[dict] | None = None, log=print) -> Path:
     from transformers.modeling_outputs import BaseModelOutputWithPooling
 
-    from tvad.model.backbone import build_tiny
+    from tvad.model.tiny import build_tiny
     from tvad.io import REPO_ROOT, atomic_write_json
     from tvad.run import seed_everything
 

@@ -37,6 +37,7 @@ import numpy as np
 import torch
 
 from tvad.model.ahd import AHD, CKPT_FORMAT, ahd_loss, frame_scores, load_ahd, pair_merge, save_ahd  # noqa: F401
+from tvad.model.build import build_ahd  # noqa: F401  (stage 1's fresh AHD; also `stage1.build_ahd` for callers)
 
 
 @dataclass
@@ -428,21 +429,6 @@ def train(ahd: AHD, train_samples: Sequence[Sample], val_samples: Sequence[Sampl
     on_main(finish)
     return TrainResult(state["history"], state["val_history"], state["best"], best_dir if best_dir.exists() else None,
                        last_dir, state["epoch_seconds"])
-
-
-def build_ahd(backbone, ahd_cfg, layers: Sequence[int], dataset: str = "synthetic", text_encoder: str = "embeddings",
-              seed: int = 0) -> AHD:
-    """An AHD for `backbone`'s chosen blocks with the class text features of `dataset`'s prompts."""
-    from tvad.prompts import class_prompts
-
-    torch.manual_seed(seed)
-    ahd = AHD(backbone.layer_dims(layers), ahd_cfg.text_dim or backbone.text_dim, ahd_cfg.hidden,
-              ahd_cfg.layer_weighting, ahd_cfg.logit_scale, ahd_cfg.learnable_scale)
-    if ahd.text_dim != backbone.text_dim:
-        raise ValueError(f"ahd.text_dim {ahd.text_dim} != the backbone's text width {backbone.text_dim}")
-    abnormal, normal = class_prompts(dataset, k=ahd_cfg.num_templates)
-    ahd.set_text(backbone.text_features(normal, text_encoder), backbone.text_features(abnormal, text_encoder))
-    return ahd.to(backbone.device)
 
 
 def backbone_meta(backbone, cfg) -> dict:

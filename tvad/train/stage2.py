@@ -4,7 +4,7 @@ The paper's recipe (section 4.1): load the best AHD; LoRA r 16, alpha 32, dropou
 decoder's q_proj / v_proj only (the ViT's attention is `qkv`, so it is never touched); trainable:
 RAE, the three new token rows, LoRA. Phase A on the all-object corpus with LoRA on every decoder
 layer; merge; phase B on the anomaly-focused corpus with a fresh LoRA on the last four layers;
-merge. After each phase a self-contained checkpoint (`TVAD.save`) that `tvad.load` restores.
+merge. After each phase a self-contained checkpoint (`tvad.model.save_model`) that `tvad.load` restores.
 
     clips = ClipStore(model, resolver, run.dir / "stage2" / "clips")       # V + heatmap per clip, cached
     res = train_phase(model, "a", train_a, val_a, clips, cfg.stage2, out / "phase_a")
@@ -35,8 +35,8 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 import torch
 
-from tvad.model.tvad import (HEATMAP_KWARG, VIDEO_EMBEDS_KWARG, ClipInputs, TVAD, TVADError, load_tvad,
-                             vision_hash)
+from tvad.model import build_model, load, save_model, vision_hash
+from tvad.model.tvad import HEATMAP_KWARG, VIDEO_EMBEDS_KWARG, ClipInputs, TVAD, TVADError
 
 TRAINABLES_FILE = "tvad_trainables.safetensors"
 TOKEN_WEIGHTS = "token_weights"  # collator key: (B, S) per-token loss weights (only when yes_no_weight != 1)
@@ -613,7 +613,7 @@ def train_phase(model: TVAD, phase: str, train_records: Sequence[dict], val_reco
                                              "steps": trainer.state.global_step, "seconds": seconds})
     final = out / "final"
     if trainer.is_world_process_zero():  # one writer under `accelerate launch`
-        model.save(final, {"phase": phase, **(meta or {})})
+        save_model(model, final, {"phase": phase, **(meta or {})})
     trainer.accelerator.wait_for_everyone()
     return PhaseResult(final, history, trainer.state.best_model_checkpoint, int(trainer.state.global_step), seconds,
                        last)
@@ -685,16 +685,6 @@ def test_records(run, videos: Sequence[Any], force: bool = False, seed: int = 0,
         shutil.rmtree(d)
     build_corpora({"validation": list(videos)}, d, annotator="oracle", seed=seed)
     return load_records(d / "phase_b.val.jsonl")
-
-
-def _fresh(cfg, ahd_dir: Path, use_rae: bool, meta: dict) -> TVAD:
-    from tvad.model.ahd import load_ahd
-    from tvad.model.backbone import from_config
-
-    bb = from_config(cfg.backbone)
-    ahd, ahd_meta = load_ahd(ahd_dir, backbone_identity=bb.identity, layers=cfg.backbone.layers)
-    meta = {"video_max_tokens": cfg.stage2.video_max_tokens, **meta}
-    return TVAD.build(bb, ahd, ahd_meta, cfg.rae, use_rae=use_rae, seed=int(cfg.stage2.seed), meta=meta)
 
 
 def evaluate_model(model: TVAD, records: Sequence[dict], clips: ClipStore, max_new_tokens: int = 96,
@@ -825,13 +815,13 @@ def _run_stage2(run, force: bool = False, progress: bool = True, log: Callable[[
         a_final, b_final = vdir / "phase_a" / "final", vdir / "phase_b" / "final"
         histories[variant] = {}
         if variant == "backbone":
-            model = _fresh(cfg, ahd_dir, use_rae=False, meta=meta)  # untrained: no prompts, no LoRA
+            model = build_model(cfg, ahd_dir, use_rae=False, meta=meta)  # untrained: no prompts, no LoRA
         elif (b_final / "tvad.json").exists():
-            model = load_tvad(b_final)
+            model = load(b_final)
             log(f"[stage2] {variant}: found {b_final}")
         else:
-            model = (load_tvad(a_final) if (a_final / "tvad.json").exists()
-                     else _fresh(cfg, ahd_dir, use_rae=(variant != "no_rae"), meta={**meta, "variant": variant}))
+            model = (load(a_final) if (a_final / "tvad.json").exists()
+                     else build_model(cfg, ahd_dir, use_rae=(variant != "no_rae"), meta={**meta, "variant": variant}))
         if clips is None:
             clips = ClipStore(model, resolver, out / "clips", video_embeds=s2.video_input == "embeds")
             t2 = time.time()
