@@ -31,7 +31,8 @@ def main(argv=None) -> dict:
     from tvad.model.tiny import build_tiny
     from tvad.io import REPO_ROOT, atomic_write_json
     from tvad.train.features import FeatureCache
-    from tvad.train.stage1 import Sample, build_ahd, train
+    from tvad.model.build import build_ahd
+    from tvad.train.stage1 import Sample, train
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--backbone", default="assets/tiny-qwen2.5-vl")

@@ -80,7 +80,7 @@ def fresh_model(layers: list[int]):
     from tvad.config import AHDConfig, RAEConfig
     from tvad.model.backbone import from_pretrained
     from tvad.model.tvad import TVAD
-    from tvad.train.stage1 import build_ahd
+    from tvad.model.build import build_ahd
 
     bb = from_pretrained(REPO / "assets" / "tiny-qwen2.5-vl", max_pixels=224 * 224)
     ahd = build_ahd(bb, AHDConfig(), layers)

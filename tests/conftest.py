@@ -33,7 +33,8 @@ def tiny_stage1_run(tmp_path_factory):
     from tvad.model.ahd import save_ahd
     from tvad.model.backbone import from_pretrained
     from tvad.model.tiny import build_tiny
-    from tvad.train.stage1 import backbone_meta, build_ahd
+    from tvad.model.build import build_ahd
+    from tvad.train.stage1 import backbone_meta
 
     d = tmp_path_factory.mktemp("stage1")
     build_tiny(seed=0, max_pixels=112 * 112).save_pretrained(d / "bb")

@@ -13,9 +13,9 @@ from tvad.config import AHDConfig, RAEConfig, Stage2Config
 from tvad.corpus import validate_record
 from tvad.data.record import Video
 from tvad.model.tiny import build_tiny
-from tvad.model.tvad import HEATMAP_KWARG, VIDEO_EMBEDS_KWARG, TVAD, load, load_tvad
+from tvad.model import build_ahd, load, save_model
+from tvad.model.tvad import HEATMAP_KWARG, VIDEO_EMBEDS_KWARG, TVAD
 from tvad.train import stage2
-from tvad.train.stage1 import build_ahd
 
 LAYERS = [0, 3]
 
@@ -146,7 +146,7 @@ def test_phases_merge_resume_reload(tmp_path):
     assert all(torch.equal(before[k], after_b[k]) for k in before if ".visual." in k)  # never the ViT
     assert m.meta["lora"]["phases"] == [None, [1]] and m.parameter_counts()["lora"] > 0
     # the self-contained checkpoint restores identical logits
-    m2 = load_tvad(rb.final_dir)
+    m2 = load(rb.final_dir)
     c = store.get(VAL[0]["clip"])
     with torch.no_grad():
         a = m.forward(VAL[0]["messages"], c).logits
@@ -349,7 +349,8 @@ def test_paper_budget_fits_a_40_frame_clip_and_its_dialogue_in_max_length():
 
 
 def test_clip_store_key_chat_and_checkpoint_carry_the_budget(tmp_path):
-    from tvad.model.tvad import TVADError, _run_video_max_tokens
+    from tvad.model.checkpoint import _run_video_max_tokens
+    from tvad.model.tvad import TVADError
 
     free, capped = _model(), _model(video_max_tokens=24)  # 4 frames of 112x112: 32 tokens uncapped
     ids = {_store(free).identity, _store(capped).identity, _store(_model(video_max_tokens=16)).identity}
@@ -365,7 +366,7 @@ def test_clip_store_key_chat_and_checkpoint_carry_the_budget(tmp_path):
         store.get(TRAIN[0]["clip"])
     _, hist = capped.chat(ARRAYS["train0"], "Is there any anomaly in this video?", fps=8.0, max_new_tokens=2)
     assert hist.clip.grid_thw.tolist() == c.grid_thw.tolist()  # chat sees what training saw
-    capped.save(tmp_path / "ck")
+    save_model(capped, tmp_path / "ck")
     back = load(tmp_path / "ck")
     assert back.video_max_tokens == 24
     assert back.encode_clip(ARRAYS["train0"], 8.0).grid_thw.tolist() == c.grid_thw.tolist()

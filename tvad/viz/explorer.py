@@ -14,8 +14,6 @@ overrides it. Arrays only: no model runs here.
 from __future__ import annotations
 
 import io
-import os
-from typing import Sequence
 
 import numpy as np
 
