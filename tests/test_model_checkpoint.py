@@ -26,28 +26,18 @@ MSGS = [{"role": "system", "content": "You watch a fixed camera."},
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
-@pytest.fixture(scope="module")
-def model():
+FRAMES = np.random.default_rng(0).integers(0, 256, (4, 112, 112, 3), dtype=np.uint8)
+
+
+def test_save_load_identical_logits_and_missing_parts(tmp_path):
     torch.manual_seed(0)
     bb = build_tiny(seed=0, max_pixels=112 * 112)
-    ahd = build_ahd(bb, AHDConfig(hidden=32), LAYERS, seed=0)
-    meta = {"backbone": {"layers": LAYERS, "identity": bb.identity}}
-    return TVAD.build(bb, ahd, meta, RAEConfig(channels=8), use_rae=True, seed=0, meta={"fps": 8.0})
-
-
-@pytest.fixture(scope="module")
-def frames():
-    return np.random.default_rng(0).integers(0, 256, (4, 112, 112, 3), dtype=np.uint8)
-
-
-@pytest.fixture(scope="module")
-def clip(model, frames):
-    c = model.encode_clip(frames, 8.0)
-    c.heat = torch.rand_like(c.heat)  # a non-trivial heatmap (the random AHD's is near-constant)
-    return c
-
-
-def test_save_load_identical_logits_and_missing_parts(model, clip, frames, tmp_path):
+    model = TVAD.build(bb, build_ahd(bb, AHDConfig(hidden=32), LAYERS, seed=0),
+                       {"backbone": {"layers": LAYERS, "identity": bb.identity}}, RAEConfig(channels=8), seed=0,
+                       meta={"fps": 8.0})
+    frames = FRAMES
+    clip = model.encode_clip(frames, 8.0)
+    clip.heat = torch.rand_like(clip.heat)  # a non-trivial heatmap (the random AHD's is near-constant)
     with torch.no_grad():
         model.injector.token_rows.add_(0.01)  # rows differ from the mean init: they must travel
     d = save_model(model, tmp_path / "ck")
@@ -68,8 +58,9 @@ def test_save_load_identical_logits_and_missing_parts(model, clip, frames, tmp_p
         load(d)
 
 
-def test_load_run_dir_without_stage2_chats_and_detects(tmp_path, frames):
+def test_load_run_dir_without_stage2_chats_and_detects(tmp_path):
     """`tvad.load(run_dir)` before stage 2: the stage-1 AHD on the untrained backbone, no prompts."""
+    frames = FRAMES
     build_tiny(seed=0, max_pixels=112 * 112).save_pretrained(tmp_path / "bb")
     bb = from_pretrained(tmp_path / "bb", max_pixels=112 * 112)
     ahd = build_ahd(bb, AHDConfig(hidden=32), LAYERS, seed=0)

@@ -24,7 +24,7 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import numpy as np
 import torch
@@ -83,6 +83,18 @@ def check_frames(frames) -> np.ndarray:
             raise BackboneError("frames contain NaN or infinite values")
         raise BackboneError(f"frames must be uint8, got {frames.dtype}")
     return frames
+
+
+def frame_windows(frames: np.ndarray, window: int) -> Iterator[tuple[np.ndarray, int]]:
+    """A clip in consecutive windows of `window` (even) frames, one ViT pass each: yields (frames, k),
+    k the window's own frame count. Windows hold whole frame pairs, so their features are those of
+    the whole clip; a lone last frame is repeated into a pair (as the processor pads), k = 1."""
+    for a in range(0, len(frames), window):
+        chunk = frames[a:a + window]
+        k = len(chunk)
+        if k == 1:  # a lone last frame: repeated into a pair, as the processor pads
+            chunk = np.concatenate([chunk, chunk])
+        yield chunk, k
 
 
 def video_pixel_cap(num_frames: int, height: int, width: int, max_tokens: int, max_pixels: int | None = None,

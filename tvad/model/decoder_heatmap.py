@@ -28,7 +28,7 @@ import torch
 
 from tvad.data.video import probe, read_frames
 from tvad.model.ahd import heat_to_frames
-from tvad.model.backbone import check_frames
+from tvad.model.backbone import check_frames, frame_windows
 from tvad.model.tvad import DEFAULT_SYSTEM, HEATMAP_KWARG
 
 DEFAULT_QUESTION = "Is there any anomaly in this video? Where is it?"
@@ -111,18 +111,15 @@ def decoder_attention(model, frames, fps: float | None = None, question: str = D
     frames = check_frames(frames)
     if window < 2 or window % 2:
         raise ValueError(f"window must be even and >= 2, got {window}")
-    n, H, W = frames.shape[:3]
+    H, W = frames.shape[1:3]
     grids, heat_parts, answers, nq = [], [], [], 0
-    for a in range(0, n, window):
-        chunk = frames[a:a + window]
-        if len(chunk) == 1:  # a lone last frame: repeated into a pair, as the processor pads
-            chunk = np.concatenate([chunk, chunk])
+    for chunk, keep in frame_windows(frames, window):
         clip = model.encode_clip(chunk, fps)
         g, ans, k = _attention_grid(model, clip, question, answer, max_new_tokens, layers)
         grids.append(g)
         answers.append(ans)
         nq += k
-        heat_parts.append(min(len(frames) - a, window))
+        heat_parts.append(keep)
     grid = torch.cat(grids)  # (T', h', w')
     lo, hi = grid.min(), grid.max()
     norm = (grid - lo) / (hi - lo) if hi > lo else torch.zeros_like(grid)

@@ -34,7 +34,7 @@ from tqdm.auto import tqdm
 from tvad.data.video import probe, read_frames
 from tvad.metrics import regions_from_heatmaps
 from tvad.model.ahd import AHD, frame_scores, heat_to_frames, load_ahd
-from tvad.model.backbone import check_frames, from_pretrained
+from tvad.model.backbone import check_frames, frame_windows, from_pretrained
 
 
 @dataclass
@@ -87,13 +87,9 @@ class TVADDetector:
     def heatmaps(self, frames: np.ndarray, fps: float | None = None) -> torch.Tensor:
         """float32 (T, H, W) heatmaps of checked uint8 (T, H, W, 3) frames, in windows of `window`
         frames (a lone last frame repeated into a pair, as the processor pads)."""
-        n, H, W = frames.shape[:3]
+        H, W = frames.shape[1:3]
         heat = []
-        for a in range(0, n, self.window):
-            chunk = frames[a:a + self.window]
-            k = len(chunk)
-            if k == 1:  # a lone last frame: repeated into a pair, as the processor pads
-                chunk = np.concatenate([chunk, chunk])
+        for chunk, k in frame_windows(frames, self.window):
             vf = self.backbone.visual_features(chunk, self.layers, fps=fps)
             out = self.ahd({l: f.to(self.ahd.text.device) for l, f in vf.features.items()})
             h = heat_to_frames(out.heat, (H, W), k)
