@@ -27,7 +27,8 @@ import torch
 def main(argv=None) -> dict:
     from tvad.config import AHDConfig, Stage1Config
     from tvad.model.ahd import pair_merge
-    from tvad.model.backbone import build_tiny, from_pretrained
+    from tvad.model.backbone import from_pretrained
+    from tvad.model.tiny import build_tiny
     from tvad.io import REPO_ROOT, atomic_write_json
     from tvad.train.features import FeatureCache
     from tvad.model.build import build_ahd

@@ -31,7 +31,8 @@ def tiny_stage1_run(tmp_path_factory):
     run directory whose stage1/best holds an untrained AHD (hidden 16) on its blocks 1 and 3."""
     from tvad.config import AHDConfig, BackboneConfig, Config
     from tvad.model.ahd import save_ahd
-    from tvad.model.backbone import build_tiny, from_pretrained
+    from tvad.model.backbone import from_pretrained
+    from tvad.model.tiny import build_tiny
     from tvad.model.build import build_ahd
     from tvad.train.stage1 import backbone_meta
 

@@ -9,7 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from tvad.model.tvad import HEATMAP_KWARG, load
+from tvad.model import load, save_model
+from tvad.model.checkpoint import _run_video_max_tokens
+from tvad.model.tvad import HEATMAP_KWARG, TVADError
 from tvad.train.clips import ClipMissing, ClipResolver, ClipStore, HeatmapView, ground_truth_heatmap
 from tvad.train.collate import Collator
 from stage2_fixtures import ARRAYS, CFG, LAYERS, TRAIN, VAL, _changed, _MaskedVideo, _model, _sd, _store  # noqa: F401
@@ -59,7 +61,6 @@ def test_ground_truth_heatmaps_the_oracle_view():
 
 
 def test_clip_store_key_chat_and_checkpoint_carry_the_budget(tmp_path):
-    from tvad.model.tvad import TVADError, _run_video_max_tokens
 
     free, capped = _model(), _model(video_max_tokens=24)  # 4 frames of 112x112: 32 tokens uncapped
     ids = {_store(free).identity, _store(capped).identity, _store(_model(video_max_tokens=16)).identity}
@@ -75,7 +76,7 @@ def test_clip_store_key_chat_and_checkpoint_carry_the_budget(tmp_path):
         store.get(TRAIN[0]["clip"])
     _, hist = capped.chat(ARRAYS["train0"], "Is there any anomaly in this video?", fps=8.0, max_new_tokens=2)
     assert hist.clip.grid_thw.tolist() == c.grid_thw.tolist()  # chat sees what training saw
-    capped.save(tmp_path / "ck")
+    save_model(capped, tmp_path / "ck")
     back = load(tmp_path / "ck")
     assert back.video_max_tokens == 24
     assert back.encode_clip(ARRAYS["train0"], 8.0).grid_thw.tolist() == c.grid_thw.tolist()

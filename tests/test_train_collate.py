@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from tvad.config import AHDConfig
-from tvad.model.backbone import build_tiny
+from tvad.model.tiny import build_tiny
 from tvad.model.tvad import HEATMAP_KWARG, VIDEO_EMBEDS_KWARG, TVAD
 from tvad.model.build import build_ahd
 from tvad.train import stage2

@@ -19,7 +19,7 @@ from tvad.train.instruct_tiny import (InstructConfig, instruct, prompt_token_ids
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
     from tvad.data import synthetic
-    from tvad.model.backbone import build_tiny
+    from tvad.model.tiny import build_tiny
 
     d = tmp_path_factory.mktemp("instruct")
     nv = {s: 0 for s in synthetic.SPLITS}

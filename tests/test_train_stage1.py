@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from tvad.config import AHDConfig, EvalConfig, Stage1Config
+from tvad.config import EvalConfig, Stage1Config
 from tvad.model.ahd import AHD, pair_merge
 from tvad.train.common import Killed
 from tvad.train.stage1 import Sample, evaluate, load_ahd, train
@@ -88,7 +88,7 @@ def test_kill_and_resume_gives_the_same_final_weights(tmp_path):
 
 
 def test_feature_cache_never_serves_stale_keys(tmp_path):
-    from tvad.model.backbone import build_tiny
+    from tvad.model.tiny import build_tiny
     from tvad.train.features import FeatureCache
 
     bb = build_tiny(seed=0, max_pixels=112 * 112)

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from tvad.config import Stage2Config
-from tvad.model.tvad import load, load_tvad
+from tvad.model import load
 from tvad.train import stage2
 from tvad.evaluate.dialogues import evaluate_dialogues
 from tvad.train.common import Killed
@@ -42,7 +42,7 @@ def test_phases_merge_resume_reload(tmp_path):
     assert all(torch.equal(before[k], after_b[k]) for k in before if ".visual." in k)  # never the ViT
     assert m.meta["lora"]["phases"] == [None, [1]] and m.parameter_counts()["lora"] > 0
     # the self-contained checkpoint restores identical logits
-    m2 = load_tvad(rb.final_dir)
+    m2 = load(rb.final_dir)
     c = store.get(VAL[0]["clip"])
     with torch.no_grad():
         a = m.forward(VAL[0]["messages"], c).logits

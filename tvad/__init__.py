@@ -17,14 +17,14 @@ def load(path, device=None, **kw):
 
     Imported lazily so that `import tvad` (config, data, metrics) does not pull in transformers.
     """
-    from tvad.model.tvad import load as _load
+    from tvad.model import load as _load
 
     return _load(path, device=device, **kw)
 
 
 def __getattr__(name):
     if name == "TVAD":
-        from tvad.model.tvad import TVAD
+        from tvad.model import TVAD
 
         return TVAD
     raise AttributeError(f"module 'tvad' has no attribute {name!r}")

@@ -12,6 +12,18 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+import tvad
+from tvad.config import preset
+from tvad.data.video import VideoError, probe, read_frames, sample_indices, write_video
+from tvad.evaluate import EvalError, main_eval
+from tvad.io import atomic_write_json, atomic_write_text
+from tvad.pipeline import PipelineError, main_pipeline, parse_overrides
+from tvad.viz.overlays import draw_boxes, overlay_heatmap
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -64,13 +76,9 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "pipeline":
-        from tvad.pipeline import main_pipeline
-
         args.run_dir = args.run_dir or f"runs/{args.preset}"
         return main_pipeline(args)
     if args.command == "probe":
-        from tvad.data.video import VideoError, probe
-
         try:
             info = probe(args.video)
         except VideoError as e:
@@ -79,9 +87,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{args.video}: {info.num_frames} frames, {info.fps:.3f} fps, {info.width}x{info.height}")
         return 0
     if args.command == "config":
-        from tvad.config import preset
-        from tvad.pipeline import PipelineError, parse_overrides
-
         try:
             print(preset(args.preset, parse_overrides(args.param)).to_yaml(), end="")
         except (KeyError, ValueError, PipelineError) as e:
@@ -93,8 +98,6 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "chat":
         return _chat(args)
     if args.command == "eval":
-        from tvad.evaluate import EvalError, main_eval
-
         try:
             main_eval(args.run_dir, quiet=args.quiet)
         except (EvalError, OSError, KeyError) as e:
@@ -112,8 +115,6 @@ class _CliError(Exception):
 
 def _load_model(path: str, device: str | None):
     """`tvad.load` (a full checkpoint, a stage-1 checkpoint or a run directory), errors as one line."""
-    from pathlib import Path
-
     if not Path(path).exists():
         raise _CliError(f"checkpoint {path}: no such directory")
     try:
@@ -124,12 +125,7 @@ def _load_model(path: str, device: str | None):
     except ImportError:
         pass
     try:
-        import tvad
-
-        load = getattr(tvad, "load", None)
-        if load is None:
-            from tvad.model.tvad import load
-        return load(path, device=device)
+        return tvad.load(path, device=device)
     except (FileNotFoundError, ValueError, OSError, KeyError) as e:
         raise _CliError(f"cannot load checkpoint {path}: {e.args[0] if e.args else e}") from None
 
@@ -142,9 +138,6 @@ def _working_size(h: int, w: int, max_side: int) -> tuple[int, int]:
 
 def _timeline_strip(scores, t: int, width: int, height: int, threshold: float):
     """A uint8 (height, width, 3) strip: the frame-score curve, the threshold, a cursor at frame t."""
-    import numpy as np
-    from PIL import Image, ImageDraw
-
     img = Image.new("RGB", (width, height), (20, 20, 28))
     d = ImageDraw.Draw(img)
     n = len(scores)
@@ -166,13 +159,6 @@ def _timeline_strip(scores, t: int, width: int, height: int, threshold: float):
 
 
 def _detect(args) -> int:
-    import json
-    from pathlib import Path
-
-    import numpy as np
-
-    from tvad.data.video import VideoError, probe, read_frames, sample_indices, write_video
-
     def err(msg: str) -> int:
         print(f"tvad detect: error: {msg}", file=sys.stderr)
         return 1
@@ -194,36 +180,27 @@ def _detect(args) -> int:
         model = _load_model(args.checkpoint, args.device)
     except _CliError as e:
         return err(str(e))
-    from tqdm.auto import tqdm
-
-    from tvad.viz.overlays import draw_boxes, overlay_heatmap
-
     n = len(idx)
-    # windows of even length; a lone last frame joins the previous window (the ViT needs pairs)
-    bounds = list(range(0, n, args.window)) + [n]
-    if len(bounds) > 2 and bounds[-1] - bounds[-2] == 1:
-        bounds.pop(-2)
+
+    def read(a: int, b: int) -> np.ndarray:  # frames [a, b) of the sampled video, at the working size
+        return read_frames(args.video, indices=idx[a:b], size=size)
+
     heat8 = np.zeros((n, *size), np.uint8)  # heatmaps kept as uint8 until the overlay is written
     scores = np.zeros(n, np.float32)
-    regions = []
-    try:
-        for a, b in tqdm(list(zip(bounds[:-1], bounds[1:])), desc="detect", unit="window", disable=args.quiet,
-                         file=sys.stderr):
-            frames = read_frames(args.video, indices=idx[a:b], size=size)
-            det = model.detect(frames, fps=fps, threshold=args.threshold)
+    regions, spans = [], []
+    try:  # TVADDetector.windows: even windows read one at a time (a lone last frame joins the previous)
+        for a, b, det in model.detector.windows(read, n, fps=fps, window=args.window, threshold=args.threshold,
+                                                progress=not args.quiet):
             heat8[a:b] = np.round(np.clip(det.heatmaps, 0, 1) * 255).astype(np.uint8)
             scores[a:b] = det.frame_scores
-            r = np.asarray(det.regions, float).reshape(-1, 6).copy()
-            r[:, 0] += a
-            regions.append(r)
+            regions.append(det.regions)
+            spans.append((a, b))
     except (VideoError, ValueError, FloatingPointError) as e:
         return err(str(e.args[0] if e.args else e))
     regions = np.concatenate(regions) if regions else np.zeros((0, 6))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     stem = Path(args.video).stem
-    from tvad.io import atomic_write_json, atomic_write_text
-
     lines = ["frame,source_frame,time_s,score,regions"]
     counts = np.bincount(regions[:, 0].astype(int), minlength=n) if len(regions) else np.zeros(n, int)
     for t in range(n):
@@ -242,8 +219,8 @@ def _detect(args) -> int:
         strip_h = max(40, size[0] // 6 // 2 * 2)
         frames_out = np.zeros((n, size[0] + strip_h, size[1], 3), np.uint8)
         try:
-            for a, b in zip(bounds[:-1], bounds[1:]):
-                frames = read_frames(args.video, indices=idx[a:b], size=size)
+            for a, b in spans:
+                frames = read(a, b)
                 for k, t in enumerate(range(a, b)):
                     img = overlay_heatmap(frames[k], heat8[t].astype(np.float32) / 255, 0.45)
                     rt = regions[regions[:, 0] == t] if len(regions) else regions
@@ -262,13 +239,9 @@ def _detect(args) -> int:
 
 
 def _chat(args) -> int:
-    from tvad.data.video import VideoError
-
     def err(msg: str) -> int:
         print(f"tvad chat: error: {msg}", file=sys.stderr)
         return 1
-
-    from pathlib import Path
 
     if not Path(args.video).is_file():
         return err(f"{args.video}: no such video file")

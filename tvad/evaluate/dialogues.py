@@ -15,7 +15,7 @@ from sklearn.metrics import roc_auc_score
 from tqdm.auto import tqdm
 
 from tvad.metrics import dialogue_metrics
-from tvad.model.ahd import AHD
+from tvad.model.ahd import heat_to_frames
 from tvad.model.tvad import TVAD
 from tvad.train.clips import ClipStore, HeatmapView
 
@@ -103,7 +103,7 @@ def example_dialogue(model: TVAD, records: Sequence[dict], clips: ClipStore, max
     rec = cands[0]
     clip = clips.get(rec["clip"])
     frames = clips.frames(rec["clip"])
-    heat = AHD.upsample(clip.heat, frames.shape[1:3]).repeat_interleave(2, 0)[: len(frames)].numpy()
+    heat = heat_to_frames(clip.heat, frames.shape[1:3], len(frames)).numpy()
     msgs = [rec["messages"][0]]
     turns = []
     for i, t in enumerate(rec["turns"]):

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import matplotlib.pyplot as plt
 
-from tvad.evaluate.store import (SPLIT_LABELS, EvalError, _cfg, _pred_dir, heatmap_methods,
+from tvad.evaluate.store import (HEATMAP_METHODS, SPLIT_LABELS, EvalError, _cfg, _pred_dir, heatmap_methods,
                                  heatmap_splits, load_dialogue_example, load_examples, load_heatmap_gt,
                                  load_heatmap_predictions, training_histories)
 from tvad.evaluate.tables import detection_curves, roc_curve
@@ -64,8 +64,8 @@ def make_figures(run_dir, out_dir=None, split: str = "test", cfg=None, log=print
                     pass
                 if sp == (split if split in splits else splits[-1]):
                     det[m] = detection_curves(r, gt, cfg.eval)
-        emit("roc", F.roc({k: v for k, v in curves.items() if v}))
-        emit("rbdc_curves", F.rbdc_curves(det, cfg.eval.max_fpr,
+        emit("roc", F.roc({k: v for k, v in curves.items() if v}, labels=HEATMAP_METHODS))
+        emit("rbdc_curves", F.rbdc_curves(det, cfg.eval.max_fpr, labels=HEATMAP_METHODS,
                                           title=f"region / track detection on {SPLIT_LABELS.get(split, split)}"))
     else:
         _log(log, "[figures] no heatmap predictions: roc and rbdc_curves skipped")

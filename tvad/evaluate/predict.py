@@ -33,7 +33,8 @@ from tvad.model.backbone import from_config
 from tvad.model.build import build_ahd, build_model
 from tvad.model.decoder_heatmap import decoder_heatmaps
 from tvad.model.detector import find_checkpoint
-from tvad.model.tvad import TVAD, load_tvad
+from tvad.model import load
+from tvad.model.tvad import TVAD
 from tvad.train import stage1
 from tvad.train.clips import ClipResolver, ClipStore, HeatmapView, corpus_records, load_records
 from tvad.train.features import FeatureCache
@@ -322,7 +323,7 @@ def predict_dialogues(run, force: bool = False, variants: Sequence[str] = ("back
         for v in todo:
             t0 = time.time()
             if v == "no_ahd":
-                model = load_tvad(rae_final)
+                model = load(rae_final)
                 clips = ClipStore(model, resolver, d / "stage2" / "clips",
                                          video_embeds=cfg.stage2.video_input == "embeds")
                 _, preds = evaluate_model(model, records, HeatmapView(clips, "zeros"),
@@ -360,7 +361,7 @@ def save_dialogue_example(run, force: bool = False, max_new_tokens: int | None =
         return None
 
     cfg = run.config
-    model = load_tvad(rae_final)
+    model = load(rae_final)
     vids = [v for v in load_split(cfg.data, "test", root=run.resolve(cfg.data.root), seed=cfg.seed)]
     clips = ClipStore(model, ClipResolver(vids), d / "stage2" / "clips",
                              video_embeds=cfg.stage2.video_input == "embeds")

@@ -6,6 +6,7 @@
     out.heat        # (..., T, h, w) H in [0, 1] (eq. 7)
     out.logits      # (..., T, h, w, 2) S / tau, classes [normal, abnormal]
     ahd.upsample(out.heat, (H, W))                # (..., T, H, W) bilinear, the pixel heatmap
+    heat_to_frames(out.heat, (H, W), N)           # (N, H, W) per input frame (both frames of a pair)
 
 Only the AHD is trained in stage 1; the class text features are frozen buffers (the text
 encoder is part of the frozen backbone) saved with the weights.
@@ -22,7 +23,10 @@ from typing import Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
 from torch import nn
+
+from tvad.io import atomic_replace_dir, atomic_write_json
 
 NORMAL, ABNORMAL = 0, 1  # class order c in {normal, abnormal}
 
@@ -143,6 +147,13 @@ class AHD(nn.Module):
                    d["layer_weighting"], d["logit_scale"], d["learnable_scale"])
 
 
+def heat_to_frames(heat: torch.Tensor, size: tuple[int, int], num_frames: int) -> torch.Tensor:
+    """(T', h, w) maps on the temporal-patch grid -> (num_frames, H, W) frame maps (float32): each map
+    bilinearly upsampled to `size` (`AHD.upsample`) and shared by both frames of its pair; a padded
+    last pair (odd frame count) is cut off at `num_frames`."""
+    return AHD.upsample(heat, size).repeat_interleave(2, 0)[:num_frames]
+
+
 def pair_merge(masks: torch.Tensor) -> torch.Tensor:
     """(..., N, H, W) per-frame masks -> (..., ceil(N/2), H, W) bool: frames 2t and 2t+1 OR-ed
     (the paper's pairwise merging to the temporal patch). An odd N repeats the last frame."""
@@ -189,13 +200,19 @@ def ahd_loss(ahd: AHD, out: AHDOutput, masks: torch.Tensor, pos_weight: float = 
 
 # -- checkpoints ----------------------------------------------------------------------------------
 
+def read_checkpoint_json(path: Path, name: str, fmt: str, what: str) -> dict:
+    """The JSON file `name` of a checkpoint directory, checked to carry format `fmt` (also read by
+    the full model's `tvad.model.checkpoint`); `what` names the kind in errors ("an AHD")."""
+    if not (path / name).exists():
+        raise FileNotFoundError(f"{path}: not {what} checkpoint (no {name})")
+    meta = json.loads((path / name).read_text())
+    if meta.get("format") != fmt:
+        raise ValueError(f"{path}: unknown checkpoint format {meta.get('format')!r}")
+    return meta
+
 
 def save_ahd(ahd: AHD, path: str | os.PathLike, meta: dict) -> Path:
     """A self-contained AHD checkpoint directory (atomic: written aside, then renamed)."""
-    from safetensors.torch import save_file
-
-    from tvad.io import atomic_replace_dir, atomic_write_json
-
     p = Path(path)
     tmp = p.with_name(p.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
@@ -209,14 +226,8 @@ def load_ahd(path: str | os.PathLike, backbone_identity: str | None = None,
              layers: Sequence[int] | None = None) -> tuple[AHD, dict]:
     """(AHD, meta) from a checkpoint directory; a checkpoint made on another backbone or layer set
     than the one given is a clear error."""
-    from safetensors.torch import load_file
-
     p = Path(path)
-    if not (p / "ahd.json").exists():
-        raise FileNotFoundError(f"{p}: not an AHD checkpoint (no ahd.json)")
-    meta = json.loads((p / "ahd.json").read_text())
-    if meta.get("format") != CKPT_FORMAT:
-        raise ValueError(f"{p}: unknown checkpoint format {meta.get('format')!r}")
+    meta = read_checkpoint_json(p, "ahd.json", CKPT_FORMAT, "an AHD")
     bb = meta.get("backbone", {})
     if backbone_identity is not None and bb.get("identity") != backbone_identity:
         raise ValueError(f"{p}: checkpoint was trained on backbone {bb.get('identity')} ({bb.get('path')}), "

@@ -24,10 +24,12 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import numpy as np
 import torch
+
+from tvad.io import resolve_model_path
 
 TEMPORAL_PATCH = 2  # Qwen2.5-VL's temporal patch: two frames per visual token
 
@@ -81,6 +83,18 @@ def check_frames(frames) -> np.ndarray:
             raise BackboneError("frames contain NaN or infinite values")
         raise BackboneError(f"frames must be uint8, got {frames.dtype}")
     return frames
+
+
+def frame_windows(frames: np.ndarray, window: int) -> Iterator[tuple[np.ndarray, int]]:
+    """A clip in consecutive windows of `window` (even) frames, one ViT pass each: yields (frames, k),
+    k the window's own frame count. Windows hold whole frame pairs, so their features are those of
+    the whole clip; a lone last frame is repeated into a pair (as the processor pads), k = 1."""
+    for a in range(0, len(frames), window):
+        chunk = frames[a:a + window]
+        k = len(chunk)
+        if k == 1:  # a lone last frame: repeated into a pair, as the processor pads
+            chunk = np.concatenate([chunk, chunk])
+        yield chunk, k
 
 
 def video_pixel_cap(num_frames: int, height: int, width: int, max_tokens: int, max_pixels: int | None = None,
@@ -336,14 +350,17 @@ class Backbone:
 def from_pretrained(path_or_id: str | os.PathLike, dtype: str | torch.dtype = "float32",
                     device: str | torch.device = "cpu", max_pixels: int | None = None,
                     attn_implementation: str = "sdpa", local_files_only: bool | None = None) -> Backbone:
-    """Load a Qwen2.5-VL checkpoint (a local directory or a hub id) frozen, in eval mode.
+    """Load a Qwen2.5-VL checkpoint (a local directory or a hub id) frozen, in eval mode: the one
+    backbone loader (`from_config`, the detector's and the full model's checkpoint loaders use it).
 
-    Real transformers classes (`Qwen2_5_VLForConditionalGeneration`, `AutoProcessor`); no remote
-    code. `local_files_only` defaults to True for existing directories and when HF_HUB_OFFLINE=1.
+    A relative folder is found as given or under the repository root (`tvad.io.resolve_model_path`),
+    anything else is a hub id. Real transformers classes (`Qwen2_5_VLForConditionalGeneration`,
+    `AutoProcessor`); no remote code. `local_files_only` defaults to True for existing directories
+    and when HF_HUB_OFFLINE=1. `device="auto"`: cuda when available, else cpu.
     """
     from transformers import AutoProcessor, Qwen2_5_VLForConditionalGeneration
 
-    src = str(path_or_id)
+    src = str(resolve_model_path(path_or_id))
     if local_files_only is None:
         local_files_only = Path(src).is_dir() or os.environ.get("HF_HUB_OFFLINE") == "1"
     if not Path(src).is_dir() and local_files_only and "/" not in src:
@@ -357,13 +374,20 @@ def from_pretrained(path_or_id: str | os.PathLike, dtype: str | torch.dtype = "f
 
 def from_config(cfg) -> Backbone:
     """The backbone a `tvad.config.BackboneConfig` names (paths relative to the repository root)."""
-    from tvad.io import REPO_ROOT
+    return from_pretrained(cfg.path, dtype=cfg.dtype, device=cfg.device, max_pixels=cfg.max_pixels,
+                           attn_implementation=cfg.attn_implementation)
 
-    p = Path(cfg.path)
-    if not p.is_absolute() and (REPO_ROOT / p).is_dir():
-        p = REPO_ROOT / p
-    return from_pretrained(p if p.is_dir() else cfg.path, dtype=cfg.dtype, device=cfg.device,
-                           max_pixels=cfg.max_pixels, attn_implementation=cfg.attn_implementation)
+
+def vision_hash(qwen) -> str:
+    """A fingerprint of the vision tower's weights (the AHD was trained on it; stage 2 never changes
+    it): checkpoints record it, and loading one checks it."""
+    h = hashlib.sha256()
+    for name, t in sorted(qwen.model.visual.state_dict().items()):
+        f = t.detach().flatten()
+        f = f[:: max(1, f.numel() // 4096)].float().cpu().numpy()
+        h.update(name.encode())
+        h.update(f.tobytes())
+    return h.hexdigest()[:16]
 
 
 # -- the 7B's configuration (for parameter counts on the meta device) --------------------------
@@ -395,116 +419,3 @@ def count_parameters(model) -> dict[str, int]:
     head = 0 if model.config.tie_word_embeddings else model.lm_head.weight.numel()
     total = sum(p.numel() for p in model.parameters())
     return {"vision": vis, "language": lang, "lm_head": head, "total": total}
-
-
-# -- the tiny backbone of the `cpu` preset ------------------------------------------------------
-
-# Qwen2.5's special tokens, in Qwen's order (ids 151643-151664 in the real vocabulary).
-QWEN_SPECIAL_TOKENS = [
-    "<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|object_ref_start|>", "<|object_ref_end|>",
-    "<|box_start|>", "<|box_end|>", "<|quad_start|>", "<|quad_end|>", "<|vision_start|>", "<|vision_end|>",
-    "<|vision_pad|>", "<|image_pad|>", "<|video_pad|>", "<tool_call>", "</tool_call>", "<|fim_prefix|>",
-    "<|fim_middle|>", "<|fim_suffix|>", "<|fim_pad|>", "<|repo_name|>", "<|file_sep|>",
-]
-
-
-def qwen_chat_template() -> str:
-    """Qwen2.5-VL's chat template, as TRL ships it (trl/chat_templates/qwen2_5_vl.jinja)."""
-    import trl
-
-    p = Path(trl.__file__).parent / "chat_templates" / "qwen2_5_vl.jinja"
-    if not p.exists():
-        raise FileNotFoundError(f"{p}: TRL's Qwen2.5-VL chat template is missing (trl >= 1.16 ships it)")
-    return p.read_text()
-
-
-def build_tiny_tokenizer(texts: Sequence[str], vocab_size: int = 1024):
-    """A byte-level BPE trained on `texts` (deterministic), plus Qwen's special tokens appended
-    after the merges (as in Qwen) and Qwen2.5-VL's chat template. Offline."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
-
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=vocab_size, min_frequency=1, show_progress=False,
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
-    corpus = list(texts) + _BASE_TEXT
-    tok.train_from_iterator(sorted(set(corpus)), trainer=trainer)
-    fast = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|im_end|>", pad_token="<|endoftext|>",
-                                   errors="replace", clean_up_tokenization_spaces=False,
-                                   model_max_length=32768)
-    fast.add_special_tokens({"additional_special_tokens": QWEN_SPECIAL_TOKENS})
-    fast.chat_template = qwen_chat_template()
-    return fast
-
-
-_BASE_TEXT = [
-    "You are a helpful assistant.", "Describe the video.", "What happens in this video?",
-    "Is there an anomaly in the video? Yes. No.", "Where is the anomaly? top left right bottom centre middle",
-    "a person walks from left to right slowly quickly, a car drives up down across the road",
-    "red green blue yellow white black grey orange purple pink brown cyan",
-    "0 1 2 3 4 5 6 7 8 9 10 frame frames second seconds",
-]
-
-
-def tiny_config(vocab_size: int, token_ids: dict[str, int], depth: int = 4, vision_hidden: int = 128,
-                vision_heads: int = 4, fullatt_block_indexes: Sequence[int] = (1, 3), text_hidden: int = 128,
-                text_layers: int = 2, text_heads: int = 4, text_kv_heads: int = 2, window_size: int = 112):
-    """Qwen2.5-VL's architecture at small sizes: a `depth`-block ViT whose blocks in
-    `fullatt_block_indexes` attend over the whole frame pair (the others within 112-px windows,
-    as in the 7B), a merger to `text_hidden`, and a small decoder with multimodal RoPE."""
-    from transformers import Qwen2_5_VLConfig
-
-    head_dim = text_hidden // text_heads
-    half = head_dim // 2  # mrope sections split the rotary half-dimension (7B: 16/24/24 of 64)
-    sec_t = half // 4
-    sec_h = (half - sec_t) // 2
-    mrope = [sec_t, sec_h, half - sec_t - sec_h]
-    return Qwen2_5_VLConfig(
-        vision_config=dict(depth=depth, hidden_size=vision_hidden, hidden_act="silu",
-                           intermediate_size=vision_hidden * 2, num_heads=vision_heads, in_channels=3,
-                           patch_size=14, spatial_merge_size=2, temporal_patch_size=2, tokens_per_second=2,
-                           window_size=window_size, out_hidden_size=text_hidden,
-                           fullatt_block_indexes=list(fullatt_block_indexes)),
-        text_config=dict(vocab_size=vocab_size, hidden_size=text_hidden, intermediate_size=text_hidden * 3,
-                         num_hidden_layers=text_layers, num_attention_heads=text_heads,
-                         num_key_value_heads=text_kv_heads, max_position_embeddings=4096, rms_norm_eps=1e-6,
-                         rope_parameters={"rope_type": "default", "rope_theta": 1000000.0, "mrope_section": mrope},
-                         bos_token_id=token_ids["<|endoftext|>"], eos_token_id=token_ids["<|im_end|>"],
-                         pad_token_id=token_ids["<|endoftext|>"], use_sliding_window=False,
-                         tie_word_embeddings=True),
-        image_token_id=token_ids["<|image_pad|>"], video_token_id=token_ids["<|video_pad|>"],
-        vision_start_token_id=token_ids["<|vision_start|>"], vision_end_token_id=token_ids["<|vision_end|>"],
-        tie_word_embeddings=True,
-    )
-
-
-def build_tiny(texts: Sequence[str] = (), vocab_size: int = 1024, seed: int = 0, max_pixels: int = 224 * 224,
-               **config_kwargs) -> Backbone:
-    """A randomly initialised tiny Qwen2.5-VL (real transformers classes) with its tokenizer and
-    processor, deterministic for a given seed. `pretrain_tiny` trains it; `save_pretrained` +
-    `from_pretrained` round-trip it like any Qwen2.5-VL checkpoint."""
-    from transformers import (Qwen2_5_VLForConditionalGeneration, Qwen2_5_VLProcessor,
-                              Qwen2VLImageProcessor, Qwen2VLVideoProcessor)
-
-    tokenizer = build_tiny_tokenizer(list(texts) + _prompt_texts(), vocab_size=vocab_size)
-    ids = {t: tokenizer.convert_tokens_to_ids(t) for t in QWEN_SPECIAL_TOKENS}
-    n = len(tokenizer)
-    cfg = tiny_config(vocab_size=((n + 63) // 64) * 64, token_ids=ids, **config_kwargs)  # padded rows, as Qwen
-    torch.manual_seed(seed)
-    model = Qwen2_5_VLForConditionalGeneration(cfg)
-    size = {"shortest_edge": 4 * 28 * 28, "longest_edge": max_pixels}
-    processor = Qwen2_5_VLProcessor(
-        image_processor=Qwen2VLImageProcessor(size=size),
-        tokenizer=tokenizer,
-        video_processor=Qwen2VLVideoProcessor(size=size),
-        chat_template=tokenizer.chat_template,
-    )
-    return Backbone(model, processor, source=None, max_pixels=max_pixels)
-
-
-def _prompt_texts() -> list[str]:
-    from tvad.prompts import all_template_text
-
-    return all_template_text()

@@ -1,5 +1,11 @@
-"""Building a model: a new AHD for a backbone (with its dataset's class text features, eq. 2-3),
-and a fresh T-VAD for stage 2 (backbone from the config, the best AHD, a new seeded RAE)."""
+"""Building models from a configuration: a fresh AHD for stage 1, a full T-VAD for stage 2.
+
+    ahd = build_ahd(backbone, cfg.ahd, cfg.backbone.layers, cfg.data.dataset, cfg.backbone.text_encoder, seed=0)
+    model = build_model(cfg, run_dir / "stage1" / "best", use_rae=True, meta={"fps": 1.0})
+
+Restoring a trained model is `tvad.model.load` (`checkpoint.py`); the backbone alone is
+`backbone.from_pretrained` / `from_config`; a stage-1 detector is `detector.load_detector`.
+"""
 
 from __future__ import annotations
 
@@ -14,20 +20,9 @@ from tvad.model.tvad import TVAD
 from tvad.prompts import class_prompts
 
 
-def build_model(cfg, ahd_dir: Path, use_rae: bool, meta: dict) -> TVAD:
-    """A fresh T-VAD for stage 2: the backbone `cfg.backbone` names, the AHD checkpoint at `ahd_dir`
-    (checked against that backbone), a new RAE seeded with `cfg.stage2.seed` (none if not `use_rae`)."""
-
-    bb = from_config(cfg.backbone)
-    ahd, ahd_meta = load_ahd(ahd_dir, backbone_identity=bb.identity, layers=cfg.backbone.layers)
-    meta = {"video_max_tokens": cfg.stage2.video_max_tokens, **meta}
-    return TVAD.build(bb, ahd, ahd_meta, cfg.rae, use_rae=use_rae, seed=int(cfg.stage2.seed), meta=meta)
-
-
 def build_ahd(backbone, ahd_cfg, layers: Sequence[int], dataset: str = "synthetic", text_encoder: str = "embeddings",
               seed: int = 0) -> AHD:
     """An AHD for `backbone`'s chosen blocks with the class text features of `dataset`'s prompts."""
-
     torch.manual_seed(seed)
     ahd = AHD(backbone.layer_dims(layers), ahd_cfg.text_dim or backbone.text_dim, ahd_cfg.hidden,
               ahd_cfg.layer_weighting, ahd_cfg.logit_scale, ahd_cfg.learnable_scale)
@@ -36,3 +31,13 @@ def build_ahd(backbone, ahd_cfg, layers: Sequence[int], dataset: str = "syntheti
     abnormal, normal = class_prompts(dataset, k=ahd_cfg.num_templates)
     ahd.set_text(backbone.text_features(normal, text_encoder), backbone.text_features(abnormal, text_encoder))
     return ahd.to(backbone.device)
+
+
+def build_model(cfg, ahd_dir: Path, use_rae: bool, meta: dict) -> TVAD:
+    """A fresh stage-2 model: the configured backbone, the stage-1 AHD checkpoint at `ahd_dir`
+    (checked against that backbone and `cfg.backbone.layers`), and a new RAE (`cfg.rae`, seeded
+    with `cfg.stage2.seed`) when `use_rae`; `meta` gains `stage2.video_max_tokens`."""
+    bb = from_config(cfg.backbone)
+    ahd, ahd_meta = load_ahd(ahd_dir, backbone_identity=bb.identity, layers=cfg.backbone.layers)
+    meta = {"video_max_tokens": cfg.stage2.video_max_tokens, **meta}
+    return TVAD.build(bb, ahd, ahd_meta, cfg.rae, use_rae=use_rae, seed=int(cfg.stage2.seed), meta=meta)

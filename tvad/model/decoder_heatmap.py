@@ -13,7 +13,7 @@ whether), bilinearly upsampled to the frame, and shared by both frames of each t
     heat = decoder_heatmaps(model, frames)            # float32 (T, H, W) in [0, 1]
     res = decoder_attention(model, frames)            # .heat, .grid (T/2, h/2, w/2), .answer
 
-`model` is a `tvad.model.tvad.TVAD` (what `tvad.load` returns), with or without RAE; it works on
+`model` is a `tvad.model.TVAD` (what `tvad.load` returns), with or without RAE; it works on
 the tiny backbone and on the 7B alike. Long videos go through windows of `window` frames.
 """
 
@@ -25,7 +25,11 @@ from typing import Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
+
+from tvad.data.video import probe, read_frames
+from tvad.model.ahd import heat_to_frames
+from tvad.model.backbone import check_frames, frame_windows
+from tvad.model.tvad import DEFAULT_SYSTEM, HEATMAP_KWARG
 
 DEFAULT_QUESTION = "Is there any anomaly in this video? Where is it?"
 
@@ -57,8 +61,6 @@ def eager_attention(qwen):
 @torch.no_grad()
 def _attention_grid(model, clip, question: str, answer: str | None, max_new_tokens: int,
                     layers: Sequence[int] | None) -> tuple[torch.Tensor, str, int]:
-    from tvad.model.tvad import DEFAULT_SYSTEM, HEATMAP_KWARG
-
     system = getattr(model, "system_prompt", None) or DEFAULT_SYSTEM
     msgs = [{"role": "system", "content": system}, {"role": "user", "content": question}]
     if answer is None:
@@ -103,37 +105,28 @@ def decoder_attention(model, frames, fps: float | None = None, question: str = D
 
     answer: teacher-force this answer instead of generating one. layers: decoder layers to average
     (default all). window: frames per pass for long videos (even)."""
-    from tvad.model.backbone import check_frames
-
     if isinstance(frames, (str, bytes)) or hasattr(frames, "__fspath__"):
-        from tvad.data.video import probe, read_frames
-
         fps = fps or probe(frames).fps
         frames = read_frames(frames)
     frames = check_frames(frames)
     if window < 2 or window % 2:
         raise ValueError(f"window must be even and >= 2, got {window}")
-    n, H, W = frames.shape[:3]
+    H, W = frames.shape[1:3]
     grids, heat_parts, answers, nq = [], [], [], 0
-    for a in range(0, n, window):
-        chunk = frames[a:a + window]
-        if len(chunk) == 1:  # a lone last frame: repeated into a pair, as the processor pads
-            chunk = np.concatenate([chunk, chunk])
+    for chunk, keep in frame_windows(frames, window):
         clip = model.encode_clip(chunk, fps)
         g, ans, k = _attention_grid(model, clip, question, answer, max_new_tokens, layers)
         grids.append(g)
         answers.append(ans)
         nq += k
-        heat_parts.append(min(len(frames) - a, window))
+        heat_parts.append(keep)
     grid = torch.cat(grids)  # (T', h', w')
     lo, hi = grid.min(), grid.max()
     norm = (grid - lo) / (hi - lo) if hi > lo else torch.zeros_like(grid)
-    up = F.interpolate(norm[None], size=(H, W), mode="bilinear", align_corners=False)[0]  # (T', H, W)
     # each temporal token covers a frame pair; windows may end on a padded pair
     out, tok = [], 0
     for g, keep in zip(grids, heat_parts):
-        m = up[tok:tok + len(g)].repeat_interleave(2, 0)[:keep]
-        out.append(m)
+        out.append(heat_to_frames(norm[tok:tok + len(g)], (H, W), keep))  # (keep, H, W)
         tok += len(g)
     heat = torch.cat(out).clamp(0, 1).numpy().astype(np.float32)
     return DecoderAttention(heat, grid.numpy().astype(np.float32), answers[0] if len(set(answers)) == 1

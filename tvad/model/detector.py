@@ -2,6 +2,7 @@
 
     model = tvad.load("runs/cpu")                # a run directory (its best AHD) or a checkpoint dir
     det = model.detect("clip.mp4")               # or a uint8 (T, H, W, 3) array; fps optional
+    detector = load_detector("runs/cpu")         # the backbone and the stage-1 AHD alone (no decoder)
     det.heatmaps       # float32 (T, H, W) in [0, 1] at input resolution
     det.frame_scores   # float32 (T,): max of the heatmap over the frame (top-k mean as an option)
     det.regions        # (N, 6) [frame, x1, y1, x2, y2, score] via tvad.metrics.regions_from_heatmaps
@@ -10,18 +11,30 @@ Long videos go through a sliding window of `window` frames. Qwen2.5-VL's ViT att
 2-frame group only, so non-overlapping even-length windows give exactly the features of the whole
 video: the window bounds memory, not accuracy. An odd frame count repeats the last frame for the
 last pair (as Qwen's processor does) and drops the padded frame from the output.
+
+A video too long to hold in memory goes through `TVADDetector.windows(read, num_frames)`: frames
+read window by window (a lone last frame joins the previous window), one `Detection` per window
+(the `tvad detect` command writes its outputs from them).
 """
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable, Iterator
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
-from tvad.model.ahd import AHD, frame_scores
+from tvad.data.video import probe, read_frames
+from tvad.metrics import regions_from_heatmaps
+from tvad.model.ahd import AHD, frame_scores, heat_to_frames, load_ahd
+from tvad.model.backbone import check_frames, frame_windows, from_pretrained
 
 
 @dataclass
@@ -46,6 +59,16 @@ def find_checkpoint(path: str | os.PathLike) -> Path:
     raise FileNotFoundError(f"{p}: no AHD checkpoint (ahd.json) in it or under stage1/best")
 
 
+def window_bounds(num_frames: int, window: int) -> list[tuple[int, int]]:
+    """[(a, b)]: consecutive windows of `window` frames covering `num_frames`, for reading a long
+    video window by window; a lone last frame joins the previous window (each window then holds at
+    least one frame pair, and the processor pads an odd one by repeating its last frame)."""
+    bounds = list(range(0, num_frames, window)) + [num_frames]
+    if len(bounds) > 2 and bounds[-1] - bounds[-2] == 1:
+        bounds.pop(-2)
+    return list(zip(bounds[:-1], bounds[1:]))
+
+
 class TVADDetector:
     """A frozen backbone + a trained AHD."""
 
@@ -61,54 +84,58 @@ class TVADDetector:
         self.window = window
 
     @torch.no_grad()
-    def detect(self, frames, fps: float | None = None, threshold: float = 0.5) -> Detection:
-        from tvad.data.video import probe, read_frames
-        from tvad.metrics import regions_from_heatmaps
-        from tvad.model.backbone import check_frames
+    def heatmaps(self, frames: np.ndarray, fps: float | None = None) -> torch.Tensor:
+        """float32 (T, H, W) heatmaps of checked uint8 (T, H, W, 3) frames, in windows of `window`
+        frames (a lone last frame repeated into a pair, as the processor pads)."""
+        H, W = frames.shape[1:3]
+        heat = []
+        for chunk, k in frame_windows(frames, self.window):
+            vf = self.backbone.visual_features(chunk, self.layers, fps=fps)
+            out = self.ahd({l: f.to(self.ahd.text.device) for l, f in vf.features.items()})
+            h = heat_to_frames(out.heat, (H, W), k)
+            if not torch.isfinite(h).all():
+                raise FloatingPointError("non-finite heatmap (NaN in features or AHD weights)")
+            heat.append(h.cpu())
+        return torch.cat(heat).float()
 
+    def detect(self, frames, fps: float | None = None, threshold: float = 0.5) -> Detection:
+        """Heatmaps, frame scores and regions (heat >= threshold) of a video: a path or uint8 (T, H, W, 3)."""
         if isinstance(frames, (str, os.PathLike)):
             info = probe(frames)
             fps = fps or info.fps
             frames = read_frames(frames)
         frames = check_frames(frames)
-        n, H, W = frames.shape[:3]
-        heat, scores = [], []
-        for a in range(0, n, self.window):
-            chunk = frames[a:a + self.window]
-            keep = slice(0, len(chunk))
-            if len(chunk) == 1:  # a lone last frame: repeated into a pair, as the processor pads
-                chunk = np.concatenate([chunk, chunk])
-            vf = self.backbone.visual_features(chunk, self.layers, fps=fps)
-            out = self.ahd({l: f.to(self.ahd.text.device) for l, f in vf.features.items()})
-            h = AHD.upsample(out.heat, (H, W)).repeat_interleave(2, 0)[: len(chunk)][keep]
-            if not torch.isfinite(h).all():
-                raise FloatingPointError("non-finite heatmap (NaN in features or AHD weights)")
-            heat.append(h.cpu())
-        hm = torch.cat(heat).float()
+        hm = self.heatmaps(frames, fps)
         scores = frame_scores(hm, self.frame_score, self.topk)
         hm_np = hm.numpy().astype(np.float32)
         return Detection(hm_np, scores.numpy().astype(np.float32), regions_from_heatmaps(hm_np, threshold), fps)
 
+    def windows(self, read: Callable[[int, int], np.ndarray], num_frames: int, fps: float | None = None,
+                window: int | None = None, threshold: float = 0.5,
+                progress: bool = False) -> Iterator[tuple[int, int, Detection]]:
+        """A long video window by window, its frames read per window so memory stays bounded:
+        `read(a, b)` returns uint8 (b - a, H, W, 3) frames [a, b) of the video. Yields (a, b, the
+        Detection of those frames), the regions' frame column in the video's frame indices.
+        `window` frames per read (default `self.window`; see `window_bounds`)."""
+        bounds = window_bounds(num_frames, window or self.window)
+        for a, b in tqdm(bounds, desc="detect", unit="window", disable=not progress, file=sys.stderr):
+            det = self.detect(read(a, b), fps=fps, threshold=threshold)
+            r = np.asarray(det.regions, float).reshape(-1, 6).copy()
+            r[:, 0] += a
+            yield a, b, dataclasses.replace(det, regions=r)
 
-def load(path: str | os.PathLike, backbone=None, device: str | None = None, window: int = 32) -> TVADDetector:
-    """`tvad.load(path)`: a checkpoint or run directory -> a detector (backbone loaded as recorded).
+
+def load_detector(path: str | os.PathLike, backbone=None, device: str | None = None, window: int = 32,
+                  dtype: str | None = None) -> TVADDetector:
+    """A stage-1 checkpoint or a run directory (`find_checkpoint`) -> a detector, the backbone loaded
+    as the checkpoint records it (its path, dtype unless `dtype` is given, max_pixels).
 
     A given `backbone` must be the one the AHD was trained on (same weights and layers)."""
-    from tvad.model.backbone import from_pretrained
-    from tvad.io import REPO_ROOT
-    from tvad.model.ahd import load_ahd
-
     ck = find_checkpoint(path)
-    import json
-
     meta = json.loads((ck / "ahd.json").read_text())
     bbm = meta.get("backbone") or {}
     if backbone is None:
-        src = Path(bbm.get("path", ""))
-        if not src.is_absolute() and (REPO_ROOT / src).is_dir():
-            src = REPO_ROOT / src
-        backbone = from_pretrained(src if src.is_dir() else bbm.get("path"), dtype=bbm.get("dtype", "float32"),
-                                   device=device or ("cuda" if torch.cuda.is_available() else "cpu"),
-                                   max_pixels=bbm.get("max_pixels"))
+        backbone = from_pretrained(bbm.get("path", ""), dtype=dtype or bbm.get("dtype", "float32"),
+                                   device=device or "auto", max_pixels=bbm.get("max_pixels"))
     ahd, meta = load_ahd(ck, backbone_identity=backbone.identity, layers=bbm.get("layers"))
     return TVADDetector(backbone, ahd, meta, window=window)

@@ -84,3 +84,28 @@ class RegionAwareAnomalyEncoder(nn.Module):
             base = self.base.unsqueeze(0).expand(T, -1, -1)
             return torch.cat([base, P_reg, P_glob], dim=1)  # eq. 12: [P_base; P_reg; P_glob]
         return torch.cat([P_reg, P_glob], dim=1) + self.base.mean(0)  # released: base prompt added
+
+
+RAE_KEYS = ("channels", "conv_layers", "grid", "num_base", "variant", "init", "init_gain")  # constructor settings
+
+
+def rae_kwargs(cfg) -> dict:
+    """RegionAwareAnomalyEncoder kwargs from a RAEConfig, a dict, or an RAE module (what a
+    checkpoint's tvad.json records as "rae")."""
+    if cfg is None:
+        return {}
+    if isinstance(cfg, RegionAwareAnomalyEncoder):
+        conv = [m for m in cfg.f if isinstance(m, nn.Conv2d)]
+        return {"channels": int(conv[-1].out_channels), "conv_layers": len(conv), "grid": cfg.grid,
+                "num_base": cfg.num_base, "variant": cfg.variant, "init": cfg.init, "init_gain": cfg.init_gain}
+    d = cfg if isinstance(cfg, dict) else {k: getattr(cfg, k) for k in RAE_KEYS if hasattr(cfg, k)}
+    return {k: d[k] for k in RAE_KEYS if k in d}
+
+
+def new_rae(hidden_size: int, kwargs: dict, seed: int | None = None) -> RegionAwareAnomalyEncoder:
+    """A new RAE of width `hidden_size` (the decoder's) with `kwargs` (`rae_kwargs`). With `seed`
+    (stage 2's fresh RAE), `torch.manual_seed(seed)` immediately before construction; without it
+    (weights about to be restored from a checkpoint) the global RNG is left alone."""
+    if seed is not None:
+        torch.manual_seed(seed)
+    return RegionAwareAnomalyEncoder(hidden_size=int(hidden_size), **kwargs)

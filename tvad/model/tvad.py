@@ -1,9 +1,13 @@
 """The full T-VAD model: frozen Qwen2.5-VL + AHD heatmaps + RAE prompts injected into the decoder (eq. 13).
 
-    model = tvad.model.tvad.load("runs/cpu")          # a checkpoint dir or a run dir (also `tvad.load`)
+    model = tvad.model.load("runs/cpu")               # a checkpoint dir or a run dir (also `tvad.load`)
     answer, history = model.chat("clip.mp4", "Is there any anomaly in this video?")
     answer, history = model.chat("clip.mp4", "How does it move?", history)
     det = model.detect("clip.mp4")                    # heatmaps, frame scores, regions (the AHD's API)
+
+This module: eq. 13 (the prompt tokens, `PromptInjector` and its hook), the clip and dialogue
+encodings (`ClipInputs`, `encode_dialogue`) and the `TVAD` model. Beside it: `chat` (History,
+ChatSession), `checkpoint` (save_model, load), `build` (a model from a configuration).
 
 Eq. 13, the way Qwen2.5-VL itself places its video tokens: three special tokens are added to the
 tokenizer (`<|anomaly_start|>`, `<|anomaly_pad|>`, `<|anomaly_end|>`; Qwen's padded embedding
@@ -39,10 +43,7 @@ chat see the same resolution (None: every frame at the backbone's `max_pixels`).
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import json
 import os
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Sequence
@@ -51,13 +52,16 @@ import numpy as np
 import torch
 from torch import nn
 
-from tvad.model.rae import RegionAwareAnomalyEncoder
+from tvad.data.video import probe, read_frames
+from tvad.model.backbone import check_frames
+from tvad.model.chat import ChatSession, History, frames_fingerprint
+from tvad.model.detector import TVADDetector
+from tvad.model.rae import RegionAwareAnomalyEncoder, new_rae, rae_kwargs
 
 PROMPT_TOKENS = ("<|anomaly_start|>", "<|anomaly_pad|>", "<|anomaly_end|>")  # open, placeholder, close
 HEATMAP_KWARG = "anomaly_heatmaps"  # forward kwarg: list of (T, h, w) heatmaps, one per sequence
 VIDEO_EMBEDS_KWARG = "anomaly_video_embeds"  # forward kwarg: list of (N_v, D_p) cached merged video tokens
 INJECTOR_NAME = "anomaly_injector"  # attribute of qwen.model holding the PromptInjector
-CKPT_FORMAT = "tvad-model-1"  # tvad.json "format" of full-model checkpoint directories
 VIDEO_PAD = "<|video_pad|>"
 DEFAULT_SYSTEM = "You are a helpful assistant."
 DEFAULT_MAX_FRAMES = 40  # chat: longer videos are subsampled evenly to this many frames (paper clips: 8-40)
@@ -321,24 +325,6 @@ def encode_dialogue(tokenizer, messages: Sequence[dict], num_video_tokens: int, 
     return Encoded(ids_t, lab, mm, sum(m["role"] == "assistant" for m in msgs))
 
 
-# -- chat history -------------------------------------------------------------------------------------
-
-class History(list):
-    """The messages of one dialogue about one video ({role, content} dicts, system first). Carries
-    the video's fingerprint (a history from another video is refused) and its encoded clip."""
-
-    def __init__(self, messages: Iterable[dict] = (), video_id: str = "", clip: ClipInputs | None = None):
-        super().__init__(messages)
-        self.video_id = video_id
-        self.clip = clip
-
-
-def frames_fingerprint(frames: np.ndarray) -> str:
-    h = hashlib.sha1(str(frames.shape).encode())
-    h.update(np.ascontiguousarray(frames[:, ::7, ::7]).tobytes())
-    return h.hexdigest()[:16]
-
-
 # -- the model ----------------------------------------------------------------------------------------
 
 class TVAD:
@@ -404,24 +390,18 @@ class TVAD:
         or dict), seeded. The backbone is modified in place (tokens, injector)."""
         rae = None
         if use_rae:
-            kw = _rae_kwargs(rae_cfg)
-            torch.manual_seed(seed)
-            rae = RegionAwareAnomalyEncoder(hidden_size=int(backbone.model.config.text_config.hidden_size), **kw)
+            rae = new_rae(backbone.model.config.text_config.hidden_size, rae_kwargs(rae_cfg), seed=seed)
         m = dict(meta or {})
-        m.setdefault("rae", _rae_kwargs(rae_cfg) if use_rae else None)
+        m.setdefault("rae", rae_kwargs(rae_cfg) if use_rae else None)
         return cls(backbone, ahd, ahd_meta, rae, use_ahd=use_ahd, use_rae=use_rae, meta=m)
 
     # -- clips ----------------------------------------------------------------------------------
     def read_video(self, video, fps: float | None = None) -> tuple[np.ndarray, float]:
         """A path or uint8 (T, H, W, 3) array -> (frames, fps); long videos subsampled evenly to
         `max_frames` (fps scaled accordingly)."""
-        from tvad.model.backbone import check_frames
-
         if video is None:
             raise TVADError("a question needs a video: pass a path or a uint8 (T, H, W, 3) array")
         if isinstance(video, (str, os.PathLike)):
-            from tvad.data.video import probe, read_frames
-
             p = Path(video)
             if not p.exists():
                 raise TVADError(f"video {p} does not exist")
@@ -447,8 +427,6 @@ class TVAD:
     def encode_clip(self, frames: np.ndarray, fps: float | None = None, pixel_values: bool = False) -> ClipInputs:
         """One ViT pass: merged video tokens V (at most `video_max_tokens`) and the AHD's (T, h, w)
         heatmap on the same patch grid (zeros if use_ahd is off or there is no AHD)."""
-        from tvad.model.backbone import check_frames
-
         frames = check_frames(frames)
         fps = float(fps or self.fps)
         bb = self.backbone
@@ -561,14 +539,18 @@ class TVAD:
         return ChatSession(self, video, fps)
 
     # -- detection (the AHD's API on the same object) -------------------------------------------------
-    def detect(self, frames, fps: float | None = None, threshold: float = 0.5):
+    @property
+    def detector(self) -> TVADDetector:
+        """The backbone and the AHD as a `TVADDetector` (windows of `window` frames), made once."""
         if self.ahd is None:
             raise TVADError("this model has no AHD: detect() needs one")
         if self._detector is None:
-            from tvad.model.detector import TVADDetector
-
             self._detector = TVADDetector(self.backbone, self.ahd, self.ahd_meta, window=self.window)
-        return self._detector.detect(frames, fps=fps, threshold=threshold)
+        return self._detector
+
+    def detect(self, frames, fps: float | None = None, threshold: float = 0.5):
+        """`TVADDetector.detect`: heatmaps, frame scores and regions of a video (path or frames)."""
+        return self.detector.detect(frames, fps=fps, threshold=threshold)
 
     # -- bookkeeping -----------------------------------------------------------------------------------
     def trainable_parameters(self) -> list[nn.Parameter]:
@@ -613,78 +595,6 @@ class TVAD:
         out["total"] = vis + lang + head + out["ahd"] + out["rae"] + out["prompt_tokens"]
         return out
 
-    # -- persistence -----------------------------------------------------------------------------------
-    def save(self, path: str | os.PathLike, meta: dict | None = None) -> Path:
-        """A self-contained checkpoint directory (atomic): backbone/ (the merged Qwen model in
-        safetensors with the processor and the tokenizer carrying the prompt tokens), rae.safetensors,
-        ahd/ (the AHD checkpoint), tvad.json (switches, tokens, meta, resolved config)."""
-        from safetensors.torch import save_file
-
-        from tvad.model.ahd import save_ahd
-        from tvad.io import atomic_replace_dir, atomic_write_json
-
-        p = Path(path)
-        tmp = p.with_name(p.name + ".tmp")
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
-        self.merge_prompt_rows()
-        inner = self.qwen.model
-        inj = inner._modules.pop(INJECTOR_NAME)
-        try:
-            self.backbone.save_pretrained(tmp / "backbone")
-        finally:
-            inner._modules[INJECTOR_NAME] = inj
-        tensors = {"token_rows": self.injector.token_rows.detach().float().cpu().contiguous()}
-        if self.rae is not None:
-            tensors.update({f"rae.{k}": v.detach().cpu().contiguous() for k, v in self.rae.state_dict().items()})
-        save_file(tensors, str(tmp / "rae.safetensors"))
-        if self.ahd is not None:
-            save_ahd(self.ahd, tmp / "ahd", {k: v for k, v in self.ahd_meta.items() if k not in ("format", "ahd")})
-        m = {**self.meta, **(meta or {})}
-        m.update({"format": CKPT_FORMAT, "tokens": self.token_ids, "use_rae": self.use_rae, "use_ahd": self.use_ahd,
-                  "has_rae": self.rae is not None, "has_ahd": self.ahd is not None, "layers": self.layers,
-                  "fps": self.fps, "max_frames": self.max_frames, "system_prompt": self.system_prompt,
-                  "num_prompts": self.injector.num_prompts, "vision_hash": vision_hash(self.qwen),
-                  "dtype": str(self.backbone.dtype).replace("torch.", ""), "max_pixels": self.backbone.max_pixels,
-                  "video_max_tokens": self.video_max_tokens,
-                  "rae": _rae_kwargs(self.rae) if self.rae is not None else None})
-        atomic_write_json(tmp / "tvad.json", m)
-        return atomic_replace_dir(tmp, p)
-
-
-class ChatSession:
-    """A multi-turn dialogue about one video (the video is read and encoded once)."""
-
-    def __init__(self, model: TVAD, video, fps: float | None = None):
-        self.model = model
-        self.frames, self.fps = model.read_video(video, fps)
-        self.history: History | None = None
-
-    def ask(self, question: str, max_new_tokens: int = 96) -> str:
-        answer, self.history = self.model.chat(self.frames, question, self.history, fps=self.fps,
-                                               max_new_tokens=max_new_tokens)
-        return answer
-
-    def reset(self) -> None:
-        self.history = None
-
-    def transcript(self) -> str:
-        return "\n".join(f"{'USER' if m['role'] == 'user' else 'T-VAD'}: {m['content']}"
-                         for m in (self.history or []) if m["role"] != "system")
-
-
-def _rae_kwargs(cfg) -> dict:
-    """RegionAwareAnomalyEncoder kwargs from a RAEConfig, a dict, or an RAE module."""
-    keys = ("channels", "conv_layers", "grid", "num_base", "variant", "init", "init_gain")
-    if cfg is None:
-        return {}
-    if isinstance(cfg, RegionAwareAnomalyEncoder):
-        conv = [m for m in cfg.f if isinstance(m, nn.Conv2d)]
-        return {"channels": int(conv[-1].out_channels), "conv_layers": len(conv), "grid": cfg.grid,
-                "num_base": cfg.num_base, "variant": cfg.variant, "init": cfg.init, "init_gain": cfg.init_gain}
-    d = cfg if isinstance(cfg, dict) else {k: getattr(cfg, k) for k in keys if hasattr(cfg, k)}
-    return {k: d[k] for k in keys if k in d}
-
 
 def lora_parameter_count(qwen, lora: dict) -> int:
     """LoRA parameters r * (in + out) per targeted Linear, summed over the recorded phases
@@ -700,97 +610,3 @@ def lora_parameter_count(qwen, lora: dict) -> int:
                 lin = getattr(layers[i].self_attn, t)
                 total += r * (lin.in_features + lin.out_features)
     return total
-
-
-def vision_hash(qwen) -> str:
-    """A fingerprint of the vision tower's weights (the AHD was trained on it; stage 2 never changes it)."""
-    h = hashlib.sha256()
-    for name, t in sorted(qwen.model.visual.state_dict().items()):
-        f = t.detach().flatten()
-        f = f[:: max(1, f.numel() // 4096)].float().cpu().numpy()
-        h.update(name.encode())
-        h.update(f.tobytes())
-    return h.hexdigest()[:16]
-
-
-# -- loading ------------------------------------------------------------------------------------------
-
-def find_model(path: str | os.PathLike) -> Path | None:
-    """A full-model checkpoint (tvad.json) at `path` or, in a run dir, the stage-2 result."""
-    p = Path(path)
-    if (p / "tvad.json").exists():
-        return p
-    for cand in (p / "stage2" / "rae" / "phase_b" / "final", p / "stage2" / "rae" / "phase_a" / "final",
-                 p / "stage2" / "final"):
-        if (cand / "tvad.json").exists():
-            return cand
-    return None
-
-
-def load_tvad(path: str | os.PathLike, device: str | None = None, dtype: str | None = None) -> TVAD:
-    """Restore a checkpoint written by `TVAD.save` (identical logits)."""
-    from safetensors.torch import load_file
-
-    from tvad.model.ahd import load_ahd
-    from tvad.model.backbone import from_pretrained
-
-    p = Path(path)
-    if not (p / "tvad.json").exists():
-        raise FileNotFoundError(f"{p}: not a T-VAD checkpoint (no tvad.json)")
-    meta = json.loads((p / "tvad.json").read_text())
-    if meta.get("format") != CKPT_FORMAT:
-        raise ValueError(f"{p}: unknown checkpoint format {meta.get('format')!r}")
-    parts = {"backbone": p / "backbone" / "config.json", "RAE weights": p / "rae.safetensors"}
-    if meta.get("has_ahd", True):
-        parts["AHD"] = p / "ahd" / "ahd.json"
-    for name, f in parts.items():
-        if not f.exists():
-            raise FileNotFoundError(f"{p}: the checkpoint is missing its {name} ({f.relative_to(p)})")
-    dev = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    bb = from_pretrained(p / "backbone", dtype=dtype or meta.get("dtype", "float32"), device=dev,
-                         max_pixels=meta.get("max_pixels"))
-    got = vision_hash(bb.model)
-    if meta.get("vision_hash") and got != meta["vision_hash"]:
-        raise ValueError(f"{p}: the vision tower's weights differ from the ones saved ({got} != {meta['vision_hash']})")
-    for t, i in (meta.get("tokens") or {}).items():
-        if bb.tokenizer.convert_tokens_to_ids(t) != int(i):
-            raise ValueError(f"{p}: tokenizer maps {t} to {bb.tokenizer.convert_tokens_to_ids(t)}, checkpoint says {i}")
-    ahd, ahd_meta = (load_ahd(p / "ahd") if meta.get("has_ahd", True) else (None, {}))
-    st = load_file(str(p / "rae.safetensors"))
-    rae = None
-    if meta.get("has_rae"):
-        if not any(k.startswith("rae.") for k in st):
-            raise FileNotFoundError(f"{p}: rae.safetensors holds no RAE weights")
-        rae = RegionAwareAnomalyEncoder(hidden_size=int(bb.model.config.text_config.hidden_size), **meta["rae"])
-        rae.load_state_dict({k[4:]: v for k, v in st.items() if k.startswith("rae.")})
-    model = TVAD(bb, ahd, ahd_meta, rae, use_ahd=meta.get("use_ahd", True), use_rae=meta.get("use_rae", True),
-                 meta=meta)
-    with torch.no_grad():
-        model.injector.token_rows.copy_(st["token_rows"].to(model.injector.token_rows.device))
-    model.injector.to(bb.device)
-    return model
-
-
-def load(path: str | os.PathLike, device: str | None = None, **kw) -> TVAD:
-    """`tvad.load(path)`: a full-model checkpoint, or a run directory (its stage-2 model if trained,
-    else its stage-1 AHD on the untrained backbone, chatting without prompts). `.detect` and
-    `.chat` work on what it returns."""
-    found = find_model(path)
-    if found is not None:
-        return load_tvad(found, device=device)
-    from tvad.model.detector import find_checkpoint, load as load_detector
-
-    det = load_detector(find_checkpoint(path), device=device, **kw)
-    return TVAD(det.backbone, det.ahd, det.meta, rae=None, use_rae=False, use_ahd=True,
-                meta={"stage2": None, "fps": None, "video_max_tokens": _run_video_max_tokens(path)})
-
-
-def _run_video_max_tokens(path: str | os.PathLike) -> int | None:
-    """`stage2.video_max_tokens` of the run directory at `path` (its config.yaml), None if there is none."""
-    import yaml
-
-    f = Path(path) / "config.yaml"
-    if not f.is_file():
-        return None
-    cfg = yaml.safe_load(f.read_text()) or {}
-    return (cfg.get("stage2") or {}).get("video_max_tokens")

@@ -21,7 +21,7 @@ from tvad.evaluate.dialogues import evaluate_model, judgement_auroc, judgement_s
 from tvad.io import atomic_write_json
 from tvad.model.build import build_model
 from tvad.model.detector import find_checkpoint
-from tvad.model.tvad import load_tvad
+from tvad.model import load
 from tvad.train.clips import ClipResolver, ClipStore, HeatmapView, check_clips, corpus_records, load_records
 from tvad.train.common import torch_threads
 from tvad.train.stage2 import lora_layers, train_phase
@@ -120,10 +120,10 @@ def _run_stage2(run, force: bool = False, progress: bool = True, log: Callable[[
         if variant == "backbone":
             model = build_model(cfg, ahd_dir, use_rae=False, meta=meta)  # untrained: no prompts, no LoRA
         elif (b_final / "tvad.json").exists():
-            model = load_tvad(b_final)
+            model = load(b_final)
             log(f"[stage2] {variant}: found {b_final}")
         else:
-            model = (load_tvad(a_final) if (a_final / "tvad.json").exists()
+            model = (load(a_final) if (a_final / "tvad.json").exists()
                      else build_model(cfg, ahd_dir, use_rae=(variant != "no_rae"), meta={**meta, "variant": variant}))
         if clips is None:
             clips = ClipStore(model, resolver, out / "clips", video_embeds=s2.video_input == "embeds")

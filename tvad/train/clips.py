@@ -27,7 +27,8 @@ from tvad.data.clips import resize_masks
 from tvad.data.video import probe, read_frames, resize_frames
 from tvad.io import atomic_path
 from tvad.model.ahd import pair_merge
-from tvad.model.tvad import ClipInputs, TVAD, TVADError, vision_hash
+from tvad.model.backbone import vision_hash
+from tvad.model.tvad import ClipInputs, TVAD, TVADError
 
 
 class ClipMissing(TVADError):

@@ -42,7 +42,8 @@ import torch.nn.functional as F
 
 from tvad.data import synthetic
 from tvad.io import atomic_write_json, resolve_path
-from tvad.model.backbone import build_tiny, from_pretrained
+from tvad.model.backbone import from_pretrained
+from tvad.model.tiny import build_tiny
 from tvad.run import seed_everything
 from tvad.train.stage1 import video_name
 

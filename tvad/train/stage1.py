@@ -40,7 +40,8 @@ from tqdm.auto import tqdm
 
 from tvad.io import atomic_path, atomic_write_json
 from tvad.metrics import macro_auc, micro_auc, operating_point, rbdc_tbdc, regions_from_heatmaps, tracks_from_masks
-from tvad.model.ahd import AHD, CKPT_FORMAT, ahd_loss, frame_scores, load_ahd, pair_merge, save_ahd  # noqa: F401
+from tvad.model.ahd import (AHD, CKPT_FORMAT, ahd_loss, frame_scores, heat_to_frames, load_ahd, pair_merge,  # noqa: F401
+                            save_ahd)
 from tvad.train.common import Killed
 
 
@@ -158,12 +159,10 @@ def predict(ahd: AHD, sample: Sample, frame_score: str = "max", topk: int = 16) 
     ahd.eval()
     dev = ahd.text.device
     out = ahd({l: f.to(dev).float() for l, f in sample.features.items()})
-    heat = ahd.upsample(out.heat, sample.frame_size)  # (T, H, W), eq. 7 upsampled
+    heat = heat_to_frames(out.heat, sample.frame_size, sample.num_frames)  # (N, H, W), eq. 7 upsampled
     if not torch.isfinite(heat).all():
         raise FloatingPointError(f"{sample.name}: non-finite heatmap")
     sc = frame_scores(heat, frame_score, topk)
-    heat = heat.repeat_interleave(2, 0)[: sample.num_frames]
-    sc = sc.repeat_interleave(2, 0)[: sample.num_frames]
     return heat.cpu().numpy().astype(np.float32), sc.cpu().numpy().astype(np.float32)
 
 

@@ -14,12 +14,12 @@ overrides it. Arrays only: no model runs here.
 from __future__ import annotations
 
 import io
-import os
-from typing import Sequence
 
 import numpy as np
 
 from tvad.viz.overlays import GT_COLOR, draw_boxes, overlay_heatmap, overlay_mask
+from tvad.viz.plots import set_style
+from tvad.viz.widgets import live_frontend
 
 __all__ = ["FrameScrubber", "scrubber", "compose_frame", "static_strip"]
 
@@ -106,8 +106,6 @@ def _png_image(img: np.ndarray) -> bytes:
 def static_strip(frames, heatmaps=None, masks=None, scores=None, labels=None, num: int = 6, title: str | None = None):
     """The static view: `num` key frames (rows: input, heatmap, GT) over the frame-score timeline."""
     import matplotlib.pyplot as plt
-
-    from tvad.viz.plots import set_style
 
     set_style()
     fr, hm, mk, sc, lb = _check(frames, heatmaps, masks, scores, labels)
@@ -209,7 +207,7 @@ def scrubber(frames, heatmaps=None, masks=None, scores=None, labels=None, region
     """Display the explorer (see the module docstring for static / interactive) and return it."""
     sc = FrameScrubber(frames, heatmaps, masks, scores, labels, regions, title)
     if static is None:
-        static = not _live_frontend()
+        static = not live_frontend()
     try:
         from IPython import get_ipython
         from IPython.display import display
@@ -232,12 +230,3 @@ def scrubber(frames, heatmaps=None, masks=None, scores=None, labels=None, region
         plt.close(fig)
     return sc
 
-
-def _live_frontend() -> bool:
-    """A Jupyter server or VS Code can show widgets; papermill / nbconvert / scripts cannot
-    (`tvad.viz.widgets.live_frontend`; TVAD_WIDGETS=1 / 0 forces it)."""
-    try:
-        from tvad.viz.widgets import live_frontend
-    except ImportError:
-        return os.environ.get("TVAD_WIDGETS", "0").strip().lower() in ("1", "true", "yes", "on")
-    return live_frontend()

@@ -5,11 +5,12 @@
     trajectory(frames, gt_tracks, regions, masks, heat)   GT (green) / predicted (red) boxes over time,
                                             accumulated GT and predicted masks
     dialogue(frames, heat, messages)        key frames with heatmaps beside a multi-turn conversation
-    roc({method: (fpr, tpr, auc)})          frame-level ROC curves
-    rbdc_curves({method: {"fpr", "rbdr", "tbdr"}})   RBDR / TBDR against false positives per frame
+    roc({method: (fpr, tpr, auc)}, labels=...)          frame-level ROC curves
+    rbdc_curves({method: {"fpr", "rbdr", "tbdr"}}, labels=...)   RBDR / TBDR against false positives per frame
     training_curves(stage1_history, stage2_histories)   losses and validation metrics
 
-One style (`tvad.viz.plots.set_style`: seaborn paper context), sized for a paper column (3.3 in)
+Method names are keys; display labels are passed in (`labels={method: label}`, e.g. the
+evaluation's HEATMAP_METHODS), so this module knows nothing of the evaluation. One style (`tvad.viz.plots.set_style`: seaborn paper context), sized for a paper column (3.3 in)
 or the full width (6.9 in).
 """
 
@@ -22,6 +23,7 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from tvad.viz.overlays import GT_COLOR, PRED_COLOR, draw_boxes, draw_track, overlay_heatmap, overlay_mask
+from tvad.viz.plots import set_style
 
 COLUMN_IN = 3.3  # one paper column, inches
 FULL_IN = 6.9  # full text width, inches
@@ -35,8 +37,6 @@ FIGURE_NAMES = ("heatmap_grid", "trajectory", "dialogue", "roc", "rbdc_curves", 
 
 def _plt():
     import matplotlib.pyplot as plt
-
-    from tvad.viz.plots import set_style
 
     set_style()
     return plt
@@ -73,14 +73,17 @@ def _off(ax):
 # -- heatmap comparison grid -----------------------------------------------------------------------
 
 def heatmap_grid(examples: Sequence[Mapping], rows: Sequence[str] = ("frame", "gt", "ahd", "decoder"),
-                 times: int = 4, width: float = FULL_IN, overlay: bool = True):
+                 times: int = 4, width: float = FULL_IN, overlay: bool = True,
+                 labels: Mapping[str, str] | None = None):
     """The paper's heatmap comparison: for each example clip a block of rows (input, GT mask, AHD,
     decoder-driven map; any method in `example["heatmaps"]`), columns = `times` frames spread over
     the clip's anomalous span. `examples`: dicts with "name", "frames" (T, H, W, 3) uint8,
-    "masks" (T, H, W) or None, "heatmaps" {method: (T, H, W) in [0, 1]}."""
+    "masks" (T, H, W) or None, "heatmaps" {method: (T, H, W) in [0, 1]}. `labels`: {row: label},
+    over the short `ROW_LABELS` (default: those, else the row key)."""
     plt = _plt()
     if not examples:
         raise ValueError("heatmap_grid needs at least one example")
+    row_labels = {**ROW_LABELS, **(labels or {})}
     blocks = []
     for ex in examples:
         have = [r for r in rows if r == "frame" or (r == "gt" and ex.get("masks") is not None)
@@ -116,7 +119,7 @@ def heatmap_grid(examples: Sequence[Mapping], rows: Sequence[str] = ("frame", "g
                 if i == 0:
                     ax.set_title(f"t={t}", fontsize=7, pad=2)
                 if j == 0:
-                    label = ROW_LABELS.get(kind, kind)
+                    label = row_labels.get(kind, kind)
                     if i == 0:
                         label = f"{ex.get('name', '')}\n{label}"
                     ax.set_ylabel(label, fontsize=7)
@@ -258,16 +261,16 @@ def dialogue(frames: np.ndarray, heat: np.ndarray | None, messages: Sequence[Map
 
 # -- curves ----------------------------------------------------------------------------------------
 
-def _method_label(m: str) -> str:
-    from tvad.evaluate import HEATMAP_METHODS
+def _label(labels: Mapping[str, str] | None, method: str) -> str:
+    """The display label of `method` (the key itself when `labels` has none)."""
+    return (labels or {}).get(method, method)
 
-    return HEATMAP_METHODS.get(m, m)
 
-
-def roc(curves: Mapping[str, Mapping[str, tuple]] | Mapping[str, tuple], width: float = FULL_IN):
+def roc(curves: Mapping[str, Mapping[str, tuple]] | Mapping[str, tuple], width: float = FULL_IN,
+        labels: Mapping[str, str] | None = None):
     """Frame-level (micro) ROC curves: {split: {method: (fpr, tpr, auc)}} (one panel per split) or
     {method: (fpr, tpr, auc)} (one panel). One legend for the methods below the panels; each
-    panel lists its micro AUCs (%)."""
+    panel lists its micro AUCs (%). `labels`: {method: display label} (default: the method key)."""
     plt = _plt()
     first = next(iter(curves.values()), None)
     if first is None:
@@ -280,7 +283,7 @@ def roc(curves: Mapping[str, Mapping[str, tuple]] | Mapping[str, tuple], width: 
     for ax, (split, cs) in zip(axes[0], panels.items()):
         lines = []
         for m, (fpr, tpr, auc) in cs.items():
-            line, = ax.plot(fpr, tpr, lw=1.4, color=colors.get(m), label=_method_label(m))
+            line, = ax.plot(fpr, tpr, lw=1.4, color=colors.get(m), label=_label(labels, m))
             colors.setdefault(m, line.get_color())
             lines.append(f"{100 * auc:.1f}")
         ax.plot([0, 1], [0, 1], color="0.6", lw=0.8, ls="--")
@@ -292,16 +295,17 @@ def roc(curves: Mapping[str, Mapping[str, tuple]] | Mapping[str, tuple], width: 
     axes[0, 0].set_ylabel("true positive rate")
     from matplotlib.lines import Line2D
 
-    fig.legend([Line2D([], [], color=c, lw=1.6) for c in colors.values()], [_method_label(m) for m in colors],
+    fig.legend([Line2D([], [], color=c, lw=1.6) for c in colors.values()], [_label(labels, m) for m in colors],
                loc="lower center", ncol=min(4, len(colors)), fontsize=7, frameon=False, bbox_to_anchor=(0.5, -0.02))
     fig.tight_layout(rect=(0, 0.08, 1, 1))
     return fig
 
 
 def rbdc_curves(curves: Mapping[str, Mapping[str, np.ndarray]], max_fpr: float = 1.0, width: float = FULL_IN,
-                title: str | None = None):
+                title: str | None = None, labels: Mapping[str, str] | None = None):
     """RBDR and TBDR against false positives per frame: {method: {"fpr", "rbdr", "tbdr"}}; the
-    areas over [0, max_fpr] are the RBDC/TBDC of the tables (the legend's numbers)."""
+    areas over [0, max_fpr] are the RBDC/TBDC of the tables (the legend's numbers). `labels`:
+    {method: display label} (default: the method key)."""
     plt = _plt()
     fig, axes = plt.subplots(1, 2, figsize=(width, width * 0.38))
     for m, c in curves.items():
@@ -312,7 +316,7 @@ def rbdc_curves(curves: Mapping[str, Mapping[str, np.ndarray]], max_fpr: float =
             if len(x) and x[-1] < max_fpr:
                 x, yy = np.append(x, max_fpr), np.append(yy, yy[-1])
             area = float(np.sum(np.diff(x) * (yy[1:] + yy[:-1]) / 2)) if len(x) > 1 else 0.0
-            ax.plot(x, yy, lw=1.4, drawstyle="default", label=f"{_method_label(m)} ({100 * area:.1f})")
+            ax.plot(x, yy, lw=1.4, drawstyle="default", label=f"{_label(labels, m)} ({100 * area:.1f})")
     for ax, key in zip(axes, ("RBDR", "TBDR")):
         ax.set(xlim=(0, max_fpr), ylim=(0, 1.01), xlabel="false positives per frame", ylabel=key)
         ax.legend(fontsize=6, loc="upper left", title="area (%)", title_fontsize=6, framealpha=0.85)

@@ -1,7 +1,7 @@
 """A chat box for notebooks: ipywidgets in a live Jupyter frontend, printed text everywhere else.
 
     from tvad.viz.widgets import chat_box
-    session = model.session("clip.mp4")            # tvad.model.tvad.ChatSession
+    session = model.session("clip.mp4")            # tvad.model.chat.ChatSession
     chat_box(session.ask, questions=["Is there any anomaly?"], reset=session.reset)
 
 The box only draws: it calls the `ask(question) -> answer` it is given (no model code here).

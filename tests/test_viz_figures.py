@@ -83,3 +83,25 @@ def test_scrubber_static_and_widget(monkeypatch):
         explorer.FrameScrubber(frames, heat[:, :10])
     with pytest.raises(ValueError, match="scores"):
         explorer.FrameScrubber(frames, heat, scores=np.zeros(3))
+
+
+def test_curve_labels_are_passed_in():
+    import matplotlib.pyplot as plt
+
+    curves = {"ahd": ([0, .1, 1], [0, .8, 1], .9), "framediff": ([0, 1], [0, 1], .5)}
+    fig = figures.roc(curves)  # default: the method keys
+    assert [t.get_text() for t in fig.legends[0].get_texts()] == ["ahd", "framediff"]
+    plt.close(fig)
+    fig = figures.roc({"test": curves}, labels={"ahd": "AHD (fine-tuned)"})
+    assert [t.get_text() for t in fig.legends[0].get_texts()] == ["AHD (fine-tuned)", "framediff"]
+    plt.close(fig)
+    det = {"ahd": {"fpr": [0, .2, .5], "rbdr": [0, .5, .7], "tbdr": [0, .6, 1.]}}
+    fig = figures.rbdc_curves(det, 0.5, labels={"ahd": "Ours"})
+    texts = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    assert len(texts) == 1 and texts[0].startswith("Ours (")
+    plt.close(fig)
+    frames, masks, _, heat = _clip()
+    ex = [{"name": "c", "frames": frames, "masks": masks, "heatmaps": {"ahd": heat}}]
+    fig = figures.heatmap_grid(ex, rows=("frame", "ahd"), times=2, labels={"ahd": "AHD (ours)"})
+    assert [ax.get_ylabel() for ax in fig.axes if ax.get_ylabel()] == ["c\ninput", "AHD (ours)"]
+    plt.close(fig)

@@ -13,7 +13,7 @@ import torch
 
 @pytest.fixture(scope="module")
 def model():
-    from tvad.model.backbone import build_tiny
+    from tvad.model.tiny import build_tiny
     from tvad.model.tvad import TVAD
 
     bb = build_tiny(seed=0, max_pixels=112 * 112)

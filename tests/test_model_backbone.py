@@ -9,8 +9,8 @@ import pytest
 import torch
 from torch import nn
 
-from tvad.model.backbone import (BackboneError, QWEN_SPECIAL_TOKENS, build_tiny, count_parameters,
-                                 from_pretrained, qwen25vl_7b_config)
+from tvad.model.backbone import BackboneError, count_parameters, from_pretrained, qwen25vl_7b_config
+from tvad.model.tiny import QWEN_SPECIAL_TOKENS, build_tiny
 
 
 @pytest.fixture(scope="module")

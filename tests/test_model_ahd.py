@@ -4,7 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from tvad.model.ahd import AHD, AHDError, ahd_loss, frame_scores, pair_merge
+from tvad.model.ahd import AHD, AHDError, ahd_loss, frame_scores, heat_to_frames, pair_merge
 
 
 def make(layers=(0, 2), d_in=8, d=6, **kw):
@@ -87,3 +87,18 @@ def test_loss_decreases_and_bad_input_raises():
         ahd_loss(a, a(bad), masks)
     with pytest.raises(AHDError, match="text"):
         AHD({0: 8}, 6)({0: feats[0]})
+
+
+def test_heat_to_frames_shares_each_map_with_its_pair():
+    heat = torch.zeros(3, 2, 2)
+    heat[0, 0, 0] = 1.0  # top-left of pair 0
+    heat[1] = 0.5  # pair 1 uniform
+    heat[2, 1, 1] = 1.0  # bottom-right of pair 2
+    out = heat_to_frames(heat, (8, 10), 5)  # 5 frames: the last pair was padded
+    assert out.shape == (5, 8, 10) and out.dtype == torch.float32
+    assert torch.equal(out[0], out[1]) and torch.equal(out[2], out[3])  # both frames of a pair
+    assert torch.equal(out[0], AHD.upsample(heat[0], (8, 10)))
+    assert out[0, 0, 0] > out[0, -1, -1] and out[4, -1, -1] > out[4, 0, 0]  # where the heat was
+    assert torch.allclose(out[2], torch.full((8, 10), 0.5))
+    assert heat_to_frames(heat, (8, 10), 6).shape[0] == 6 and heat_to_frames(heat, (8, 10), 1).shape[0] == 1
+    assert heat_to_frames(heat.double(), (4, 4), 2).dtype == torch.float32

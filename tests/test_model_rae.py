@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from tvad.model.rae import RegionAwareAnomalyEncoder
+from tvad.model.rae import RegionAwareAnomalyEncoder, new_rae, rae_kwargs
 
 
 @pytest.mark.parametrize("variant,grid,num_base", [("paper", 3, 4), ("paper", 2, 1), ("released", 3, 4)])
@@ -85,6 +85,23 @@ def test_init_gain_scales_the_region_and_global_prompts_only():
     nb = one.num_base
     assert torch.equal(a[:, :nb], b[:, :nb])  # base prompts untouched
     assert torch.allclose(b[:, nb:], 6.0 * a[:, nb:], atol=1e-5)  # zero biases: the output scales exactly
-    from tvad.model.tvad import _rae_kwargs
+    assert rae_kwargs(six)["init_gain"] == 6.0  # saved with the checkpoint's RAE settings
 
-    assert _rae_kwargs(six)["init_gain"] == 6.0  # saved with the checkpoint's RAE settings
+
+def test_new_rae_seeds_only_when_asked():
+    """Stage 2's fresh RAE is seeded right before construction; restoring a checkpoint leaves the RNG alone."""
+    kw = rae_kwargs({"channels": 4, "grid": 2, "num_base": 3, "unknown": 1})
+    assert kw == {"channels": 4, "grid": 2, "num_base": 3}  # only the constructor's settings
+    torch.manual_seed(0)
+    ref = RegionAwareAnomalyEncoder(hidden_size=16, **kw)
+    torch.manual_seed(123)
+    a = new_rae(16, kw, seed=0)
+    assert all(torch.equal(p, q) for p, q in zip(ref.state_dict().values(), a.state_dict().values()))
+    torch.manual_seed(7)
+    state = torch.get_rng_state()
+    b = new_rae(16, kw)  # unseeded: draws from the current RNG
+    torch.set_rng_state(state)
+    c = RegionAwareAnomalyEncoder(hidden_size=16, **kw)
+    assert all(torch.equal(p, q) for p, q in zip(b.state_dict().values(), c.state_dict().values()))
+    assert not torch.equal(a.base, b.base)
+    assert rae_kwargs(a) == {**kw, "conv_layers": 2, "variant": "paper", "init": "zero_bias", "init_gain": 1.0}
