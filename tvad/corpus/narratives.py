@@ -22,28 +22,11 @@ from typing import Mapping, Sequence
 from tvad.corpus.timelines import Timeline, timeline_from_centroids
 from tvad.metrics.text import bleu4
 
-# Ways to name each 3x3 cell (first one is the default).
-REGION_PHRASES: dict[str, tuple[str, ...]] = {
-    "middle": ("central area", "center zone", "middle of the frame"),
-    "left": ("left area", "left zone", "left side"),
-    "right": ("right area", "right zone", "right side"),
-    "top": ("upper area", "top zone", "upper middle of the frame"),
-    "bottom": ("lower area", "bottom zone", "lower middle of the frame"),
-    "top-left": ("upper-left area", "top-left zone", "upper-left corner"),
-    "top-right": ("upper-right area", "top-right zone", "upper-right corner"),
-    "bottom-left": ("lower-left area", "bottom-left zone", "lower-left corner"),
-    "bottom-right": ("lower-right area", "bottom-right zone", "lower-right corner"),
-}
-DIRECTION_PHRASES: dict[str, tuple[str, ...]] = {
-    "right": ("to the right", "rightward", "toward the right"),
-    "left": ("to the left", "leftward", "toward the left"),
-    "up": ("upward", "toward the top", "up the frame"),
-    "down": ("downward", "toward the bottom", "down the frame"),
-    "up-right": ("toward the upper right", "diagonally up and to the right", "to the upper right"),
-    "up-left": ("toward the upper left", "diagonally up and to the left", "to the upper left"),
-    "down-right": ("toward the lower right", "diagonally down and to the right", "to the lower right"),
-    "down-left": ("toward the lower left", "diagonally down and to the left", "to the lower left"),
-}
+# Ways to name each 3x3 cell and each direction of motion (the first one is the default): vocabulary,
+# kept as data in phrases.json beside this file.
+_PHRASES = json.loads((Path(__file__).with_name("phrases.json")).read_text(encoding="utf-8"))
+REGION_PHRASES: dict[str, tuple[str, ...]] = {k: tuple(v) for k, v in _PHRASES["region"].items()}
+DIRECTION_PHRASES: dict[str, tuple[str, ...]] = {k: tuple(v) for k, v in _PHRASES["direction"].items()}
 EDGE_PHRASES = {"left": "the left", "right": "the right", "top": "the top", "bottom": "the bottom"}
 _SPEED_ADV = {"still": ("barely", "hardly", "almost not"), "slow": ("slowly", "gradually", "steadily"),
               "fast": ("rapidly", "quickly", "swiftly")}

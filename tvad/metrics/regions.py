@@ -316,16 +316,8 @@ def _area(fp: np.ndarray, found: np.ndarray, total: int, num_frames: int, max_fp
 
 
 # --------------------------------------------------------------------------------- public
-def rbdc_tbdc(
-    detections: Any,
-    gt_tracks: Any,
-    num_frames: Any,
-    *,
-    iou: float = 0.1,
-    hit_ratio: float = 0.1,
-    max_fpr: float = 1.0,
-    method: str = "vectorized",
-) -> tuple[float, float]:
+def rbdc_tbdc(detections: Any, gt_tracks: Any, num_frames: Any, *, iou: float = 0.1, hit_ratio: float = 0.1,
+              max_fpr: float = 1.0, method: str = "vectorized") -> tuple[float, float]:
     """Region-based and track-based detection criteria (areas under the RBDR/TBDR-vs-FPR curves).
 
     Args:
@@ -363,14 +355,8 @@ def rbdc_tbdc(
     return rbdc, tbdc
 
 
-def operating_point(
-    detections: Any,
-    gt_tracks: Any,
-    num_frames: Any,
-    *,
-    iou: float = 0.1,
-    hit_ratio: float = 0.1,
-) -> dict[str, float]:
+def operating_point(detections: Any, gt_tracks: Any, num_frames: Any, *, iou: float = 0.1,
+                    hit_ratio: float = 0.1) -> dict[str, float]:
     """RBDR, TBDR and FPR with every given detection accepted (the last point of the curves).
 
     With detections from ``regions_from_heatmaps(heatmaps, 0.5)`` this is the paper's
