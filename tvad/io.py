@@ -35,12 +35,13 @@ def resolve_path(path: str | os.PathLike) -> Path:
 
 def resolve_model_path(path: str | os.PathLike) -> str | Path:
     """A model location that may be a local folder or a hub id ("Qwen/Qwen2.5-VL-7B-Instruct"):
-    a folder that exists (as given or under the repository root) as a Path, anything else as given."""
+    a folder that exists (a relative one under the repository root first, as `resolve_path`, then as
+    given) as a Path, anything else as given."""
     p = Path(path)
-    if p.is_dir():
-        return p
     if not p.is_absolute() and (REPO_ROOT / p).is_dir():
         return REPO_ROOT / p
+    if p.is_dir():
+        return p
     return str(path)
 
 
