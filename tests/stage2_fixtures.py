@@ -12,9 +12,9 @@ import torch
 from tvad.config import AHDConfig, RAEConfig, Stage2Config
 from tvad.corpus import validate_record
 from tvad.data.record import Video
+from tvad.model.build import build_ahd
 from tvad.model.tiny import build_tiny
 from tvad.model.tvad import TVAD
-from tvad.model.build import build_ahd
 from tvad.train.clips import ClipResolver, ClipStore
 
 LAYERS = [0, 3]

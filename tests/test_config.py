@@ -35,7 +35,6 @@ def test_paper_preset_has_section_4_1_settings():
 def test_every_config_field_is_commented():
     import dataclasses
     import inspect
-
     import typing
 
     classes = [Config] + [t for t in typing.get_type_hints(Config).values() if dataclasses.is_dataclass(t)]

@@ -9,8 +9,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tvad.io import (REPO_ROOT, atomic_path, atomic_replace_dir, atomic_write_json, atomic_write_text, json_default,
-                     resolve_model_path, resolve_path)
+from tvad.io import (
+    REPO_ROOT,
+    atomic_path,
+    atomic_replace_dir,
+    atomic_write_json,
+    atomic_write_text,
+    json_default,
+    resolve_model_path,
+    resolve_path,
+)
 
 
 def test_atomic_path_keeps_the_suffix_and_replaces_on_success(tmp_path):

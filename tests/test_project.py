@@ -4,11 +4,10 @@ commands, CI runs `make test`."""
 from __future__ import annotations
 
 import re
-import tomllib
 from pathlib import Path
 
+import tomllib
 import yaml
-
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-
 from tvad.config import Config, flat_keys
 from tvad.run import flatten, open_run
 

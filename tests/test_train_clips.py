@@ -8,13 +8,13 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import numpy as np
 import pytest
 import torch
+from stage2_fixtures import ARRAYS, CFG, LAYERS, TRAIN, VAL, _changed, _MaskedVideo, _model, _sd, _store  # noqa: F401
 
 from tvad.model import load, save_model
 from tvad.model.checkpoint import _run_video_max_tokens
 from tvad.model.tvad import HEATMAP_KWARG, TVADError
 from tvad.train.clips import ClipMissing, ClipResolver, ClipStore, HeatmapView, ground_truth_heatmap
 from tvad.train.collate import Collator
-from stage2_fixtures import ARRAYS, CFG, LAYERS, TRAIN, VAL, _changed, _MaskedVideo, _model, _sd, _store  # noqa: F401
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

@@ -8,15 +8,15 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import numpy as np
 import pytest
 import torch
+from stage2_fixtures import ARRAYS, CFG, LAYERS, TRAIN, VAL, _changed, _MaskedVideo, _model, _sd, _store  # noqa: F401
 
 from tvad.config import AHDConfig
-from tvad.model.tiny import build_tiny
-from tvad.model.tvad import HEATMAP_KWARG, VIDEO_EMBEDS_KWARG, TVAD
 from tvad.model.build import build_ahd
+from tvad.model.tiny import build_tiny
+from tvad.model.tvad import HEATMAP_KWARG, TVAD, VIDEO_EMBEDS_KWARG
 from tvad.train import stage2
 from tvad.train.clips import ClipMissing, ClipResolver, ClipStore, check_clips
-from tvad.train.collate import Collator, TOKEN_WEIGHTS
-from stage2_fixtures import ARRAYS, CFG, LAYERS, TRAIN, VAL, _changed, _MaskedVideo, _model, _sd, _store  # noqa: F401
+from tvad.train.collate import TOKEN_WEIGHTS, Collator
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

@@ -12,8 +12,7 @@ import pytest
 import torch
 
 from tvad.model.backbone import from_pretrained
-from tvad.train.instruct_tiny import (InstructConfig, instruct, prompt_token_ids, save_weights,
-                                     trainable_parameters)
+from tvad.train.instruct_tiny import InstructConfig, instruct, prompt_token_ids, save_weights, trainable_parameters
 
 
 @pytest.fixture(scope="module")
@@ -112,8 +111,8 @@ def test_trainable_excludes_vit_and_embeddings_and_stale_save_refused(setup):
 
 
 def test_prompt_rows_cover_every_eq2_prompt_token_of_the_shipped_tokenizer():
-    from tvad.prompts import EVENTS, class_prompts
     from tvad.io import REPO_ROOT
+    from tvad.prompts import EVENTS, class_prompts
 
     tok = from_pretrained(REPO_ROOT / "assets" / "tiny-qwen2.5-vl").tokenizer
     keep = set(prompt_token_ids(tok).tolist())

@@ -11,7 +11,8 @@ import torch
 from tvad.config import EvalConfig, Stage1Config
 from tvad.model.ahd import AHD, pair_merge
 from tvad.train.common import Killed
-from tvad.train.stage1 import Sample, evaluate, load_ahd, train
+from tvad.model.ahd import load_ahd
+from tvad.train.stage1 import Sample, evaluate, train
 
 
 def planted(n_videos, seed, T=4, h=4, w=4, D=8, S=32):

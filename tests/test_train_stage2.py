@@ -7,13 +7,13 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import pytest
 import torch
+from stage2_fixtures import ARRAYS, CFG, LAYERS, TRAIN, VAL, _changed, _MaskedVideo, _model, _sd, _store  # noqa: F401
 
 from tvad.config import Stage2Config
+from tvad.evaluate.dialogues import evaluate_dialogues
 from tvad.model import load
 from tvad.train import stage2
-from tvad.evaluate.dialogues import evaluate_dialogues
 from tvad.train.common import Killed
-from stage2_fixtures import ARRAYS, CFG, LAYERS, TRAIN, VAL, _changed, _MaskedVideo, _model, _sd, _store  # noqa: F401
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

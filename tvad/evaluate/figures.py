@@ -7,9 +7,20 @@ from pathlib import Path
 
 import matplotlib.pyplot as plt
 
-from tvad.evaluate.store import (HEATMAP_METHODS, SPLIT_LABELS, EvalError, _cfg, _pred_dir, heatmap_methods,
-                                 heatmap_splits, load_dialogue_example, load_examples, load_heatmap_gt,
-                                 load_heatmap_predictions, training_histories)
+from tvad.evaluate.store import (
+    HEATMAP_METHODS,
+    SPLIT_LABELS,
+    EvalError,
+    _cfg,
+    _pred_dir,
+    heatmap_methods,
+    heatmap_splits,
+    load_dialogue_example,
+    load_examples,
+    load_heatmap_gt,
+    load_heatmap_predictions,
+    training_histories,
+)
 from tvad.evaluate.tables import detection_curves, roc_curve
 from tvad.metrics import regions_from_heatmaps
 from tvad.viz import figures as F

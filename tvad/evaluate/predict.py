@@ -22,23 +22,35 @@ from tqdm.auto import tqdm
 from tvad.baselines import framediff_heatmaps
 from tvad.data import load_split
 from tvad.evaluate.dialogues import evaluate_model, example_dialogue
-from tvad.evaluate.store import (HEATMAP_METHODS, EvalError, _pred_dir, _read_source, _save_npz, _source,
-                                 _source_path, dialogue_variants, load_dialogue_predictions, save_dialogue_predictions,
-                                 save_example, save_heatmap_gt, save_heatmap_predictions, save_parameter_counts,
-                                 scores_and_regions)
+from tvad.evaluate.store import (
+    HEATMAP_METHODS,
+    EvalError,
+    _pred_dir,
+    _read_source,
+    _save_npz,
+    _source,
+    _source_path,
+    dialogue_variants,
+    load_dialogue_predictions,
+    save_dialogue_predictions,
+    save_example,
+    save_heatmap_gt,
+    save_heatmap_predictions,
+    save_parameter_counts,
+    scores_and_regions,
+)
 from tvad.io import atomic_write_json, atomic_write_text
 from tvad.metrics import dialogue_metrics
+from tvad.model import load
 from tvad.model.ahd import load_ahd
 from tvad.model.backbone import from_config
 from tvad.model.build import build_ahd, build_model
 from tvad.model.decoder_heatmap import decoder_heatmaps
 from tvad.model.detector import find_checkpoint
-from tvad.model import load
 from tvad.model.tvad import TVAD
 from tvad.train import stage1
 from tvad.train.clips import ClipResolver, ClipStore, HeatmapView, corpus_records, load_records
 from tvad.train.features import FeatureCache
-
 
 HEATMAP_SPLITS = {"val": "validation", "test_seen": "test_seen", "test": "test"}  # result key -> dataset split
 

@@ -28,7 +28,6 @@ from tvad.config import Config
 from tvad.io import atomic_path, atomic_write_json, atomic_write_text, json_default
 from tvad.metrics import regions_from_heatmaps
 
-
 # Row order and labels of the tables (methods/variants not found in the predictions are left out).
 HEATMAP_METHODS = {
     "framediff": "Frame differencing",

@@ -20,16 +20,29 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 import numpy as np
-from sklearn.metrics import roc_auc_score, roc_curve as _roc
+from sklearn.metrics import roc_auc_score
+from sklearn.metrics import roc_curve as _roc
 
+from tvad.evaluate.store import (
+    DIALOGUE_VARIANTS,
+    HEATMAP_METHODS,
+    SPLIT_LABELS,
+    EvalError,
+    GroundTruth,
+    _cfg,
+    _pred_dir,
+    dialogue_variants,
+    heatmap_methods,
+    heatmap_splits,
+    load_dialogue_predictions,
+    load_heatmap_gt,
+    load_heatmap_predictions,
+    load_parameter_counts,
+)
 from tvad.io import atomic_write_json, atomic_write_text
 from tvad.metrics import dialogue_metrics, macro_auc, micro_auc, rbdc_tbdc
 from tvad.metrics.regions import _counts, _pool  # the ranks rbdc_tbdc uses; same numbers as the tables
 from tvad.run import flatten
-from tvad.evaluate.store import (DIALOGUE_VARIANTS, HEATMAP_METHODS, SPLIT_LABELS, EvalError, GroundTruth, _cfg,
-                                 _pred_dir, dialogue_variants, heatmap_methods, heatmap_splits, load_dialogue_predictions,
-                                 load_heatmap_gt, load_heatmap_predictions, load_parameter_counts)
-
 
 # Table 4: variant -> (parameter-count key, heatmap method or None, dialogue variant or None)
 ABLATIONS = {

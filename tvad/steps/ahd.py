@@ -22,9 +22,7 @@ from tvad.model.ahd import load_ahd
 from tvad.model.backbone import from_config
 from tvad.model.build import build_ahd
 from tvad.train.features import FeatureCache
-from tvad.train.stage1 import (ResumeMismatch, backbone_meta, cache_key, evaluate, evaluate_heatmaps, prepare,
-                               train)
-
+from tvad.train.stage1 import ResumeMismatch, backbone_meta, cache_key, evaluate, evaluate_heatmaps, prepare, train
 
 SPLITS = {"train": "train", "val": "validation", "test_seen": "test_seen", "test": "test"}  # result key -> dataset split
 

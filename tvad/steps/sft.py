@@ -19,13 +19,12 @@ from tvad.corpus import build_corpora
 from tvad.data import load_split
 from tvad.evaluate.dialogues import evaluate_model, judgement_auroc, judgement_scores
 from tvad.io import atomic_write_json
+from tvad.model import load
 from tvad.model.build import build_model
 from tvad.model.detector import find_checkpoint
-from tvad.model import load
 from tvad.train.clips import ClipResolver, ClipStore, HeatmapView, check_clips, corpus_records, load_records
 from tvad.train.common import torch_threads
 from tvad.train.stage2 import lora_layers, train_phase
-
 
 VARIANTS = ("rae", "no_rae")  # trained on the same data for the same steps; "backbone" is the untrained one
 

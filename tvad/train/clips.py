@@ -28,7 +28,7 @@ from tvad.data.video import probe, read_frames, resize_frames
 from tvad.io import atomic_path
 from tvad.model.ahd import pair_merge
 from tvad.model.backbone import vision_hash
-from tvad.model.tvad import ClipInputs, TVAD, TVADError
+from tvad.model.tvad import TVAD, ClipInputs, TVADError
 
 
 class ClipMissing(TVADError):

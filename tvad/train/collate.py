@@ -15,9 +15,8 @@ from typing import Mapping, Sequence
 
 import torch
 
-from tvad.model.tvad import HEATMAP_KWARG, VIDEO_EMBEDS_KWARG, TVAD
+from tvad.model.tvad import HEATMAP_KWARG, TVAD, VIDEO_EMBEDS_KWARG
 from tvad.train.clips import ClipStore
-
 
 TOKEN_WEIGHTS = "token_weights"  # collator key: (B, S) per-token loss weights (only when yes_no_weight != 1)
 

@@ -55,7 +55,11 @@ from tvad.model.tvad import encode_dialogue
 from tvad.prompts import EVENTS, all_template_text, class_prompts
 from tvad.run import seed_everything
 from tvad.train.clips import ClipResolver
-from tvad.train.pretrain_tiny import clipped_step, lr_at, pretrain_videos  # the same schedule and step as the pretraining
+from tvad.train.pretrain_tiny import (  # the same schedule and step as the pretraining
+    clipped_step,
+    lr_at,
+    pretrain_videos,
+)
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 

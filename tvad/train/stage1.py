@@ -23,25 +23,23 @@ checkpoints); several CPU processes: `ACCELERATE_USE_CPU=1 accelerate launch --m
 
 from __future__ import annotations
 
-from contextlib import nullcontext
 import json
 import math
 import os
 import random
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
 import torch
-
 from tqdm.auto import tqdm
 
 from tvad.io import atomic_path, atomic_write_json
 from tvad.metrics import macro_auc, micro_auc, operating_point, rbdc_tbdc, regions_from_heatmaps, tracks_from_masks
-from tvad.model.ahd import (AHD, CKPT_FORMAT, ahd_loss, frame_scores, heat_to_frames, load_ahd, pair_merge,  # noqa: F401
-                            save_ahd)
+from tvad.model.ahd import AHD, ahd_loss, frame_scores, heat_to_frames, load_ahd, pair_merge, save_ahd
 from tvad.train.common import Killed
 
 

@@ -6,19 +6,16 @@ RAE, the three new token rows, LoRA. Phase A on the all-object corpus with LoRA 
 layer; merge; phase B on the anomaly-focused corpus with a fresh LoRA on the last four layers;
 merge. After each phase a self-contained checkpoint (`tvad.model.save_model`) that `tvad.load` restores.
 
-    clips = ClipStore(model, resolver, run.dir / "stage2" / "clips")       # V + heatmap per clip, cached
+    clips = ClipStore(model, resolver, run.dir / "stage2" / "clips")       # train/clips.py: V + heatmap per clip
     res = train_phase(model, "a", train_a, val_a, clips, cfg.stage2, out / "phase_a")
     res = train_phase(model, "b", train_b, val_b, clips, cfg.stage2, out / "phase_b")
-    metrics, preds = evaluate_dialogues(model, test_records, clips)
+    metrics, preds = evaluate_dialogues(model, test_records, clips)        # tvad.evaluate.dialogues
 
-The collator applies Qwen2.5-VL's chat template (the clip in the first user turn, the prompt
-block before the video tokens), masks every label except the assistant answers, and hands over
-`video_grid_thw`, `mm_token_type_ids`, `second_per_grid_ts`, the cached AHD heatmaps and either
-`pixel_values_videos` (`stage2.video_input = "pixels"`: the frozen ViT runs every step) or the
-cached merged video tokens (`"embeds"`: the same numbers, computed once); with
-`stage2.yes_no_weight` != 1 also per-token loss weights (the "Yes"/"No" word of each yes/no answer),
-which the trainer's loss applies. A killed phase resumes
-from its last Trainer checkpoint (LoRA, optimizer, scheduler, RNG + `tvad_trainables.safetensors`).
+Batches come from `tvad.train.collate.Collator` (the chat template, labels masked but for the
+answers, the evidence: heatmaps and video tokens or pixels, and with `stage2.yes_no_weight` != 1
+per-token loss weights on the "Yes"/"No" word of each yes/no answer, which the trainer's loss
+here applies). A killed phase resumes from its last Trainer checkpoint (LoRA, optimizer,
+scheduler, RNG + `tvad_trainables.safetensors`).
 """
 
 from __future__ import annotations
