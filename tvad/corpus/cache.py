@@ -1,9 +1,11 @@
 """Append-only JSONL cache of frame answers, keyed by (video, frame, annotator, prompt hash, view).
 
 Each `FrameRecord` is one line, written and flushed as soon as the answer arrives, so a run
-killed at any point loses at most the line being written. Reopening reads every complete line
-(a torn last line is counted and skipped, and the file is terminated so the next record starts on
-a fresh line); the latest record of a key wins. `wants(key)` tells the caller whether to ask:
+killed at any point loses at most the line being written. Reopening reads every complete line;
+a line that cannot be used (torn by a kill, invalid UTF-8, not JSON, a field of the wrong type,
+an empty line) is skipped, counted (`bad_lines`, `first_bad_line`) and reported in one warning
+naming the file, and its frame is asked again; the lines after it are still used. A torn last
+line is terminated so the next record starts on a fresh line. The latest record of a key wins. `wants(key)` tells the caller whether to ask:
 a key with an "ok" or "invalid_answer" record is never asked again (the model answered; a garbage
 answer is a counted failure, not a reason to pay again), a key whose last attempt was a
 "request_failed" (endpoint down, budget spent, timeout) is asked again unless `retry_failed=False`.
@@ -16,15 +18,79 @@ from __future__ import annotations
 
 import fcntl
 import json
+import logging
 import os
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
-from tvad.corpus.annotators import FrameRecord
+from tvad.corpus.annotators import STATUSES, FrameRecord
+
+log = logging.getLogger(__name__)
 
 
 class CacheError(RuntimeError):
     """The cache file is locked by another process, or unreadable."""
+
+
+_TYPES: dict[str, tuple[type, ...]] = {
+    "video": (str,), "frame": (int,), "annotator": (str,), "prompt_hash": (str,), "view": (str,),
+    "status": (str,), "instances": (list,), "error": (str, type(None)), "warnings": (list,),
+    "raw": (str, type(None)), "attempts": (int,), "elapsed_s": (int, float), "time": (str,),
+}
+
+
+def parse_line(line: bytes | str) -> FrameRecord:
+    """One cache line -> a `FrameRecord`; ValueError with the reason when the line cannot be used."""
+    if isinstance(line, bytes):
+        try:
+            line = line.decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise ValueError(f"invalid UTF-8 at byte {e.start}") from None
+    if not line.strip():
+        raise ValueError("empty line")
+    try:
+        d: Any = json.loads(line)
+    except json.JSONDecodeError as e:
+        raise ValueError(f"not JSON ({e.msg} at character {e.pos})") from None
+    if not isinstance(d, dict):
+        raise ValueError(f"not a JSON object ({type(d).__name__})")
+    for k in ("video", "frame", "annotator", "prompt_hash"):
+        if k not in d:
+            raise ValueError(f"no {k!r} field")
+    for k, types in _TYPES.items():
+        if k in d and (not isinstance(d[k], types) or isinstance(d[k], bool)):
+            raise ValueError(f"field {k!r} is {type(d[k]).__name__} {_short(d[k])}, expected "
+                             f"{' or '.join('null' if t is type(None) else t.__name__ for t in types)}")
+    if d.get("status", "ok") not in STATUSES:
+        raise ValueError(f"field 'status' is {_short(d['status'])}, expected one of {', '.join(STATUSES)}")
+    if d.get("view", "full") not in ("full", "focus"):
+        raise ValueError(f"field 'view' is {_short(d['view'])}, expected full or focus")
+    if not all(isinstance(i, dict) for i in d.get("instances") or []):
+        raise ValueError("field 'instances' holds a non-object")
+    try:
+        return FrameRecord.from_dict(d)
+    except (KeyError, TypeError, ValueError, AttributeError) as e:
+        raise ValueError(f"bad instance ({type(e).__name__}: {e})") from None
+
+
+def _short(v: Any, n: int = 40) -> str:
+    r = json.dumps(v, default=str)
+    return r if len(r) <= n else r[:n] + "..."
+
+
+def _split_lines(data: bytes) -> Iterator[tuple[int, bytes]]:
+    """(1-based line number, line) for every line of a JSONL file's bytes (the empty tail after a
+    final newline is not a line)."""
+    parts = data.split(b"\n")
+    if parts and parts[-1] == b"":
+        parts.pop()
+    return enumerate(parts, 1)
+
+
+def _report(path: Path, bad: int, first: int, reason: str) -> None:
+    if bad:
+        log.warning("%s: skipped %d unusable line%s (first: line %d: %s); their frames are asked again",
+                    path, bad, "" if bad == 1 else "s", first, reason)
 
 
 class FrameCache:
@@ -35,9 +101,11 @@ class FrameCache:
         self.fsync = fsync
         self.records: dict[str, FrameRecord] = {}
         self.lines = 0  # complete records read or written
-        self.torn_lines = 0  # unreadable lines skipped at load (a killed writer's last line)
+        self.bad_lines = 0  # unusable lines skipped at load (torn by a kill, bad UTF-8 or JSON, wrong types)
+        self.first_bad_line = 0  # the first one's 1-based line number (0: none)
+        self.first_bad_reason = ""
         self.appended = 0  # records appended in this session
-        self._fh = open(self.path, "a+", encoding="utf-8")
+        self._fh = open(self.path, "a+b")
         try:
             fcntl.flock(self._fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
@@ -45,21 +113,26 @@ class FrameCache:
             raise CacheError(f"{self.path}: in use by another process (one writer per cache file)") from None
         self._load()
 
+    @property
+    def torn_lines(self) -> int:  # the former name of bad_lines
+        return self.bad_lines
+
     def _load(self) -> None:
         self._fh.seek(0)
         data = self._fh.read()
-        for n, line in enumerate(data.split("\n"), 1):
-            if not line.strip():
-                continue
+        for n, line in _split_lines(data):
             try:
-                rec = FrameRecord.from_dict(json.loads(line))
-            except (json.JSONDecodeError, KeyError, TypeError, ValueError):
-                self.torn_lines += 1
+                rec = parse_line(line)
+            except ValueError as e:
+                self.bad_lines += 1
+                if not self.first_bad_line:
+                    self.first_bad_line, self.first_bad_reason = n, str(e)
                 continue
             self.records[rec.key] = rec
             self.lines += 1
-        if data and not data.endswith("\n"):
-            self._fh.write("\n")  # terminate a torn line so the next record is readable
+        _report(self.path, self.bad_lines, self.first_bad_line, self.first_bad_reason)
+        if data and not data.endswith(b"\n"):
+            self._fh.write(b"\n")  # terminate a torn line so the next record is readable
             self._fh.flush()
 
     def __enter__(self) -> "FrameCache":
@@ -83,7 +156,9 @@ class FrameCache:
         return rec is None or (rec.status == "request_failed" and self.retry_failed)
 
     def append(self, rec: FrameRecord) -> None:
-        self._fh.write(json.dumps(rec.to_dict(), ensure_ascii=False, sort_keys=True) + "\n")
+        line = json.dumps(rec.to_dict(), ensure_ascii=False, sort_keys=True) + "\n"
+        # a lone surrogate (a model's "\\ud800") can only sit inside a JSON string: written back as its escape
+        self._fh.write(line.encode("utf-8", errors="backslashreplace"))
         self._fh.flush()
         if self.fsync:
             os.fsync(self._fh.fileno())
@@ -98,20 +173,22 @@ class FrameCache:
         return iter(self.records.values())
 
     def stats(self) -> dict[str, int]:
-        out = {"keys": len(self.records), "lines": self.lines, "torn_lines": self.torn_lines,
-               "appended": self.appended}
+        out = {"keys": len(self.records), "lines": self.lines, "bad_lines": self.bad_lines,
+               "torn_lines": self.bad_lines, "appended": self.appended}
         for r in self.records.values():
             out[r.status] = out.get(r.status, 0) + 1
         return out
 
 
 def read_records(path: str | os.PathLike) -> list[FrameRecord]:
-    """Every complete record in a cache file, in file order (duplicates included), read-only."""
-    out = []
-    for line in Path(path).read_text(encoding="utf-8").splitlines():
-        if line.strip():
-            try:
-                out.append(FrameRecord.from_dict(json.loads(line)))
-            except (json.JSONDecodeError, KeyError, TypeError, ValueError):
-                continue
+    """Every usable record in a cache file, in file order (duplicates included), read-only; unusable
+    lines are skipped and reported in one warning, as `FrameCache` does."""
+    out, bad, first, reason = [], 0, 0, ""
+    for n, line in _split_lines(Path(path).read_bytes()):
+        try:
+            out.append(parse_line(line))
+        except ValueError as e:
+            bad += 1
+            first, reason = (first, reason) if first else (n, str(e))
+    _report(Path(path), bad, first, reason)
     return out
