@@ -5,10 +5,11 @@ killed at any point loses at most the line being written. Reopening reads every 
 a line that cannot be used (torn by a kill, invalid UTF-8, not JSON, a field of the wrong type,
 an empty line) is skipped, counted (`bad_lines`, `first_bad_line`) and reported in one warning
 naming the file, and its frame is asked again; the lines after it are still used. A torn last
-line is terminated so the next record starts on a fresh line. The latest record of a key wins. `wants(key)` tells the caller whether to ask:
-a key with an "ok" or "invalid_answer" record is never asked again (the model answered; a garbage
-answer is a counted failure, not a reason to pay again), a key whose last attempt was a
-"request_failed" (endpoint down, budget spent, timeout) is asked again unless `retry_failed=False`.
+line is terminated so the next record starts on a fresh line. The latest record of a key wins.
+`wants(key)` tells the caller whether to ask: a key with an "ok" or "invalid_answer" record is
+never asked again (the model answered; a garbage answer is a counted failure, not a reason to pay
+again), a key whose last attempt was a "request_failed" (endpoint down, budget spent, timeout) is
+asked again unless `retry_failed=False`.
 
     with FrameCache(run.path("corpus", "cache", "frames.jsonl")) as cache:
         if cache.wants(key): cache.append(annotator.describe_frame(...))

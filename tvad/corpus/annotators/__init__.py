@@ -9,7 +9,9 @@ Three implementations (paper §3.3, "frame-wise full extraction"):
 - `HTTPAnnotator` ("http"): any OpenAI-compatible chat-completions endpoint with image input
   (hosted Qwen-VL, vLLM, ...). The API key comes from an environment variable and is never
   logged or stored; 429 / 5xx / timeouts / connection errors are retried with exponential
-  backoff; a request budget caps the total number of HTTP requests.
+  backoff (or the server's Retry-After); a request budget caps the total number of HTTP requests.
+  Only http(s) base URLs; redirects are refused, never followed with the key; the timeout bounds
+  the whole request.
 
 A model's answer is parsed strictly (`parse_answer`: JSON checked against the instance schema,
 one repair pass for code fences, prose around the JSON, trailing commas and Qwen's grounding

@@ -308,10 +308,17 @@ class HTTPAnnotator:
                         if size > MAX_REPLY_BYTES:
                             raise ValueError(f"reply from {url} is larger than {MAX_REPLY_BYTES} bytes")
                         chunks.append(chunk)
-                if dl.passed:  # the deadline cut the reply short
+                    if resp.length:  # the server closed before sending its Content-Length
+                        raise http.client.IncompleteRead(b"".join(chunks), resp.length)
+                if dl.fired:  # the deadline cut the reply short
                     raise TimeoutError("deadline passed")
                 return b"".join(chunks).decode("utf-8", errors="replace")
-            except urllib.error.HTTPError:
+            except urllib.error.HTTPError as e:  # its body (the server's reason) read under the deadline too
+                try:
+                    dl.settimeout()
+                    e.detail = e.read(2000).decode("utf-8", errors="replace")[:200]
+                except Exception:  # no reason given in time: the status code says enough
+                    e.detail = ""
                 raise
             except (OSError, http.client.HTTPException) as e:
                 if dl.passed:
@@ -339,21 +346,17 @@ class HTTPAnnotator:
                     return body[:2000], str(e), attempts
             except urllib.error.HTTPError as e:
                 self.stats["http_errors"] += 1
-                detail = ""
-                try:
-                    detail = e.read(2000).decode("utf-8", errors="replace")[:200]
-                except Exception:
-                    pass
+                detail = " ".join(str(getattr(e, "detail", "")).split())
                 if 300 <= e.code < 400:
                     where = e.headers.get("Location") if e.headers else None
                     return None, (f"redirect refused: HTTP {e.code} from {url} to {where or '(no Location)'} "
                                   f"(redirects are not followed, the request carries the API key; "
                                   f"set base_url to the final address)"), attempts
-                last_err = f"HTTP {e.code} from {url}" + (f": {' '.join(detail.split())}" if detail else "")
+                last_err = f"HTTP {e.code} from {url}" + (f": {detail}" if detail else "")
                 if e.code != 429 and e.code < 500:
                     return None, last_err, attempts  # a client error: retrying cannot help
                 retry_after = e.headers.get("Retry-After") if e.headers else None
-            except (socket.timeout, TimeoutError) as e:
+            except (socket.timeout, TimeoutError):
                 self.stats["timeouts"] += 1
                 last_err = f"timeout after {self.timeout:g}s from {url} (the limit covers the whole request)"
             except urllib.error.URLError as e:
