@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,8 +10,6 @@ from tvad.data import DataError, Video
 from tvad.data import clips as C
 from tvad.data import shanghaitech_clips
 from tvad.data.video import resize_frames, sample_indices
-
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "shanghaitech-clips"
 
 
 def fake_videos(n: int, seed: int = 0) -> list[Video]:
@@ -96,10 +93,8 @@ def test_index_round_trip(tmp_path):
         C.read_index(tmp_path / "missing.jsonl")
 
 
-def test_materialise_real_clips(tmp_path):
-    if not (SHARED / "annotations.json").exists():
-        pytest.fail(f"the real clips are missing: expected {SHARED} (see its README)")
-    vids = shanghaitech_clips.load(SHARED)
+def test_materialise_real_clips(tmp_path, shared_clips):
+    vids = shanghaitech_clips.load(shared_clips)
     clips = C.partition(vids, fps=None, length=8, min_frames=8, max_frames=40, stride=8, size=(56, 104),
                         val_fraction=0.34, seed=0)
     assert len(clips) == 9 and {c.split for c in clips} == {"train", "validation"}

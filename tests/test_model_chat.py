@@ -14,11 +14,14 @@ def frames():
 
 def test_fingerprint_tells_videos_apart(frames):
     fp = frames_fingerprint(frames)
-    assert isinstance(fp, str) and len(fp) == 16
+    assert isinstance(fp, str) and len(fp) == 64  # SHA-256 of every byte
     assert frames_fingerprint(frames.copy()) == fp  # content, not identity
     assert frames_fingerprint(frames[::-1].copy()) != fp  # same frames, other order
     other = frames.copy()
-    other[2, 7, 14] ^= 0xFF  # one sampled pixel (rows and columns 0, 7, 14, 21)
+    other[2, 7, 14] ^= 0xFF  # one pixel
+    assert frames_fingerprint(other) != fp
+    other = frames.copy()
+    other[2, 3, 5, 1] ^= 0x01  # one bit of a pixel off any subsampling grid
     assert frames_fingerprint(other) != fp
     assert frames_fingerprint(frames[:3]) != fp  # the shape counts too
 

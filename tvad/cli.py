@@ -11,6 +11,8 @@
 from __future__ import annotations
 
 import argparse
+import math
+import os
 import sys
 from pathlib import Path
 
@@ -113,10 +115,62 @@ class _CliError(Exception):
     """A one-line error for the user (no traceback)."""
 
 
+def _check_device(device: str | None) -> None:
+    """--device: None or auto (cuda when available), cpu, cuda[:N] on a machine that has it, or mps."""
+    if device is None or device == "auto":
+        return
+    import torch
+
+    try:
+        d = torch.device(device)
+    except (RuntimeError, ValueError, TypeError):
+        raise _CliError(f"--device {device}: not a device (use cpu, cuda, cuda:N, mps or auto)") from None
+    if d.type == "cpu":
+        return
+    if d.type == "cuda":
+        n = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if n == 0:
+            raise _CliError(f"--device {device}: no CUDA GPU is available here (use --device cpu)")
+        if d.index is not None and d.index >= n:
+            raise _CliError(f"--device {device}: this machine has {n} CUDA device(s) (cuda:0 .. cuda:{n - 1})")
+        return
+    if d.type == "mps":
+        if not torch.backends.mps.is_available():
+            raise _CliError(f"--device {device}: MPS is not available here (use --device cpu)")
+        return
+    raise _CliError(f"--device {device}: unsupported device type {d.type!r} (use cpu, cuda, cuda:N, mps or auto)")
+
+
+def _check_checkpoint(path: str) -> None:
+    """--checkpoint names an existing directory (checked before anything is loaded)."""
+    p = Path(path)
+    if not p.exists():
+        raise _CliError(f"checkpoint {path}: no such directory")
+    if not p.is_dir():
+        raise _CliError(f"checkpoint {path}: not a directory (pass a checkpoint or run directory)")
+
+
+def _check_out_dir(out: str) -> None:
+    """--out: an existing directory, or a path whose nearest existing parent is a writable directory."""
+    p = Path(out)
+    if p.exists():
+        if not p.is_dir():
+            raise _CliError(f"--out {out}: exists and is not a directory")
+        if not os.access(p, os.W_OK):
+            raise _CliError(f"--out {out}: directory is not writable")
+        return
+    parent = p.absolute().parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise _CliError(f"--out {out}: {parent} is a file, not a directory")
+    if not os.access(parent, os.W_OK):
+        raise _CliError(f"--out {out}: cannot create it ({parent} is not writable)")
+
+
 def _load_model(path: str, device: str | None):
     """`tvad.load` (a full checkpoint, a stage-1 checkpoint or a run directory), errors as one line."""
-    if not Path(path).exists():
-        raise _CliError(f"checkpoint {path}: no such directory")
+    _check_checkpoint(path)
     try:
         from transformers.utils import logging as hf_logging
 
@@ -163,15 +217,27 @@ def _detect(args) -> int:
         print(f"tvad detect: error: {msg}", file=sys.stderr)
         return 1
 
+    # every argument checked (and the video probed) before the model loads: a bad one is one line
+    if args.fps is not None and not (math.isfinite(args.fps) and args.fps > 0):
+        return err(f"--fps must be a finite number > 0, got {args.fps}")
+    if not (math.isfinite(args.threshold) and 0 < args.threshold < 1):
+        return err(f"--threshold must be in (0, 1), got {args.threshold}")
+    if args.window < 2 or args.window % 2:
+        return err(f"--window must be an even number >= 2, got {args.window}")
+    try:
+        _check_device(args.device)
+        _check_checkpoint(args.checkpoint)
+        _check_out_dir(args.out)
+    except _CliError as e:
+        return err(str(e))
     try:
         info = probe(args.video)
+        if args.fps is not None and args.fps > info.fps * (1 + 1e-6):
+            return err(f"--fps {args.fps:g} is above the video's own rate ({info.fps:g} fps): it would repeat "
+                       f"frames; use at most {info.fps:g}, or leave --fps out to keep every frame")
         idx = sample_indices(info.num_frames, info.fps, args.fps)
     except VideoError as e:
         return err(str(e))
-    if args.window < 2 or args.window % 2:
-        return err(f"--window must be an even number >= 2, got {args.window}")
-    if not 0 < args.threshold < 1:
-        return err(f"--threshold must be in (0, 1), got {args.threshold}")
     if len(idx) < 2:
         return err(f"{args.video}: {len(idx)} frame(s); at least 2 are needed (one temporal patch)")
     fps = float(args.fps or info.fps)
@@ -243,9 +309,15 @@ def _chat(args) -> int:
         print(f"tvad chat: error: {msg}", file=sys.stderr)
         return 1
 
-    if not Path(args.video).is_file():
+    video = Path(args.video)
+    if video.is_dir():
+        return err(f"{args.video}: is a directory, not a video file")
+    if not video.is_file():
         return err(f"{args.video}: no such video file")
+    if args.max_new_tokens < 1:
+        return err(f"--max-new-tokens must be >= 1, got {args.max_new_tokens}")
     try:
+        _check_device(args.device)
         model = _load_model(args.checkpoint, args.device)
     except _CliError as e:
         return err(str(e))

@@ -30,11 +30,44 @@ class History(list):
         self.clip = clip
 
 
+# The longest question `chat` takes. Questions about a clip are a sentence or two; a long paste (a
+# 20,000-word text, say) would only crowd the video out of the context, so it is refused.
+MAX_QUESTION_CHARS = 2000
+ROLES = ("system", "user", "assistant")
+
+
 def frames_fingerprint(frames: np.ndarray) -> str:
-    """A short hash of a uint8 (T, H, W, 3) clip (its shape and a 1-in-7 pixel subsample)."""
-    h = hashlib.sha1(str(frames.shape).encode())
-    h.update(np.ascontiguousarray(frames[:, ::7, ::7]).tobytes())
-    return h.hexdigest()[:16]
+    """SHA-256 (hex) of a decoded clip: its shape, dtype and every byte of every frame, so two
+    clips that differ in any pixel never share a fingerprint (a history is bound to its video)."""
+    a = np.ascontiguousarray(frames)
+    h = hashlib.sha256(f"{a.shape}|{a.dtype}".encode())
+    h.update(memoryview(a).cast("B"))
+    return h.hexdigest()
+
+
+def check_question(question) -> str:
+    """The question stripped: a non-empty string of at most MAX_QUESTION_CHARS characters."""
+    if not isinstance(question, str) or not question.strip():
+        raise ValueError("the question must be a non-empty string")
+    q = question.strip()
+    if len(q) > MAX_QUESTION_CHARS:
+        raise ValueError(f"the question is {len(q):,} characters long; the limit is {MAX_QUESTION_CHARS:,}")
+    return q
+
+
+def check_messages(messages: Iterable) -> None:
+    """Each message of a dialogue a dict with a known `role` and a string `content`; the first bad
+    one named by its index."""
+    for i, m in enumerate(messages):
+        if not isinstance(m, dict):
+            raise ValueError(f"history message {i} is a {type(m).__name__}, not a {{role, content}} dict")
+        for key in ("role", "content"):
+            if key not in m:
+                raise ValueError(f"history message {i} has no '{key}'")
+        if m["role"] not in ROLES:
+            raise ValueError(f"history message {i} has role {m['role']!r}; expected one of {', '.join(ROLES)}")
+        if not isinstance(m["content"], str):
+            raise ValueError(f"history message {i}: 'content' must be a string, got {type(m['content']).__name__}")
 
 
 class ChatSession:

@@ -118,9 +118,16 @@ def load(path: str | os.PathLike, device: str | None = None, dtype: str | None =
     found = find_model(path)
     if found is not None:
         return read_checkpoint(found, device=device, dtype=dtype)
-    det = load_detector(find_checkpoint(path), device=device, dtype=dtype, **kw)
+    ck = find_checkpoint(path)  # a folder holding several candidates is an error listing them
+    run = Path(path)
+    if ck != run and ck.parent.name == "stage1":  # the one run found below a parent folder: load it as given
+        run = ck.parent.parent
+        found = find_model(run)
+        if found is not None:
+            return read_checkpoint(found, device=device, dtype=dtype)
+    det = load_detector(ck, device=device, dtype=dtype, **kw)
     return TVAD(det.backbone, det.ahd, det.meta, rae=None, use_rae=False, use_ahd=True,
-                meta={"stage2": None, "fps": None, "video_max_tokens": _run_video_max_tokens(path)})
+                meta={"stage2": None, "fps": None, "video_max_tokens": _run_video_max_tokens(run)})
 
 
 def _run_video_max_tokens(path: str | os.PathLike) -> int | None:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 import sys
 from dataclasses import dataclass
@@ -46,17 +47,44 @@ class Detection:
 
 
 def find_checkpoint(path: str | os.PathLike) -> Path:
-    """A checkpoint directory (has ahd.json) or a run directory (its stage-1 best checkpoint)."""
+    """A checkpoint directory (has ahd.json), a run directory (its stage-1 best checkpoint), or a
+    folder holding exactly one `.../best` checkpoint below it. Several candidates below a folder are
+    an error listing them (which one was meant is not ours to guess)."""
     p = Path(path)
     if (p / "ahd.json").exists():
         return p
     for cand in (p / "stage1" / "best", p / "checkpoints" / "ahd_best", p / "best"):
         if (cand / "ahd.json").exists():
             return cand
-    found = sorted(p.glob("**/best/ahd.json"))
-    if found:
-        return found[0].parent
+    found = sorted(f.parent for f in p.glob("**/best/ahd.json"))
+    if len(found) == 1:
+        return found[0]
+    if len(found) > 1:
+        shown = ", ".join(str(f) for f in found[:6]) + (f", ... ({len(found)} in all)" if len(found) > 6 else "")
+        raise ValueError(f"{p}: holds {len(found)} AHD checkpoints, pass one of them (or its run directory): {shown}")
     raise FileNotFoundError(f"{p}: no AHD checkpoint (ahd.json) in it or under stage1/best")
+
+
+def check_threshold(threshold) -> float:
+    """A heatmap threshold: a finite real number in [0, 1] (NaN would silently find no region)."""
+    if isinstance(threshold, bool) or not isinstance(threshold, (int, float, np.integer, np.floating)):
+        raise ValueError(f"threshold must be a number in [0, 1], got {type(threshold).__name__} {threshold!r}")
+    t = float(threshold)
+    if not (math.isfinite(t) and 0.0 <= t <= 1.0):
+        raise ValueError(f"threshold must be a finite number in [0, 1], got {t}")
+    return t
+
+
+def check_fps(fps) -> float | None:
+    """A frame rate: None (the video's own) or a finite real number > 0."""
+    if fps is None:
+        return None
+    if isinstance(fps, bool) or not isinstance(fps, (int, float, np.integer, np.floating)):
+        raise ValueError(f"fps must be a number > 0, got {type(fps).__name__} {fps!r}")
+    f = float(fps)
+    if not (math.isfinite(f) and f > 0):
+        raise ValueError(f"fps must be a finite number > 0, got {f}")
+    return f
 
 
 def window_bounds(num_frames: int, window: int) -> list[tuple[int, int]]:
@@ -100,6 +128,8 @@ class TVADDetector:
 
     def detect(self, frames, fps: float | None = None, threshold: float = 0.5) -> Detection:
         """Heatmaps, frame scores and regions (heat >= threshold) of a video: a path or uint8 (T, H, W, 3)."""
+        threshold = check_threshold(threshold)
+        fps = check_fps(fps)
         if isinstance(frames, (str, os.PathLike)):
             info = probe(frames)
             fps = fps or info.fps
@@ -117,6 +147,7 @@ class TVADDetector:
         `read(a, b)` returns uint8 (b - a, H, W, 3) frames [a, b) of the video. Yields (a, b, the
         Detection of those frames), the regions' frame column in the video's frame indices.
         `window` frames per read (default `self.window`; see `window_bounds`)."""
+        threshold, fps = check_threshold(threshold), check_fps(fps)
         bounds = window_bounds(num_frames, window or self.window)
         for a, b in tqdm(bounds, desc="detect", unit="window", disable=not progress, file=sys.stderr):
             det = self.detect(read(a, b), fps=fps, threshold=threshold)

@@ -54,8 +54,8 @@ from torch import nn
 
 from tvad.data.video import probe, read_frames
 from tvad.model.backbone import check_frames
-from tvad.model.chat import ChatSession, History, frames_fingerprint
-from tvad.model.detector import TVADDetector
+from tvad.model.chat import ChatSession, History, check_messages, check_question, frames_fingerprint
+from tvad.model.detector import TVADDetector, check_fps
 from tvad.model.rae import RegionAwareAnomalyEncoder, new_rae, rae_kwargs
 
 PROMPT_TOKENS = ("<|anomaly_start|>", "<|anomaly_pad|>", "<|anomaly_end|>")  # open, placeholder, close
@@ -401,10 +401,16 @@ class TVAD:
         `max_frames` (fps scaled accordingly)."""
         if video is None:
             raise TVADError("a question needs a video: pass a path or a uint8 (T, H, W, 3) array")
+        try:
+            fps = check_fps(fps)
+        except ValueError as e:
+            raise TVADError(str(e)) from None
         if isinstance(video, (str, os.PathLike)):
             p = Path(video)
             if not p.exists():
                 raise TVADError(f"video {p} does not exist")
+            if p.is_dir():
+                raise TVADError(f"video {p} is a directory, not a video file")
             fps = fps or probe(p).fps
             video = read_frames(p)
         try:
@@ -515,21 +521,28 @@ class TVAD:
              max_new_tokens: int = 96) -> tuple[str, History]:
         """Answer `question` about `video` (path or uint8 (T, H, W, 3)), continuing `history`.
         Every turn sees the same video tokens and the same heatmap evidence (prompts)."""
-        if not isinstance(question, str) or not question.strip():
-            raise TVADError("the question must be a non-empty string")
-        frames, fps = self.read_video(video, fps)
-        vid = frames_fingerprint(frames)
+        try:
+            question = check_question(question)
+        except ValueError as e:
+            raise TVADError(str(e)) from None
         if history is not None and not isinstance(history, History):
             if isinstance(history, list):
                 raise TVADError("history must be the History returned by an earlier chat() call")
             raise TVADError(f"history must be a History, got {type(history).__name__}")
+        if history is not None:
+            try:
+                check_messages(history)
+            except ValueError as e:
+                raise TVADError(str(e)) from None
+        frames, fps = self.read_video(video, fps)
+        vid = frames_fingerprint(frames)
         if history is None or len(history) == 0:
             clip = self.encode_clip(frames, fps)
             history = History([{"role": "system", "content": self.system_prompt}], video_id=vid, clip=clip)
         elif history.video_id != vid:
             raise TVADError("this history belongs to another video: start a new dialogue (history=None) for it")
         clip = history.clip if history.clip is not None else self.encode_clip(frames, fps)
-        msgs = list(history) + [{"role": "user", "content": question.strip()}]
+        msgs = list(history) + [{"role": "user", "content": question}]
         ans = self.answer(msgs, clip, max_new_tokens)
         new = History(msgs + [{"role": "assistant", "content": ans}], video_id=vid, clip=clip)
         return ans, new

@@ -5,6 +5,10 @@ results/01_dataset_construction.json that later notebooks and the tests read.
 
     out = run_dataset(run, real_clips="../shared/data/shanghaitech-clips")
     out.data["train"], out.clips, out.card, out.results
+
+The real clips live beside the repository (`../shared`), not in it: a clone without them runs the
+rest of the notebook, `out.real` empty and `out.real_note` saying so (results: `real.num_clips` 0,
+no other `real.*` key and no `corpus.real_trajectory_bleu4`).
 """
 
 from __future__ import annotations
@@ -33,8 +37,9 @@ class DatasetOutputs:
     clips: list[Clip]  # the 1 fps re-partitioning of train + validation
     clip_summary: list[dict]  # per split: clips, frames (`clips.summary`)
     card: CorpusCard  # what the corpus build wrote (files, dialogue counts, seconds)
-    real_bleu: dict  # {"hypotheses": {clip: text}, "bleu4": float} of the oracle on the real clips
+    real_bleu: dict  # {"hypotheses": {clip: text}, "bleu4": float} of the oracle on the real clips ({} without them)
     results: dict[str, Any]  # the flat keys written to results/01_dataset_construction.json
+    real_note: str = ""  # why `real` is empty (the clips' folder is not here), else ""
 
 
 def dataset_splits(cfg) -> tuple[str, ...]:
@@ -74,13 +79,14 @@ def build_corpus(run, data: dict[str, VideoList]) -> CorpusCard:
 def dataset_results(out: DatasetOutputs) -> dict[str, Any]:
     """The results-key contract of notebook 01 (real.*, data.<split>.*, clips.*, corpus.*)."""
     real = out.real
-    results: dict[str, Any] = {
-        "real.num_clips": len(real),
-        "real.frames": int(np.median([v.num_frames for v in real])),
-        "real.height": int(real[0].size[0]), "real.width": int(real[0].size[1]),
-        "corpus.real_trajectory_bleu4": out.real_bleu["bleu4"],
-        "clips.count": len(out.clips),
-    }
+    results: dict[str, Any] = {"real.num_clips": len(real)}
+    if real:  # without the real clips: real.num_clips 0 and none of the keys measured on them
+        results.update({
+            "real.frames": int(np.median([v.num_frames for v in real])),
+            "real.height": int(real[0].size[0]), "real.width": int(real[0].size[1]),
+            "corpus.real_trajectory_bleu4": out.real_bleu["bleu4"],
+        })
+    results["clips.count"] = len(out.clips)
     for r in out.stats:
         results[f"data.{r['split']}.videos"] = r["videos"]
         results[f"data.{r['split']}.abnormal_frame_ratio"] = r["abnormal_frame_ratio"]
@@ -91,18 +97,28 @@ def dataset_results(out: DatasetOutputs) -> dict[str, Any]:
     return results
 
 
+def load_real_clips(run, real_clips: str) -> tuple[VideoList, dict, str]:
+    """(the real ShanghaiTech clips, the oracle's trajectory BLEU-4 on them, a note): the clips and
+    their BLEU when the folder is there (a folder that is there but broken is a DataError); without
+    the folder (a clone without `../shared`), no clips, {} and a note saying what is missing."""
+    root = run.resolve(real_clips)
+    if not root.exists():
+        return VideoList(), {}, (f"the real ShanghaiTech clips are not here ({root}: no such folder; they live "
+                                 f"beside the repository in ../shared): their look and BLEU-4 check are skipped")
+    return shanghaitech_clips.load(root), corpus.real_clip_bleu(root / "annotations.json"), ""
+
+
 def run_dataset(run, force: bool = False, real_clips: str = "../shared/data/shanghaitech-clips") -> DatasetOutputs:
     """Notebook 01 in one call (in the notebook's order): real clips, splits, clip index, corpora,
     the oracle's BLEU-4 on the real clips; writes results/01_dataset_construction.json."""
     cfg = run.config
-    real_root = run.resolve(real_clips)
-    real = shanghaitech_clips.load(real_root)
+    real, real_bleu, real_note = load_real_clips(run, real_clips)
     data = {s: load_split(cfg.data, s, root=run.resolve(cfg.data.root), seed=cfg.seed) for s in dataset_splits(cfg)}
     all_videos = [v for vs in data.values() for v in vs]
     clip_list = partition(run, data, force)
     card = build_corpus(run, data)
     out = DatasetOutputs(real, data, split_statistics(all_videos), type_statistics(all_videos), clip_list,
-                         clips.summary(clip_list), card, corpus.real_clip_bleu(real_root / "annotations.json"), {})
+                         clips.summary(clip_list), card, real_bleu, {}, real_note)
     out.results = dataset_results(out)
     run.write_results(RESULTS, out.results)
     return out
