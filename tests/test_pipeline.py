@@ -94,3 +94,18 @@ def test_committed_notebooks_have_no_outputs_and_one_parameters_cell():
         for name in ("preset", "run_dir", "overrides", "force"):
             assert re.search(rf"^{name} = ", src, flags=re.M), f"{p.name}: parameters cell lacks {name}"
     assert [s.number for s in chain()] == sorted({s.number for s in chain()})
+
+
+def test_committed_notebooks_code_cells_compile():
+    """A syntax error in a notebook shows up here in a second, not after the chain has run to it."""
+    import ast
+
+    for p in sorted((REPO / "notebooks").glob("*.ipynb")):
+        nb = nbformat.read(str(p), as_version=4)
+        for i, c in enumerate(nb.cells):
+            if c.cell_type == "code":
+                src = "\n".join(l for l in c.source.splitlines() if not l.lstrip().startswith(("%", "!")))
+                try:
+                    ast.parse(src)
+                except SyntaxError as e:
+                    pytest.fail(f"{p.name} cell {i}: {e}")
