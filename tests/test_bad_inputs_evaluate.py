@@ -295,3 +295,13 @@ def test_figures_partial_set_is_allowed(tmp_path):
     made = make_figures(tmp_path, out_dir=tmp_path / "figs", log=logged.append)
     assert list(made) == ["training_curves"]
     assert any("heatmap_grid and trajectory skipped" in m for m in logged)
+
+
+def test_eval_oserror_is_printed_whole(run_dir, capsys):
+    """An OSError (here: `tables` is a file) is printed with its message and path, not its errno."""
+    from tvad.cli import main
+
+    (run_dir / "tables").write_text("not a folder")
+    assert main(["eval", "--run-dir", str(run_dir), "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("tvad eval: error: [Errno ") and f"{run_dir / 'tables'}" in err.splitlines()[0], err

@@ -10,6 +10,11 @@ back for the tables and figures (numpy only: no model, no GPU).
     dialogue_example.json                    one multi-turn conversation with its clip (figures)
 
 Known methods and variants are listed here in the tables' row order, with their row labels.
+
+Every loader checks what it reads, so that a table never silently loses a row or a cell: a missing,
+truncated or garbled file, a NaN score, a label other than 0/1, a JSONL line that is not JSON or lacks
+a field, or a split with method predictions but no gt.npz (or the reverse) is an `EvalError` whose
+one-line message starts with the file (and names the video or line).
 """
 
 from __future__ import annotations
