@@ -305,3 +305,22 @@ def test_eval_oserror_is_printed_whole(run_dir, capsys):
     assert main(["eval", "--run-dir", str(run_dir), "--quiet"]) == 1
     err = capsys.readouterr().err
     assert err.startswith("tvad eval: error: [Errno ") and f"{run_dir / 'tables'}" in err.splitlines()[0], err
+
+
+@pytest.mark.parametrize("what", ["history", "example"])
+def test_figures_name_a_garbled_input(run_dir, what):
+    from tvad.evaluate.figures import make_figures
+
+    if what == "history":
+        p = run_dir / "stage1" / "history.json"
+        p.parent.mkdir()
+        p.write_text('{"train": [{"step": 1,')
+        want = f"{p}: not a JSON file (line 1"
+    else:
+        p = _pred(run_dir, "examples", "v1.npz")
+        ev.save_example(run_dir, "v1", np.zeros((2, 8, 8, 3), np.uint8), None, {"ahd": np.zeros((2, 8, 8))})
+        p.write_bytes(p.read_bytes()[:100])
+        want = f"{p}: unreadable predictions file (BadZipFile"
+    with pytest.raises(ev.EvalError) as e:
+        make_figures(run_dir, out_dir=run_dir / "figs", log=None)
+    assert str(e.value).splitlines()[0].startswith(want), str(e.value)
