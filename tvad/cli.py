@@ -102,8 +102,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "eval":
         try:
             main_eval(args.run_dir, quiet=args.quiet)
-        except (EvalError, OSError, KeyError) as e:
-            print(f"tvad eval: error: {e.args[0] if e.args else e}", file=sys.stderr)
+        except (EvalError, OSError, KeyError) as e:  # an OSError's args[0] is its errno: print it whole
+            print(f"tvad eval: error: {e if isinstance(e, OSError) else e.args[0] if e.args else e}", file=sys.stderr)
             return 1
         return 0
     return 2

@@ -14,6 +14,7 @@ from tvad.evaluate.store import (
     _cfg,
     _pred_dir,
     heatmap_methods,
+    heatmap_path,
     heatmap_splits,
     load_dialogue_example,
     load_examples,
@@ -33,8 +34,9 @@ def _log(log, msg):
 
 def make_figures(run_dir, out_dir=None, split: str = "test", cfg=None, log=print) -> dict[str, list[Path]]:
     """Notebook 05 in one call: every figure whose inputs exist, as PNG + PDF in
-    `<run_dir>/figures/` (or out_dir). Returns {figure name: paths}; a missing input is logged."""
-
+    `<run_dir>/figures/` (or out_dir). Returns {figure name: paths}; a missing input is logged.
+    Raises EvalError (one line, naming the missing inputs) when no figure can be made at all, and
+    when a saved prediction is missing or corrupt (naming the file)."""
 
     d = Path(run_dir)
     out = Path(out_dir) if out_dir else d / "figures"
@@ -68,13 +70,21 @@ def make_figures(run_dir, out_dir=None, split: str = "test", cfg=None, log=print
             curves[SPLIT_LABELS.get(sp, sp)] = {}
             for m in heatmap_methods(d, sp):
                 preds = load_heatmap_predictions(d, sp, m)
+                if not preds:
+                    continue
                 s, r = preds[min(preds)]
                 try:
                     curves[SPLIT_LABELS.get(sp, sp)][m] = roc_curve(s, gt)
                 except EvalError:
                     pass
                 if sp == (split if split in splits else splits[-1]):
-                    det[m] = detection_curves(r, gt, cfg.eval)
+                    if not any(t.size for t in gt.gt_tracks.values()):
+                        _log(log, f"[figures] {sp}: no ground-truth regions, no detection curve of {m}")
+                        continue
+                    try:
+                        det[m] = detection_curves(r, gt, cfg.eval)
+                    except ValueError as e:
+                        raise EvalError(f"{heatmap_path(d, sp, m, min(preds))}: {e}") from None
         emit("roc", F.roc({k: v for k, v in curves.items() if v}, labels=HEATMAP_METHODS))
         emit("rbdc_curves", F.rbdc_curves(det, cfg.eval.max_fpr, labels=HEATMAP_METHODS,
                                           title=f"region / track detection on {SPLIT_LABELS.get(split, split)}"))
@@ -83,4 +93,11 @@ def make_figures(run_dir, out_dir=None, split: str = "test", cfg=None, log=print
     s1, s2 = training_histories(d)
     if s1 or s2:
         emit("training_curves", F.training_curves(s1, s2))
+    else:
+        _log(log, "[figures] no training histories: training_curves skipped")
+    if not made:
+        p = _pred_dir(d)
+        raise EvalError(f"{d}: no figure inputs (none of {p / 'examples'}/*.npz, {p / 'dialogue_example.json'}, "
+                        f"{p / 'heatmaps'}/<split>/gt.npz, stage1/history.json, stage2/*/phase_*/history.json); "
+                        "run notebook 04_evaluation first")
     return made

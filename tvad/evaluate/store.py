@@ -10,6 +10,11 @@ back for the tables and figures (numpy only: no model, no GPU).
     dialogue_example.json                    one multi-turn conversation with its clip (figures)
 
 Known methods and variants are listed here in the tables' row order, with their row labels.
+
+Every loader checks what it reads, so that a table never silently loses a row or a cell: a missing,
+truncated or garbled file, a NaN score, a label other than 0/1, a JSONL line that is not JSON or lacks
+a field, or a split with method predictions but no gt.npz (or the reverse) is an `EvalError` whose
+one-line message starts with the file (and names the video or line).
 """
 
 from __future__ import annotations
@@ -18,6 +23,8 @@ import hashlib
 import json
 import os
 import re
+import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -108,13 +115,72 @@ def _save_npz(path: Path, arrays: dict[str, np.ndarray], meta: dict) -> Path:
     return path
 
 
-def _load_npz(path: Path) -> tuple[dict, dict[str, np.ndarray]]:
+_RERUN = "rerun notebook 04_evaluation"
+# What a truncated, garbled or foreign file raises somewhere inside np.load / NpzFile reads.
+_NPZ_ERRORS = (OSError, ValueError, EOFError, KeyError, TypeError, UnicodeDecodeError, zipfile.BadZipFile,
+               zlib.error, NotImplementedError)
+
+
+def _load_npz(path: Path, required: Sequence[str] = ()) -> tuple[dict, dict[str, np.ndarray]]:
+    """(meta, arrays) of a store npz; a missing, truncated or garbled file, or one without the
+    `required` arrays, is an EvalError naming it."""
     if not path.exists():
         raise EvalError(f"{path}: no such predictions file")
-    with np.load(path, allow_pickle=False) as z:
-        meta = json.loads(bytes(z["__meta__"]).decode())
-        arrays = {k: z[k] for k in z.files if k != "__meta__"}
+    try:
+        z = np.load(path, allow_pickle=False)
+    except _NPZ_ERRORS as e:
+        raise EvalError(f"{path}: unreadable predictions file ({_why(e)}); {_RERUN}") from None
+    if not isinstance(z, np.lib.npyio.NpzFile):
+        raise EvalError(f"{path}: not an npz archive; {_RERUN}")
+    with z:
+        try:
+            if "__meta__" not in z.files:
+                raise EvalError(f"{path}: no '__meta__' entry (not a prediction file); {_RERUN}")
+            meta = json.loads(bytes(z["__meta__"]).decode())
+            arrays = {k: z[k] for k in z.files if k != "__meta__"}
+        except _NPZ_ERRORS as e:
+            raise EvalError(f"{path}: corrupt predictions file ({_why(e)}); {_RERUN}") from None
+    if not isinstance(meta, dict):
+        raise EvalError(f"{path}: corrupt predictions file ('__meta__' is not a JSON object); {_RERUN}")
+    missing = [k for k in required if k not in arrays]
+    if missing:
+        raise EvalError(f"{path}: corrupt predictions file (no {missing[0]!r} array); {_RERUN}")
     return meta, arrays
+
+
+def _why(e: BaseException) -> str:
+    """An exception as one short line."""
+    msg = " ".join(str(e).split())
+    msg = msg[:160] + "..." if len(msg) > 160 else msg
+    return f"{type(e).__name__}: {msg}" if msg else type(e).__name__
+
+
+def _names(path: Path, meta: dict) -> list[str]:
+    names = meta.get("names")
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names) or len(set(names)) != len(names):
+        raise EvalError(f"{path}: corrupt predictions file ('names' is not a list of distinct video names); {_RERUN}")
+    return names
+
+
+def _rows6(path: Path, name: str, what: str, a: np.ndarray) -> np.ndarray:
+    """(n, 6) finite numeric rows of one video, else an EvalError naming the file and video."""
+    if not (np.issubdtype(a.dtype, np.number) or a.dtype == bool) or a.ndim != 2 or a.shape[1] != 6:
+        raise EvalError(f"{path}: video {name!r}: {what} must be numeric (n, 6) rows, got {a.dtype} {a.shape}")
+    bad = np.flatnonzero(~np.isfinite(a).all(1))
+    if bad.size:
+        raise EvalError(f"{path}: video {name!r}: {what} row {bad[0]} is not finite ({a[bad[0]].tolist()}); "
+                        f"{_RERUN}")
+    return a
+
+
+def _vector(path: Path, name: str, what: str, a: np.ndarray) -> np.ndarray:
+    """A finite numeric (T,) array of one video, else an EvalError naming the file, video, frame."""
+    if not (np.issubdtype(a.dtype, np.number) or a.dtype == bool) or a.ndim != 1:
+        raise EvalError(f"{path}: video {name!r}: {what} must be a numeric (T,) array, got {a.dtype} {a.shape}")
+    bad = np.flatnonzero(~np.isfinite(a))
+    if bad.size:
+        raise EvalError(f"{path}: video {name!r}: {what} at frame {bad[0]} is {a[bad[0]].item()}; {_RERUN}")
+    return a
 
 
 def save_heatmap_gt(run_dir, split: str, labels: Mapping[str, Any], gt_tracks: Mapping[str, Any],
@@ -131,11 +197,34 @@ def save_heatmap_gt(run_dir, split: str, labels: Mapping[str, Any], gt_tracks: M
     return _save_npz(_pred_dir(run_dir) / "heatmaps" / _safe_name(split) / "gt.npz", arrays, meta)
 
 
+def gt_path(run_dir, split: str) -> Path:
+    return _pred_dir(run_dir) / "heatmaps" / split / "gt.npz"
+
+
+def heatmap_path(run_dir, split: str, method: str, seed: int) -> Path:
+    return _pred_dir(run_dir) / "heatmaps" / split / f"{method}.seed{int(seed)}.npz"
+
+
 def load_heatmap_gt(run_dir, split: str) -> GroundTruth:
-    meta, a = _load_npz(_pred_dir(run_dir) / "heatmaps" / split / "gt.npz")
-    names = meta["names"]
-    return GroundTruth({n: a[f"labels_{i}"] for i, n in enumerate(names)},
-                       {n: a[f"tracks_{i}"] for i, n in enumerate(names)}, dict(meta.get("types") or {}))
+    """The split's ground truth, checked: labels 0/1, tracks finite (n, 6) rows (an EvalError names
+    the file and video otherwise)."""
+    path = gt_path(run_dir, split)
+    meta, a = _load_npz(path)
+    names = _names(path, meta)
+    labels, tracks = {}, {}
+    for i, n in enumerate(names):
+        if f"labels_{i}" not in a or f"tracks_{i}" not in a:
+            raise EvalError(f"{path}: corrupt predictions file (no labels/tracks of video {n!r}); {_RERUN}")
+        y = _vector(path, n, "frame labels", a[f"labels_{i}"])
+        bad = np.flatnonzero((y != 0) & (y != 1))
+        if bad.size:
+            raise EvalError(f"{path}: video {n!r}: frame label at frame {bad[0]} is {y[bad[0]].item()}, not 0 or 1")
+        labels[n] = y
+        tracks[n] = _rows6(path, n, "GT track", a[f"tracks_{i}"])
+    types = meta.get("types") or {}
+    if not isinstance(types, dict):
+        raise EvalError(f"{path}: corrupt predictions file ('types' is not a JSON object); {_RERUN}")
+    return GroundTruth(labels, tracks, dict(types))
 
 
 def save_heatmap_predictions(run_dir, split: str, method: str, scores: Mapping[str, Any],
@@ -157,7 +246,8 @@ def save_heatmap_predictions(run_dir, split: str, method: str, scores: Mapping[s
 
 
 def load_heatmap_predictions(run_dir, split: str, method: str) -> dict[int, tuple[dict, dict]]:
-    """{seed: ({video: scores}, {video: regions})} of one method on one split."""
+    """{seed: ({video: scores}, {video: regions})} of one method on one split; frame scores must be
+    finite and regions finite (n, 6) rows (an EvalError names the file and video otherwise)."""
     d = _pred_dir(run_dir) / "heatmaps" / split
     out = {}
     for p in sorted(d.glob(f"{method}.seed*.npz")):
@@ -165,23 +255,48 @@ def load_heatmap_predictions(run_dir, split: str, method: str) -> dict[int, tupl
         if not m:
             continue
         meta, a = _load_npz(p)
-        names = meta["names"]
-        out[int(m.group(1))] = ({n: a[f"scores_{i}"] for i, n in enumerate(names)},
-                                {n: a[f"regions_{i}"] for i, n in enumerate(names)})
+        names = _names(p, meta)
+        scores, regions = {}, {}
+        for i, n in enumerate(names):
+            if f"scores_{i}" not in a or f"regions_{i}" not in a:
+                raise EvalError(f"{p}: corrupt predictions file (no scores/regions of video {n!r}); {_RERUN}")
+            scores[n] = _vector(p, n, "frame score", a[f"scores_{i}"])
+            regions[n] = _rows6(p, n, "region", a[f"regions_{i}"])
+        out[int(m.group(1))] = (scores, regions)
     return out
 
 
 def heatmap_splits(run_dir) -> list[str]:
-    """Splits with saved ground truth, in the order val, test_seen, test, then the others."""
+    """Splits with saved ground truth, in the order val, test_seen, test, then the others. A split
+    with method predictions but no gt.npz, or gt.npz but no method predictions, is an EvalError
+    naming the missing file (a split never drops out of the tables silently)."""
     d = _pred_dir(run_dir) / "heatmaps"
-    have = sorted(p.parent.name for p in d.glob("*/gt.npz")) if d.is_dir() else []
+    have = []
+    for sd in sorted(d.iterdir()) if d.is_dir() else []:
+        if not sd.is_dir():
+            continue
+        gt, methods = sd / "gt.npz", _methods_in(sd)
+        if methods and not gt.exists():
+            raise EvalError(f"{gt}: no such file, but split {sd.name!r} has predictions of {', '.join(methods)} "
+                            f"(its ground truth is missing; {_RERUN})")
+        if gt.exists() and not methods:
+            raise EvalError(f"{sd / '<method>.seed<k>.npz'}: no such file, but split {sd.name!r} has gt.npz "
+                            f"(its method predictions are missing; {_RERUN})")
+        if gt.exists():
+            have.append(sd.name)
     order = [s for s in SPLIT_LABELS if s in have]
     return order + [s for s in have if s not in order]
 
 
+def _methods_in(d: Path) -> list[str]:
+    """Methods with at least one `<method>.seed<k>.npz` in a split folder, sorted."""
+    return sorted({m.group(1) for p in d.glob("*.seed*.npz")
+                   if (m := re.fullmatch(r"(.+)\.seed\d+\.npz", p.name)) and not p.name.startswith(".")})
+
+
 def heatmap_methods(run_dir, split: str) -> list[str]:
     d = _pred_dir(run_dir) / "heatmaps" / split
-    have = sorted({re.sub(r"\.seed\d+$", "", p.stem) for p in d.glob("*.seed*.npz")}) if d.is_dir() else []
+    have = _methods_in(d) if d.is_dir() else []
     return [m for m in HEATMAP_METHODS if m in have] + [m for m in have if m not in HEATMAP_METHODS]
 
 
@@ -198,13 +313,63 @@ def save_dialogue_predictions(run_dir, variant: str, preds: Sequence[dict], seed
 
 
 
+def dialogue_path(run_dir, variant: str, seed: int) -> Path:
+    return _pred_dir(run_dir) / "dialogue" / f"{variant}.seed{int(seed)}.jsonl"
+
+
+# What each answered turn needs, beyond id, turn, type and a string answer.
+_TURN_NEEDS = {"yes_no": "truth", "target": "references", "trajectory": "references"}
+
+
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise EvalError(f"{path}: unreadable ({_why(e)})") from None
+
+
+def _read_json(path: Path, what: str = "file"):
+    try:
+        return json.loads(_read_text(path))
+    except json.JSONDecodeError as e:
+        raise EvalError(f"{path}: not a JSON {what} (line {e.lineno}: {e.msg})") from None
+
+
+def _dialogue_lines(path: Path) -> list[dict]:
+    """The answered turns of one dialogue prediction file, each checked (an EvalError names the
+    file and line)."""
+    out = []
+    for i, line in enumerate(_read_text(path).splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            p = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise EvalError(f"{path}, line {i}: not JSON ({e.msg} at column {e.colno}); {_RERUN}") from None
+        if not isinstance(p, dict):
+            raise EvalError(f"{path}, line {i}: expected a JSON object, got {type(p).__name__}; {_RERUN}")
+        need = ["id", "turn", "type", "answer"] + ([_TURN_NEEDS[p["type"]]] if p.get("type") in _TURN_NEEDS else [])
+        missing = [k for k in need if k not in p]
+        if missing:
+            raise EvalError(f"{path}, line {i}: no {missing[0]!r} field; {_RERUN}")
+        if not isinstance(p["answer"], str):
+            raise EvalError(f"{path}, line {i}: 'answer' must be a string, got {type(p['answer']).__name__}")
+        if "references" in need and (not isinstance(p["references"], list) or not p["references"]
+                                     or not all(isinstance(r, str) for r in p["references"])):
+            raise EvalError(f"{path}, line {i}: 'references' must be a non-empty list of strings")
+        out.append(p)
+    return out
+
+
 def load_dialogue_predictions(run_dir, variant: str) -> dict[int, list[dict]]:
+    """{seed: [answered turn, ...]} of one dialogue variant; a line that is not JSON or lacks a
+    field the metrics need is an EvalError naming the file and line."""
     d = _pred_dir(run_dir) / "dialogue"
     out = {}
     for p in sorted(d.glob(f"{variant}.seed*.jsonl")):
         m = re.fullmatch(re.escape(variant) + r"\.seed(\d+)\.jsonl", p.name)
         if m:
-            out[int(m.group(1))] = [json.loads(line) for line in p.read_text().splitlines() if line.strip()]
+            out[int(m.group(1))] = _dialogue_lines(p)
     return out
 
 
@@ -247,7 +412,14 @@ def save_parameter_counts(run_dir, counts: Mapping[str, Mapping[str, int]]) -> P
 
 def load_parameter_counts(run_dir) -> dict[str, dict[str, int]]:
     p = _pred_dir(run_dir) / "parameters.json"
-    return json.loads(p.read_text()) if p.exists() else {}
+    if not p.exists():
+        return {}
+    counts = _read_json(p)
+    if not isinstance(counts, dict) or not all(
+            isinstance(v, dict) and all(isinstance(n, int) and not isinstance(n, bool) for n in v.values())
+            for v in counts.values()):
+        raise EvalError(f"{p}: expected {{variant: {{part: integer count}}}}; {_RERUN}")
+    return counts
 
 
 def save_example(run_dir, name: str, frames: np.ndarray, masks: np.ndarray | None,
@@ -276,9 +448,20 @@ def load_examples(run_dir) -> list[dict]:
     """[{"name", "frames", "masks", "heatmaps": {method: (T, H, W) float32}, "gt_tracks", meta...}]"""
     out = []
     for p in sorted((_pred_dir(run_dir) / "examples").glob("*.npz")):
-        meta, a = _load_npz(p)
-        out.append({**meta, "frames": a["frames"], "masks": a.get("masks"), "gt_tracks": a.get("gt_tracks"),
-                    "heatmaps": {k[5:]: a[k].astype(np.float32) for k in a if k.startswith("heat_")}})
+        if p.name.startswith("."):  # an atomic write's temporary file
+            continue
+        meta, a = _load_npz(p, required=["frames"])
+        frames = a["frames"]
+        if frames.dtype != np.uint8 or frames.ndim != 4:
+            raise EvalError(f"{p}: frames must be uint8 (T, H, W, 3), got {frames.dtype} {frames.shape}; {_RERUN}")
+        heat = {k[5:]: a[k].astype(np.float32) for k in a if k.startswith("heat_")}
+        for k, h in heat.items():
+            if h.shape != frames.shape[:3] or not np.isfinite(h).all() or h.min(initial=0) < 0 or \
+                    h.max(initial=0) > 1.001:
+                raise EvalError(f"{p}: heatmap {k!r} is not finite heat in [0, 1] of the frames' shape "
+                                f"{frames.shape[:3]}; {_RERUN}")
+        out.append({**meta, "frames": frames, "masks": a.get("masks"), "gt_tracks": a.get("gt_tracks"),
+                    "heatmaps": heat})
     return out
 
 
@@ -294,10 +477,14 @@ def load_dialogue_example(run_dir) -> dict | None:
     p = _pred_dir(run_dir) / "dialogue_example.json"
     if not p.exists():
         return None
-    ex = json.loads(p.read_text())
-    _, a = _load_npz(_pred_dir(run_dir) / "dialogue_example.npz")
+    ex = _read_json(p)
+    turns = ex.get("turns") if isinstance(ex, dict) else None
+    if not isinstance(turns, list) or "id" not in ex or not all(
+            isinstance(t, dict) and "question" in t and "answer" in t for t in turns):
+        raise EvalError(f"{p}: expected {{'id', 'turns': [{{'question', 'answer'}}, ...]}}; {_RERUN}")
+    _, a = _load_npz(_pred_dir(run_dir) / "dialogue_example.npz", required=["frames", "heat"])
     msgs = []
-    for t in ex["turns"]:
+    for t in turns:
         msgs += [{"role": "user", "content": t["question"]}, {"role": "assistant", "content": t["answer"]}]
     return {**ex, "frames": a["frames"], "heat": a["heat"].astype(np.float32), "messages": msgs}
 
@@ -306,9 +493,9 @@ def training_histories(run_dir) -> tuple[dict | None, dict[str, dict]]:
     """(stage1/history.json, {"<variant> phase A": {"log": [...]}, ...}) of a run directory."""
     d = Path(run_dir)
     s1 = d / "stage1" / "history.json"
-    stage1 = json.loads(s1.read_text()) if s1.exists() else None
+    stage1 = _read_json(s1) if s1.exists() else None
     stage2 = {}
     for p in sorted(d.glob("stage2/*/phase_*/history.json")):
         variant, phase = p.parent.parent.name, p.parent.name.split("_")[-1].upper()
-        stage2[f"{variant} phase {phase}"] = json.loads(p.read_text())
+        stage2[f"{variant} phase {phase}"] = _read_json(p)
     return stage1, stage2

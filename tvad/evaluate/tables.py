@@ -31,8 +31,10 @@ from tvad.evaluate.store import (
     GroundTruth,
     _cfg,
     _pred_dir,
+    dialogue_path,
     dialogue_variants,
     heatmap_methods,
+    heatmap_path,
     heatmap_splits,
     load_dialogue_predictions,
     load_heatmap_gt,
@@ -73,9 +75,12 @@ PAPER = {
 
 def heatmap_metrics(scores: Mapping[str, Any], regions: Mapping[str, Any], gt: GroundTruth,
                     eval_cfg=None) -> dict[str, float]:
-    """micro/macro frame AUC and RBDC/TBDC (NaN where undefined, e.g. no anomalous frame)."""
+    """micro/macro frame AUC and RBDC/TBDC. NaN only where a metric is undefined: micro AUC without
+    both normal and anomalous frames, RBDC/TBDC without any GT region. Anything else wrong with the
+    inputs (non-finite scores, bad regions, scores outside [0, 1] for the padded macro AUC) is an
+    EvalError naming the video."""
 
-    missing = [n for n in gt.names if n not in scores]
+    missing = [n for n in gt.names if n not in scores or n not in regions]
     if missing:
         raise EvalError(f"predictions lack {len(missing)} video(s) of the ground truth, e.g. {missing[0]!r}")
     for n in gt.names:
@@ -83,21 +88,46 @@ def heatmap_metrics(scores: Mapping[str, Any], regions: Mapping[str, Any], gt: G
             raise EvalError(f"video {n!r}: {len(scores[n])} frame scores for {len(gt.labels[n])} labelled frames")
     sigma = getattr(eval_cfg, "sigma", None)
     s = {n: scores[n] for n in gt.names}
-    out = {"micro_auc": _nan_on_error(lambda: micro_auc(s, gt.labels, sigma=sigma)),
-           "macro_auc": _nan_on_error(lambda: macro_auc(s, gt.labels, sigma=sigma))}
+    labelled = [np.asarray(gt.labels[n]) for n in gt.names]
+    both = any(y.any() for y in labelled) and any((y == 0).any() for y in labelled)
+    out = {"micro_auc": _metric("micro AUC", lambda: micro_auc(s, gt.labels, sigma=sigma)) if both else math.nan,
+           "macro_auc": _metric("macro AUC", lambda: macro_auc(s, gt.labels, sigma=sigma))}
     kw = dict(iou=getattr(eval_cfg, "iou", 0.1), hit_ratio=getattr(eval_cfg, "hit_ratio", 0.1),
               max_fpr=getattr(eval_cfg, "max_fpr", 1.0))
-    rb = _nan_on_error(lambda: rbdc_tbdc({n: regions[n] for n in gt.names}, gt.gt_tracks, gt.num_frames, **kw),
-                       (math.nan, math.nan))
+    has_gt_regions = any(np.asarray(gt.gt_tracks[n]).size for n in gt.names)
+    rb = _metric("RBDC/TBDC", lambda: rbdc_tbdc({n: regions[n] for n in gt.names}, gt.gt_tracks, gt.num_frames,
+                                                 **kw)) if has_gt_regions else (math.nan, math.nan)
     out["rbdc"], out["tbdc"] = float(rb[0]), float(rb[1])
     return out
 
 
-def _nan_on_error(fn, default=math.nan):
+def _metric(what: str, fn):
     try:
         return fn()
-    except ValueError:
-        return default
+    except ValueError as e:
+        raise EvalError(f"{what}: {e}") from None
+
+
+def _heatmap_seeds(run_dir, split: str, method: str, gt: GroundTruth, eval_cfg) -> list[dict[str, float]]:
+    """heatmap_metrics of each saved seed of one method; an error names the prediction file."""
+    out = []
+    for seed, (s, r) in load_heatmap_predictions(run_dir, split, method).items():
+        try:
+            out.append(heatmap_metrics(s, r, gt, eval_cfg))
+        except EvalError as e:
+            raise EvalError(f"{heatmap_path(run_dir, split, method, seed)}: {e}") from None
+    return out
+
+
+def _dialogue_seeds(run_dir, variant: str) -> list[dict[str, float]]:
+    """dialogue_metrics of each saved seed of one variant; an error names the prediction file."""
+    out = []
+    for seed, preds in load_dialogue_predictions(run_dir, variant).items():
+        try:
+            out.append(dialogue_metrics(preds))
+        except (ValueError, KeyError, TypeError) as e:
+            raise EvalError(f"{dialogue_path(run_dir, variant, seed)}: {e}") from None
+    return out
 
 
 def roc_curve(scores: Mapping[str, Any], gt: GroundTruth) -> tuple[np.ndarray, np.ndarray, float]:
@@ -248,8 +278,7 @@ def table2(run_dir, cfg=None) -> Table:
         gt = load_heatmap_gt(run_dir, split)
         first = True
         for method in heatmap_methods(run_dir, split):
-            per_seed = [heatmap_metrics(s, r, gt, cfg.eval) for s, r in load_heatmap_predictions(run_dir, split,
-                                                                                               method).values()]
+            per_seed = _heatmap_seeds(run_dir, split, method, gt, cfg.eval)
             row = {"split": SPLIT_LABELS.get(split, split) if first else "", "split_key": split, "method_key": method,
                    "method": HEATMAP_METHODS.get(method, method)}
             for k in ("micro_auc", "macro_auc", "rbdc", "tbdc"):
@@ -269,7 +298,7 @@ def table3(run_dir, cfg=None) -> Table:
     """Target / Trajectory BLEU-4 and Yes/No (balanced) accuracy of each dialogue variant."""
     rows = []
     for v in [v for v in dialogue_variants(run_dir) if v not in TABLE4_ONLY]:
-        per_seed = [dialogue_metrics(p) for p in load_dialogue_predictions(run_dir, v).values()]
+        per_seed = _dialogue_seeds(run_dir, v)
         rows.append({"variant_key": v, "method": DIALOGUE_VARIANTS.get(v, v),
                      "bleu4_target": _cell((m["bleu4_target"] for m in per_seed), 1.0, 2),
                      "bleu4_trajectory": _cell((m["bleu4_trajectory"] for m in per_seed), 1.0, 2),
@@ -292,15 +321,14 @@ def table4(run_dir, cfg=None, split: str | None = None) -> Table:
     if split:
         gt = load_heatmap_gt(run_dir, split)
         for m in {m for _, m, _ in ABLATIONS.values() if m}:
-            preds = load_heatmap_predictions(run_dir, split, m)
-            heat[m] = [heatmap_metrics(s, r, gt, cfg.eval) for s, r in preds.values()]
+            heat[m] = _heatmap_seeds(run_dir, split, m, gt, cfg.eval)
     rows = []
     for label, (pkey, hm, dv) in ABLATIONS.items():
         n = (counts.get(pkey) or {}).get("total")
         row = {"method": label, "parameters": f"{n / 1e6:.2f}M" if n else "–"}
         for k in ("rbdc", "tbdc"):
             row[k] = _cell(m[k] for m in heat.get(hm, [])) if hm else _cell([])
-        dm = [dialogue_metrics(p) for p in load_dialogue_predictions(run_dir, dv).values()] if dv else []
+        dm = _dialogue_seeds(run_dir, dv) if dv else []
         row["bleu4_target"] = _cell((m["bleu4_target"] for m in dm), 1.0, 2)
         row["bleu4_trajectory"] = _cell((m["bleu4_trajectory"] for m in dm), 1.0, 2)
         row["yes_no_accuracy"] = _cell(m.get("yes_no_accuracy", math.nan) for m in dm)

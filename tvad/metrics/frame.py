@@ -19,6 +19,9 @@ from sklearn.metrics import roc_auc_score
 
 __all__ = ["micro_auc", "macro_auc"]
 
+# Slack on "in [0, 1]" checks (heat, padded scores): float32 upsampling / smoothing may overshoot by an ulp.
+_UNIT_TOL = 1e-4
+
 
 def _pair_videos(**inputs: Any) -> list[tuple[Any, tuple[Any, ...]]]:
     """Align per-video inputs given all as sequences (by position) or all as dicts (by key).
@@ -60,7 +63,10 @@ def _pair_videos(**inputs: Any) -> list[tuple[Any, tuple[Any, ...]]]:
 
 def _video_scores_labels(key: Any, scores: Any, labels: Any) -> tuple[np.ndarray, np.ndarray]:
     """Validate one video: scores (T,) finite floats, labels (T,) in {0, 1}; T >= 1."""
-    s = np.asarray(scores, dtype=np.float64)
+    try:
+        s = np.asarray(scores, dtype=np.float64)
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"video {key!r}: scores are not numeric ({e})") from None
     y = np.asarray(labels)
     if s.ndim != 1 or y.ndim != 1:
         raise ValueError(f"video {key!r}: scores and labels must be 1-D, got {s.shape} and {y.shape}")
@@ -104,14 +110,17 @@ def micro_auc(scores: Any, labels: Any, *, sigma: float | None = None, minmax: b
     """ROC-AUC over all frames of all videos pooled (the "micro" frame-level AUC).
 
     Args:
-        scores: per video a (T_v,) array of anomaly scores (higher = more anomalous);
-            a list (matched to ``labels`` by position) or a dict (matched by key).
+        scores: per video a (T_v,) array of anomaly scores (higher = more anomalous; any
+            finite reals: the AUC depends on their order only); a list (matched to ``labels``
+            by position) or a dict (matched by key).
         labels: per video a (T_v,) array of 0/1 frame labels (1 = anomalous).
         sigma: if given, each video's scores are smoothed with a 1-D Gaussian of this
             standard deviation, ``mode="constant"`` (zeros beyond the ends).
         minmax: if True, each video's (smoothed) scores are min-max normalised to [0, 1].
 
-    Post-processing is per video, before pooling. Returns a fraction in [0, 1].
+    Post-processing is per video, before pooling. Returns a fraction in [0, 1]. Raises
+    ``ValueError`` naming the video (and frame) for non-numeric or non-finite scores, labels
+    other than 0/1, mismatched lengths.
     """
     pooled = list(_videos(scores, labels, sigma, minmax))
     s = np.concatenate([p[1] for p in pooled])
@@ -135,17 +144,23 @@ def macro_auc(
         single_class: ``"pad"`` (the official convention): every video gets a leading frame
             (label 0, score 0) and a trailing frame (label 1, score 1), so every video has
             both classes and all-normal videos count. This assumes scores in [0, 1] (use
-            ``minmax=True`` or calibrated scores): with scores outside [0, 1] the padding
-            frames are not the extremes they are meant to be. ``"skip"``: videos whose
-            frames are all of one class are left out of the mean.
+            ``minmax=True`` or calibrated scores): scores outside [0, 1] (after smoothing and
+            min-max) raise ``ValueError``, as the padding frames would not be the extremes
+            they are meant to be. ``"skip"``: videos whose frames are all of one class are left
+            out of the mean; any real scores.
 
     Returns a fraction in [0, 1].
     """
     if single_class not in ("pad", "skip"):
         raise ValueError(f"single_class must be 'pad' or 'skip', got {single_class!r}")
     aucs = []
-    for _, s, y in _videos(scores, labels, sigma, minmax):
+    for key, s, y in _videos(scores, labels, sigma, minmax):
         if single_class == "pad":
+            lo, hi = float(s.min()), float(s.max())
+            if lo < -_UNIT_TOL or hi > 1 + _UNIT_TOL:
+                raise ValueError(
+                    f"macro_auc(single_class='pad'): video {key!r} has scores in [{lo:g}, {hi:g}], outside [0, 1] "
+                    "(the padding frames score 0 and 1); pass minmax=True or single_class='skip'")
             s = np.concatenate(([0.0], s, [1.0]))
             y = np.concatenate(([0], y, [1]))
         elif y.min() == y.max():

@@ -31,13 +31,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from numbers import Integral
+from numbers import Integral, Real
 from typing import Any
 
 import numpy as np
 from scipy import ndimage
 
-from tvad.metrics.frame import _pair_videos
+from tvad.metrics.frame import _UNIT_TOL, _pair_videos
 
 __all__ = [
     "rbdc_tbdc",
@@ -109,7 +109,8 @@ def _is_per_video(num_frames: Any) -> bool:
 
 
 def _frame_count(name: str, n: Any) -> int:
-    if isinstance(n, bool) or not isinstance(n, (Integral, float, np.floating)) or n != int(n) or n < 1:
+    if isinstance(n, bool) or not isinstance(n, (Integral, float, np.floating)) or not np.isfinite(n) \
+            or n != int(n) or n < 1:
         raise ValueError(f"{name} must be a positive integer, got {n!r}")
     return int(n)
 
@@ -131,6 +132,7 @@ def _pool(detections: Any, gt_tracks: Any, num_frames: Any) -> _Pooled:
         d = _rows("detections", key, d)
         _check_rows("detections", key, d, 0, n)
         _fail("detections", key, np.isnan(d[:, 5]), "score is NaN", d)
+        _fail("detections", key, ~np.isfinite(d[:, 5]), "score is infinite", d)
         g = _rows("gt_tracks", key, g)
         _check_rows("gt_tracks", key, g, 1, n)
         _fail("gt_tracks", key, ~np.isfinite(g[:, 0]) | (g[:, 0] != np.floor(g[:, 0])),
@@ -180,6 +182,9 @@ def _descending_stable(x: np.ndarray) -> np.ndarray:
 
 
 def _check_params(iou: float, hit_ratio: float, max_fpr: float = 1.0) -> None:
+    for name, v in (("iou", iou), ("hit_ratio", hit_ratio), ("max_fpr", max_fpr)):
+        if isinstance(v, bool) or not isinstance(v, (Real, np.number)):
+            raise ValueError(f"{name} must be a number, got {v!r}")
     if not 0 < iou <= 1:
         raise ValueError(f"iou must be in (0, 1], got {iou!r}")
     if not 0 < hit_ratio <= 1:
@@ -345,7 +350,7 @@ def rbdc_tbdc(detections: Any, gt_tracks: Any, num_frames: Any, *, iou: float = 
     Raises:
         ValueError: mismatched video counts or keys, no videos, no GT regions at all, a frame
             index that is negative, not an integer or out of range, x2 < x1 or y2 < y1,
-            non-finite boxes, NaN scores; the message names the video and row.
+            non-finite boxes or scores; the message names the video and row.
     """
     _check_params(iou, hit_ratio, max_fpr)
     p = _pool(detections, gt_tracks, num_frames)
@@ -381,9 +386,9 @@ def regions_from_heatmaps(heatmaps: Any, threshold: float = 0.5) -> np.ndarray:
     """Heatmaps -> scored region detections, T-VAD's input to RBDC/TBDC.
 
     Args:
-        heatmaps: (T, H, W) anomaly heat in [0, 1] of one video (frame t = index t; resize to
-            the GT frame size first if the GT boxes are in full-resolution pixels).
-        threshold: pixels with heat >= threshold are foreground.
+        heatmaps: (T, H, W) anomaly heat of one video, finite floats in [0, 1] (frame t = index
+            t; resize to the GT frame size first if the GT boxes are in full-resolution pixels).
+        threshold: pixels with heat >= threshold are foreground; a number in [0, 1].
 
     Returns:
         (N, 6) float64 rows ``[frame, x1, y1, x2, y2, score]``: one per 8-connected foreground
@@ -392,15 +397,27 @@ def regions_from_heatmaps(heatmaps: Any, threshold: float = 0.5) -> np.ndarray:
         component's first pixel. Note: GT boxes from :func:`tracks_from_masks` follow
         UBnormal's exclusive right/bottom edge instead; the evaluation treats both as
         inclusive, as the official evaluation does.
+
+    Raises:
+        ValueError: heat that is not float (e.g. uint8 0-255), not (T, H, W), not finite or
+            outside [0, 1]; a threshold that is not a number in [0, 1].
     """
+    if isinstance(threshold, bool) or not isinstance(threshold, (Real, np.number)) \
+            or not (np.isfinite(threshold) and 0 <= threshold <= 1):
+        raise ValueError(f"threshold must be a number in [0, 1], got {threshold!r}")
     h = np.asarray(heatmaps)
-    if not np.issubdtype(h.dtype, np.floating):
-        h = h.astype(np.float64)  # float32 heat is kept as is
+    if not np.issubdtype(h.dtype, np.floating):  # float32 / float16 heat is kept as is
+        raise ValueError(f"heatmaps: expected float heat in [0, 1], got {h.dtype}")
     if h.ndim != 3:
         raise ValueError(f"heatmaps must have shape (T, H, W), got {h.shape}")
-    if np.isnan(h).any():
-        t = int(np.argwhere(np.isnan(h))[0, 0])
-        raise ValueError(f"heatmaps: NaN heat in frame {t}")
+    if h.size:
+        lo, hi = h.min(), h.max()  # NaN propagates: one pass when the heat is fine
+        if not (np.isfinite(lo) and np.isfinite(hi)) or lo < -_UNIT_TOL or hi > 1 + _UNIT_TOL:
+            bad = ~np.isfinite(h) | (h < -_UNIT_TOL) | (h > 1 + _UNIT_TOL)
+            t, y, x = (int(i) for i in np.argwhere(bad)[0])
+            v = h[t, y, x].item()
+            what = "NaN heat" if np.isnan(v) else f"heat {v!r}"
+            raise ValueError(f"heatmaps: {what} in frame {t} at (y={y}, x={x}); expected finite heat in [0, 1]")
     labels, n = ndimage.label(h >= threshold, structure=_IN_FRAME_8)
     if n == 0:
         return np.zeros((0, 6))
