@@ -19,7 +19,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 import tvad.model.ahd as ahd_mod
-from tvad.config import AHDConfig, EvalConfig, RAEConfig, Stage1Config
+from tvad.config import AHDConfig, RAEConfig, Stage1Config
 from tvad.model.ahd import AHD, CheckpointError, load_ahd, pair_merge, save_ahd
 from tvad.train.common import Killed
 from tvad.train.stage1 import ResumeStateError, Sample, train
@@ -243,7 +243,7 @@ def test_changed_rae_channels_in_tvad_json_is_named(model_copy):
         read_checkpoint(model_copy, device="cpu")
     first = str(e.value).splitlines()[0]
     assert first.startswith(f"{model_copy / 'rae.safetensors'}: weights do not fit the configured model: ")
-    assert f"'channels': 16" in first and f"({j}) do not match rae.safetensors" in first
+    assert "'channels': 16" in first and f"({j}) do not match rae.safetensors" in first
 
 
 @pytest.mark.parametrize("damage", [_truncate, _garble], ids=["truncated", "garbled"])

@@ -11,7 +11,9 @@ micro-AUC. Optional: Dice term and positive-class weight (deviations when on), f
 
 Checkpoints (out_dir/last, out_dir/best): ahd.safetensors (weights + class text buffers),
 ahd.json (config, backbone identity and layers, metrics), and for `last` the optimizer,
-scheduler, RNG state and position in training_state.pt. `resume=True` continues from `last`;
+scheduler, RNG state and position in training_state.pt (tensors and plain values only, loaded with
+`weights_only=True`: a pickle planted there is refused, never run; written into the new `last` before
+it is swapped in). `resume=True` continues from `last`;
 the data order of epoch e is a permutation seeded by (seed, e), checkpoints sit on optimizer-step
 boundaries, so a killed and resumed run reaches exactly the weights of an uninterrupted one.
 
@@ -257,8 +259,8 @@ def _load_training_state(path: Path) -> dict:
         raise ResumeStateError(f"{path}: refused to load: it holds Python objects, not only tensors and plain "
                                f"values (a pickle that could run code, or a state of an older tvad); {restart}") from None
     except Exception as e:  # truncated / garbled zip or pickle
-        raise ResumeStateError(f"{path}: corrupt training state ({type(e).__name__}: "
-                               f"{str(e).splitlines()[0] if str(e) else 'unreadable'}); {restart}") from None
+        why = str(e).splitlines()[0].split(". ")[0] if str(e) else "unreadable"
+        raise ResumeStateError(f"{path}: corrupt training state ({type(e).__name__}: {why}); {restart}") from None
     need = ("optimizer", "scheduler", "rng", "state", "total")
     if not isinstance(ts, dict) or any(k not in ts for k in need):
         raise ResumeStateError(f"{path}: corrupt training state (expected the keys {', '.join(need)}); {restart}")
