@@ -298,3 +298,21 @@ def test_feature_cache_recomputes_damaged_files_and_lists_them(tmp_path, damage)
     assert cache.corrupt == [p] and cache.misses == 2
     assert all(torch.equal(good[l], again[l]) for l in (0, 2))
     assert cache.get("vid", [0, 1, 2, 3]) is not None  # rewritten whole
+
+
+def test_cli_detect_names_the_non_finite_weights_file(model_copy, bikes_mp4, tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    f = model_copy / "ahd" / "ahd.safetensors"
+    save_file({k: torch.full_like(v, float("nan")) for k, v in load_file(str(f)).items()}, str(f))
+    repo = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": str(repo) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    r = subprocess.run([sys.executable, "-m", "tvad.cli", "detect", str(bikes_mp4), "--checkpoint", str(model_copy),
+                        "--out", str(tmp_path / "out"), "--device", "cpu"], capture_output=True, text=True,
+                       cwd=repo, env=env, timeout=300)
+    assert r.returncode == 1, r.stderr
+    assert r.stderr.splitlines()[0].startswith(
+        f"tvad detect: error: cannot load checkpoint {model_copy}: {f}: non-finite weights (NaN/inf) in ")
+    assert "Traceback" not in r.stderr
