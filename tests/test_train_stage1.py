@@ -177,7 +177,7 @@ acc = Accelerator()
 rank = acc.process_index
 saves = []
 real_save = s1.save_ahd
-s1.save_ahd = lambda ahd, path, meta: saves.append(Path(path).relative_to(out).as_posix()) or real_save(ahd, path, meta)
+s1.save_ahd = lambda ahd, path, meta, **kw: saves.append(Path(path).relative_to(out).as_posix()) or real_save(ahd, path, meta, **kw)
 runs, grads, current = {}, {}, [None]
 
 
@@ -260,8 +260,8 @@ def test_two_process_accelerate_launch_matches_one_process(tmp_path, monkeypatch
     # the same runs in this (single) process
     saves, grads = [], {}
     real_save = s1.save_ahd
-    monkeypatch.setattr(s1, "save_ahd", lambda ahd, path, meta: saves.append(
-        Path(path).relative_to(tmp_path / "sp").as_posix()) or real_save(ahd, path, meta))
+    monkeypatch.setattr(s1, "save_ahd", lambda ahd, path, meta, **kw: saves.append(
+        Path(path).relative_to(tmp_path / "sp").as_posix()) or real_save(ahd, path, meta, **kw))
     mp_grads = [torch.load(tmp_path / "mp" / f"grads{r}.pt") for r in (0, 1)]
     for name, tr, va, cfg, kw in _mp_cases():
         if name == "resumed":

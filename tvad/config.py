@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -178,7 +179,9 @@ class Config:
         return cls.from_dict(yaml.safe_load(text) or {})
 
     def override(self, overrides: dict[str, Any] | None) -> "Config":
-        """A copy with dotted keys set, e.g. {"stage1.epochs": 2}. Unknown keys raise."""
+        """A copy with dotted keys set, e.g. {"stage1.epochs": 2}. Unknown keys raise `KeyError`; a
+        value of the wrong type or out of its field's range raises `ConfigError` (one line: the key,
+        the value and what was expected). String values (the command line's) are parsed as YAML."""
         d = self.to_dict()
         for key, value in (overrides or {}).items():
             node, parts = d, key.split(".")
@@ -187,21 +190,176 @@ class Config:
                     raise KeyError(f"unknown config key {key!r} (no {'.'.join(parts[: i + 1])!r}); "
                                    f"known: {', '.join(sorted(flat_keys(self)))}")
                 if i == len(parts) - 1:
-                    node[part] = _coerce(value, node[part], key)
+                    node[part] = _coerce(value, key)
                 else:
                     node = node[part]
         return Config.from_dict(d)
 
 
-def _coerce(value: Any, current: Any, key: str) -> Any:
-    """Parse string overrides (from the command line) with YAML, typed like the current value."""
-    if isinstance(value, str) and not isinstance(current, str):
-        value = yaml.safe_load(value)
-    if isinstance(current, bool) and not isinstance(value, bool):
-        raise ValueError(f"config key {key!r} expects true/false, got {value!r}")
-    if isinstance(current, float) and isinstance(value, int) and not isinstance(value, bool):
+class ConfigError(ValueError):
+    """An override of the wrong type or out of its field's range."""
+
+
+# What each overridable value must be, beyond its field's annotation: ranges ("> 0", ">= 0",
+# "[0, 1]", "(0, 1]", "even >= 2"), the fixed choices of enum-like strings (the values the code
+# accepts), and the items of list / dict fields (type, range or choices, exact length).
+_RANGES = {
+    "seed": ">= 0", "cpu_threads": ">= 0",
+    "data.frames_per_video": "> 0", "data.video_fps": "> 0", "data.clip_fps": "> 0", "data.clip_min_frames": "> 0",
+    "data.clip_max_frames": "> 0", "data.clip_stride": "> 0", "data.dialogues_per_clip": "> 0",
+    "backbone.max_pixels": "> 0",
+    "ahd.hidden": "> 0", "ahd.text_dim": "> 0", "ahd.logit_scale": "> 0", "ahd.num_templates": "> 0",
+    "ahd.topk": "> 0",
+    "rae.channels": "> 0", "rae.conv_layers": "> 0", "rae.grid": "> 0", "rae.num_base": ">= 0",
+    "stage1.epochs": "> 0", "stage1.batch_size": "> 0", "stage1.grad_accum": "> 0", "stage1.lr": "> 0",
+    "stage1.min_lr": ">= 0", "stage1.warmup_ratio": "[0, 1]", "stage1.weight_decay": ">= 0",
+    "stage1.dice_weight": ">= 0", "stage1.pos_weight": "> 0", "stage1.clip_frames": "even >= 2",
+    "stage1.eval_every": "> 0", "stage1.seed": ">= 0",
+    "stage2.lr": "> 0", "stage2.warmup_ratio": "[0, 1]", "stage2.rae_lr_scale": "> 0",
+    "stage2.yes_no_weight": ">= 0", "stage2.batch_size": "> 0", "stage2.grad_accum": "> 0", "stage2.epochs": "> 0",
+    "stage2.max_length": "> 0", "stage2.video_max_tokens": "> 0", "stage2.lora_r": "> 0", "stage2.lora_alpha": "> 0",
+    "stage2.lora_dropout": "[0, 1]", "stage2.phase_b_last_layers": "> 0", "stage2.eval_steps": "> 0",
+    "stage2.eval_max_new_tokens": "> 0", "stage2.cpu_threads": ">= 0", "stage2.seed": ">= 0",
+    "eval.threshold": "[0, 1]", "eval.iou": "[0, 1]", "eval.link_iou": "[0, 1]", "eval.hit_ratio": "[0, 1]",
+    "eval.max_fpr": "(0, 1]", "eval.sigma": ">= 0",
+}
+_CHOICES = {
+    "data.dataset": ("synthetic", "ubnormal", "shanghaitech"),  # tvad.data.load
+    "backbone.dtype": ("float32", "fp32", "bfloat16", "bf16", "float16", "fp16"),  # tvad.model.backbone._dtype
+    "backbone.text_encoder": ("embeddings", "decoder"),  # Backbone.text_features
+    "ahd.layer_weighting": ("softmax", "raw"),  # AHD
+    "ahd.frame_score": ("max", "topk"),  # tvad.model.ahd.frame_scores
+    "rae.variant": ("paper", "released"),  # RegionAwareAnomalyEncoder
+    "rae.init": ("zero_bias", "default"),
+    "stage1.select_by": ("micro_auc", "macro_auc", "rbdc", "tbdc", "last"),  # tvad.train.stage1.train
+    "stage2.video_input": ("embeds", "pixels"),  # tvad.train.collate
+}
+_ITEMS = {  # key: (item type, range or choices, exact length or None, may be empty)
+    "data.frame_size": (int, "> 0", 2, False), "data.clip_size": (int, "> 0", 2, False),
+    "data.num_videos": (int, ">= 0", None, True),  # a mapping split -> count
+    "backbone.layers": (int, ">= 0", None, False),
+    "stage2.lora_targets": (str, None, None, False),
+    "stage2.eval_splits": (str, ("val", "test", "test_seen"), None, True),
+    "eval.seeds": (int, ">= 0", None, False),
+}
+
+
+def _field_type(key: str) -> Any:
+    """The annotation of the config field at dotted `key` (an item of a dict field: its item type)."""
+    t: Any = Config
+    parts = key.split(".")
+    for i, part in enumerate(parts):
+        if dataclasses.is_dataclass(t):
+            t = typing.get_type_hints(t)[part]
+        elif t is dict:  # data.num_videos.<split>
+            return _ITEMS[".".join(parts[:i])][0]
+    return t
+
+
+def _in_range(v: float, rule: str) -> bool:
+    return {"> 0": v > 0, ">= 0": v >= 0, "[0, 1]": 0 <= v <= 1, "(0, 1]": 0 < v <= 1,
+            "even >= 2": v >= 2 and v % 2 == 0}[rule]
+
+
+def _describe(t: Any, rule: Any = None) -> str:
+    what = {bool: "true/false", int: "an integer", float: "a number", str: "a string"}.get(t, getattr(t, "__name__", str(t)))
+    if isinstance(rule, tuple):
+        return "one of " + ", ".join(repr(c) for c in rule)
+    if rule == "even >= 2":
+        return "an even integer >= 2"
+    if rule and rule.startswith(("[", "(")):
+        return f"{what} in {rule}"
+    return f"{what} {rule}" if rule else what
+
+
+def _scalar(value: Any, t: Any, rule: Any, key: str, raw: Any, expected: str) -> Any:
+    """`value` checked (and converted: int -> float, numeric strings -> float) as a `t` obeying `rule`."""
+    bad = ConfigError(f"config key {key!r}: expected {expected}, got {raw!r}")
+    if t is bool:
+        if not isinstance(value, bool):
+            raise bad
+        return value
+    if t is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise bad
+    elif t is float:
+        if isinstance(value, str):  # "1e-3" is a string to YAML 1.1
+            try:
+                value = float(value)
+            except ValueError:
+                raise bad from None
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise bad
         value = float(value)
+    elif t is str:
+        if not isinstance(value, str):
+            raise bad
+    if isinstance(rule, tuple) and value not in rule:
+        raise bad
+    if isinstance(rule, str) and not _in_range(value, rule):
+        raise bad
     return value
+
+
+def _coerce(value: Any, key: str) -> Any:
+    """An override value (a string from the command line is parsed as YAML, except for string
+    fields) typed and range-checked against its field; a `ConfigError` naming the key otherwise."""
+    t = _field_type(key)
+    raw = value
+    args = typing.get_args(t)
+    optional = type(None) in args
+    base = next(a for a in args if a is not type(None)) if optional else t
+    if dataclasses.is_dataclass(base):  # a whole section, e.g. stage1={epochs: 2}
+        if isinstance(value, str):
+            value = _parse(value, key)
+        if not isinstance(value, dict):
+            raise ConfigError(f"config key {key!r}: expected a mapping of {base.__name__} fields, got {raw!r}")
+        names = {f.name for f in dataclasses.fields(base)}
+        unknown = sorted(set(value) - names)
+        if unknown:
+            raise KeyError(f"unknown config key(s) {[f'{key}.{k}' for k in unknown]}")
+        return {k: _coerce(v, f"{key}.{k}") for k, v in value.items()}
+    if isinstance(value, str) and base is not str:
+        value = _parse(value, key)
+        if optional and isinstance(value, str) and value.lower() == "none":
+            value = None
+    if value is None:
+        if optional:
+            return None
+        raise ConfigError(f"config key {key!r}: expected {_describe(base, _CHOICES.get(key) or _RANGES.get(key))}, "
+                          f"got {raw!r}")
+    if base in (list, dict):
+        it, rule, length, may_be_empty = _ITEMS[key]
+        kind = "list" if base is list else "mapping"
+        items = (f"values from {', '.join(repr(c) for c in rule)}" if isinstance(rule, tuple) else
+                 _describe(it, rule).replace("an integer", "integers").replace("a string", "strings"))
+        expected = f"a {'non-empty ' if not may_be_empty and length is None else ''}{kind} of {'' if length is None else f'{length} '}{items}"
+        if base is dict and key == "data.num_videos":
+            expected = "a mapping split -> integer >= 0, e.g. {train: 24}"
+        bad = ConfigError(f"config key {key!r}: expected {expected}, got {raw!r}")
+        if base is list:
+            if not isinstance(value, list) or (length is not None and len(value) != length) \
+                    or (not value and not may_be_empty):
+                raise bad
+            return [_scalar(v, it, rule, key, raw, expected) for v in value]
+        if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
+            raise bad
+        return {k: _scalar(v, it, rule, key, raw, expected) for k, v in value.items()}
+    if key.count(".") == 2 and key.startswith("data.num_videos."):  # one split's count
+        rule = _ITEMS["data.num_videos"][1]
+    else:
+        rule = _CHOICES.get(key) or _RANGES.get(key)
+    expected = _describe(base, rule) + (" or null" if optional else "")
+    return _scalar(value, base, rule, key, raw, expected)
+
+
+def _parse(text: str, key: str) -> Any:
+    """A command-line value as YAML ("3" -> 3, "[0, 1]" -> [0, 1]); text that is no YAML stays text
+    (and fails the type check with the usual message)."""
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
 
 
 def _build(cls, d: dict, prefix: str):

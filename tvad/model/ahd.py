@@ -19,7 +19,7 @@ import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Callable, Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -200,32 +200,83 @@ def ahd_loss(ahd: AHD, out: AHDOutput, masks: torch.Tensor, pos_weight: float = 
 
 # -- checkpoints ----------------------------------------------------------------------------------
 
+class CheckpointError(ValueError):
+    """A checkpoint file that cannot be used: corrupt, truncated, non-finite or of other settings."""
+
+
 def read_checkpoint_json(path: Path, name: str, fmt: str, what: str) -> dict:
     """The JSON file `name` of a checkpoint directory, checked to carry format `fmt` (also read by
     the full model's `tvad.model.checkpoint`); `what` names the kind in errors ("an AHD")."""
     if not (path / name).exists():
         raise FileNotFoundError(f"{path}: not {what} checkpoint (no {name})")
-    meta = json.loads((path / name).read_text())
+    try:
+        meta = json.loads((path / name).read_text())
+    except (ValueError, UnicodeDecodeError) as e:  # JSONDecodeError is a ValueError
+        raise CheckpointError(f"{path / name}: corrupt checkpoint file (not JSON: {e})") from None
+    if not isinstance(meta, dict):
+        raise CheckpointError(f"{path / name}: corrupt checkpoint file (not a JSON object)")
     if meta.get("format") != fmt:
         raise ValueError(f"{path}: unknown checkpoint format {meta.get('format')!r}")
     return meta
 
 
-def save_ahd(ahd: AHD, path: str | os.PathLike, meta: dict) -> Path:
-    """A self-contained AHD checkpoint directory (atomic: written aside, then renamed)."""
+def read_safetensors(path: str | os.PathLike, finite: bool = True) -> dict[str, torch.Tensor]:
+    """The tensors of a checkpoint's safetensors file; a truncated or garbled file, or (with `finite`)
+    one holding NaN/inf values, is a `CheckpointError` naming the file."""
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"{p}: no such checkpoint file")
+    try:
+        tensors = load_file(str(p))
+    except Exception as e:  # SafetensorError, OSError, ...: the header or the data do not parse
+        raise CheckpointError(f"{p}: corrupt safetensors file (truncated or garbled: "
+                              f"{str(e).splitlines()[0] if str(e) else type(e).__name__})") from None
+    if finite:
+        bad = [k for k, v in tensors.items() if v.is_floating_point() and not torch.isfinite(v).all()]
+        if bad:
+            raise CheckpointError(f"{p}: non-finite weights (NaN/inf) in {', '.join(sorted(bad)[:3])}"
+                                  f"{' ...' if len(bad) > 3 else ''}")
+    return tensors
+
+
+def load_weights(module: nn.Module, tensors: Mapping[str, torch.Tensor], path: str | os.PathLike,
+                 settings: str = "") -> None:
+    """`module.load_state_dict(tensors)`; missing, unexpected or differently shaped tensors are a
+    `CheckpointError` naming the weights file (and `settings`, the file that fixes the shapes)."""
+    want = module.state_dict()
+    missing = sorted(set(want) - set(tensors))
+    extra = sorted(set(tensors) - set(want))
+    shapes = [f"{k} {tuple(tensors[k].shape)} != {tuple(v.shape)}" for k, v in want.items()
+              if k in tensors and tuple(tensors[k].shape) != tuple(v.shape)]
+    where = f" (settings from {settings})" if settings else ""
+    if shapes:
+        raise CheckpointError(f"{path}: weights do not fit the configured model{where}: {shapes[0]}"
+                              f"{f' and {len(shapes) - 1} more' if len(shapes) > 1 else ''}")
+    if missing or extra:
+        raise CheckpointError(f"{path}: weights do not fit the configured model{where}: "
+                              f"missing {missing[:3]}, unexpected {extra[:3]}")
+    module.load_state_dict(dict(tensors))
+
+
+def save_ahd(ahd: AHD, path: str | os.PathLike, meta: dict,
+             extra: Callable[[Path], None] | None = None) -> Path:
+    """A self-contained AHD checkpoint directory (atomic: written aside, then renamed). `extra(folder)`
+    writes more files into the new folder before it is swapped in (stage 1's training state)."""
     p = Path(path)
     tmp = p.with_name(p.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     save_file({k: v.detach().cpu().contiguous() for k, v in ahd.state_dict().items()}, str(tmp / "ahd.safetensors"))
     atomic_write_json(tmp / "ahd.json", {"format": CKPT_FORMAT, "ahd": ahd.config_dict(), **meta})
+    if extra is not None:
+        extra(tmp)
     return atomic_replace_dir(tmp, p)
 
 
 def load_ahd(path: str | os.PathLike, backbone_identity: str | None = None,
              layers: Sequence[int] | None = None) -> tuple[AHD, dict]:
     """(AHD, meta) from a checkpoint directory; a checkpoint made on another backbone or layer set
-    than the one given is a clear error."""
+    than the one given is a clear error, and so is a corrupt, non-finite or mismatched weights file."""
     p = Path(path)
     meta = read_checkpoint_json(p, "ahd.json", CKPT_FORMAT, "an AHD")
     bb = meta.get("backbone", {})
@@ -234,6 +285,9 @@ def load_ahd(path: str | os.PathLike, backbone_identity: str | None = None,
                          f"not on the loaded backbone {backbone_identity}")
     if layers is not None and sorted(int(l) for l in layers) != sorted(bb.get("layers", [])):
         raise ValueError(f"{p}: checkpoint uses ViT blocks {bb.get('layers')}, not {sorted(layers)}")
-    ahd = AHD.from_config_dict(meta["ahd"])
-    ahd.load_state_dict(load_file(str(p / "ahd.safetensors")))
+    try:
+        ahd = AHD.from_config_dict(meta["ahd"])
+    except (KeyError, TypeError, ValueError, AttributeError) as e:
+        raise CheckpointError(f"{p / 'ahd.json'}: bad 'ahd' settings ({type(e).__name__}: {e})") from None
+    load_weights(ahd, read_safetensors(p / "ahd.safetensors"), p / "ahd.safetensors", p / "ahd.json")
     return ahd, meta

@@ -19,10 +19,11 @@ from pathlib import Path
 
 import torch
 import yaml
-from safetensors.torch import load_file, save_file
+from safetensors import safe_open
+from safetensors.torch import save_file
 
 from tvad.io import atomic_replace_dir, atomic_write_json
-from tvad.model.ahd import load_ahd, read_checkpoint_json, save_ahd
+from tvad.model.ahd import CheckpointError, load_ahd, load_weights, read_checkpoint_json, read_safetensors, save_ahd
 from tvad.model.backbone import from_pretrained, vision_hash
 from tvad.model.detector import find_checkpoint, load_detector
 from tvad.model.rae import new_rae, rae_kwargs
@@ -86,8 +87,12 @@ def read_checkpoint(path: str | os.PathLike, device: str | None = None, dtype: s
     for name, f in parts.items():
         if not f.exists():
             raise FileNotFoundError(f"{p}: the checkpoint is missing its {name} ({f.relative_to(p)})")
-    bb = from_pretrained(p / "backbone", dtype=dtype or meta.get("dtype", "float32"), device=device or "auto",
-                         max_pixels=meta.get("max_pixels"))
+    try:
+        bb = from_pretrained(p / "backbone", dtype=dtype or meta.get("dtype", "float32"), device=device or "auto",
+                             max_pixels=meta.get("max_pixels"))
+    except Exception:
+        _check_safetensors_files(p / "backbone")  # a truncated / garbled weights file: name it
+        raise
     got = vision_hash(bb.model)
     if meta.get("vision_hash") and got != meta["vision_hash"]:
         raise ValueError(f"{p}: the vision tower's weights differ from the ones saved ({got} != {meta['vision_hash']})")
@@ -95,19 +100,45 @@ def read_checkpoint(path: str | os.PathLike, device: str | None = None, dtype: s
         if bb.tokenizer.convert_tokens_to_ids(t) != int(i):
             raise ValueError(f"{p}: tokenizer maps {t} to {bb.tokenizer.convert_tokens_to_ids(t)}, checkpoint says {i}")
     ahd, ahd_meta = (load_ahd(p / "ahd") if meta.get("has_ahd", True) else (None, {}))
-    st = load_file(str(p / "rae.safetensors"))
+    st = read_safetensors(p / "rae.safetensors")  # corrupt or non-finite: a CheckpointError naming the file
     rae = None
     if meta.get("has_rae"):
         if not any(k.startswith("rae.") for k in st):
             raise FileNotFoundError(f"{p}: rae.safetensors holds no RAE weights")
-        rae = new_rae(bb.model.config.text_config.hidden_size, meta["rae"])  # unseeded: weights restored next
-        rae.load_state_dict({k[4:]: v for k, v in st.items() if k.startswith("rae.")})
+        try:
+            rae = new_rae(bb.model.config.text_config.hidden_size, meta["rae"])  # unseeded: weights restored next
+        except (KeyError, TypeError, ValueError) as e:
+            raise CheckpointError(f"{p / 'tvad.json'}: bad 'rae' settings {meta.get('rae')!r} "
+                                  f"({type(e).__name__}: {e})") from None
+        try:
+            load_weights(rae, {k[4:]: v for k, v in st.items() if k.startswith("rae.")}, p / "rae.safetensors")
+        except CheckpointError as e:
+            raise CheckpointError(f"{e.args[0]}; tvad.json's 'rae' settings {meta['rae']} "
+                                  f"({p / 'tvad.json'}) do not match rae.safetensors") from None
     model = TVAD(bb, ahd, ahd_meta, rae, use_ahd=meta.get("use_ahd", True), use_rae=meta.get("use_rae", True),
                  meta=meta)
+    rows = model.injector.token_rows
+    if "token_rows" not in st or tuple(st["token_rows"].shape) != tuple(rows.shape):
+        raise CheckpointError(f"{p / 'rae.safetensors'}: token_rows "
+                              f"{tuple(st['token_rows'].shape) if 'token_rows' in st else 'missing'}, the model "
+                              f"has {tuple(rows.shape)} (tvad.json 'num_prompts' / 'tokens' do not match)")
     with torch.no_grad():
-        model.injector.token_rows.copy_(st["token_rows"].to(model.injector.token_rows.device))
+        rows.copy_(st["token_rows"].to(rows.device))
     model.injector.to(bb.device)
     return model
+
+
+def _check_safetensors_files(folder: Path) -> None:
+    """A `CheckpointError` naming the first *.safetensors file under `folder` that does not read
+    (called when loading the folder failed, to say which file is corrupt)."""
+    for f in sorted(folder.glob("*.safetensors")):
+        try:
+            with safe_open(str(f), framework="pt") as st:
+                for k in st.keys():
+                    st.get_slice(k)[:1]  # headers and offsets; the data of a cut file is out of range
+        except Exception as e:
+            raise CheckpointError(f"{f}: corrupt safetensors file (truncated or garbled: "
+                                  f"{str(e).splitlines()[0] if str(e) else type(e).__name__})") from None
 
 
 def load(path: str | os.PathLike, device: str | None = None, dtype: str | None = None, **kw) -> TVAD:

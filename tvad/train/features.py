@@ -8,7 +8,8 @@ Layout: <root>/<backbone identity>/<key>.safetensors, one file per (video, frame
 tensors "layer.<l>" plus metadata (video, indices, backbone identity, layers, grid, frame size).
 The key is a hash of all four; on every read the stored metadata is compared with the request,
 so a stale or foreign file (other frames, other backbone, other layers) is never served: it is
-recomputed and overwritten. Writes are atomic (temp file + rename).
+recomputed and overwritten; so is a truncated, garbled or non-finite one (listed in `corrupt`).
+Writes are atomic (temp file + rename).
 
 Because Qwen2.5-VL's ViT attends within each 2-frame group only (window and full attention
 alike, 2-D rotary positions), the features of frames [2a, 2b) are rows [a, b) of the whole
@@ -46,6 +47,7 @@ class FeatureCache:
         self.dir.mkdir(parents=True, exist_ok=True)
         self.hits = 0
         self.misses = 0
+        self.corrupt: list[Path] = []  # cache files found truncated, garbled or non-finite (then recomputed)
 
     # -- keys --------------------------------------------------------------------------------
     def meta(self, video: str, indices: Sequence[int]) -> dict:
@@ -70,9 +72,14 @@ class FeatureCache:
                 got = json.loads((f.metadata() or {}).get("tvad", "{}"))
                 if any(got.get(k) != v for k, v in want.items()):
                     return None  # stale: never served
-                return {l: f.get_tensor(f"layer.{l}").float() for l in self.layers}
-        except Exception:  # truncated / corrupt file: recompute
+                out = {l: f.get_tensor(f"layer.{l}").float() for l in self.layers}
+        except Exception:  # truncated / garbled file: recompute (counted in `corrupt`)
+            self.corrupt.append(p)
             return None
+        if not all(torch.isfinite(t).all() for t in out.values()):  # put() never writes these: damaged
+            self.corrupt.append(p)
+            return None
+        return out
 
     def put(self, video: str, indices: Sequence[int], features: dict[int, torch.Tensor]) -> Path:
         missing = [l for l in self.layers if l not in features]

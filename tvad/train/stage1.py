@@ -11,7 +11,9 @@ micro-AUC. Optional: Dice term and positive-class weight (deviations when on), f
 
 Checkpoints (out_dir/last, out_dir/best): ahd.safetensors (weights + class text buffers),
 ahd.json (config, backbone identity and layers, metrics), and for `last` the optimizer,
-scheduler, RNG state and position in training_state.pt. `resume=True` continues from `last`;
+scheduler, RNG state and position in training_state.pt (tensors and plain values only, loaded with
+`weights_only=True`: a pickle planted there is refused, never run; written into the new `last` before
+it is swapped in). `resume=True` continues from `last`;
 the data order of epoch e is a permutation seeded by (seed, e), checkpoints sit on optimizer-step
 boundaries, so a killed and resumed run reaches exactly the weights of an uninterrupted one.
 
@@ -26,6 +28,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import pickle
 import random
 import time
 from contextlib import nullcontext
@@ -37,7 +40,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from tvad.io import atomic_path, atomic_write_json
+from tvad.io import atomic_write_json, json_default
 from tvad.metrics import macro_auc, micro_auc, operating_point, rbdc_tbdc, regions_from_heatmaps, tracks_from_masks
 from tvad.model.ahd import AHD, ahd_loss, frame_scores, heat_to_frames, load_ahd, pair_merge, save_ahd
 from tvad.train.common import Killed
@@ -215,13 +218,53 @@ def evaluate(ahd: AHD, samples: Sequence[Sample], eval_cfg=None, frame_score: st
 # -- checkpoints: save_ahd / load_ahd live in tvad.model.ahd (the detector needs them) ----------
 
 def _rng_state() -> dict:
-    return {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    """The python, numpy and torch RNG states as tensors and plain values (loadable with
+    `torch.load(weights_only=True)`: no pickled Python objects)."""
+    version, internal, gauss = random.getstate()
+    npst = np.random.get_state(legacy=False)
+    return {"python": {"version": int(version), "state": [int(v) for v in internal], "gauss": gauss},
+            "numpy": {"bit_generator": str(npst["bit_generator"]),
+                      "key": torch.from_numpy(np.asarray(npst["state"]["key"], dtype=np.int64)),
+                      "pos": int(npst["state"]["pos"]), "has_gauss": int(npst["has_gauss"]),
+                      "gauss": float(npst["gauss"])},
+            "torch": torch.get_rng_state()}
 
 
 def _set_rng_state(s: dict) -> None:
-    random.setstate(s["python"])
-    np.random.set_state(s["numpy"])
+    py, npst = s["python"], s["numpy"]
+    random.setstate((py["version"], tuple(py["state"]), py["gauss"]))
+    np.random.set_state({"bit_generator": npst["bit_generator"],
+                         "state": {"key": npst["key"].numpy().astype(np.uint32), "pos": npst["pos"]},
+                         "has_gauss": npst["has_gauss"], "gauss": npst["gauss"]})
     torch.set_rng_state(s["torch"])
+
+
+def _plain(obj):
+    """`obj` as plain JSON values (numpy scalars -> floats), as the training state stores it."""
+    return json.loads(json.dumps(obj, default=json_default))
+
+
+class ResumeStateError(ValueError):
+    """`resume=True` found a `last` checkpoint whose training state cannot be used: missing (a save
+    cut short), refused (not plain tensors and values: a pickle that could run code) or corrupt."""
+
+
+def _load_training_state(path: Path) -> dict:
+    """The training state of a `last` checkpoint, loaded with `weights_only=True` (tensors and plain
+    values only: a planted pickle is refused, never run); `ResumeStateError` naming the file otherwise."""
+    restart = f"delete {path.parent} to restart stage 1 from step 0"
+    try:
+        ts = torch.load(path, weights_only=True, map_location="cpu")
+    except pickle.UnpicklingError:
+        raise ResumeStateError(f"{path}: refused to load: it holds Python objects, not only tensors and plain "
+                               f"values (a pickle that could run code, or a state of an older tvad); {restart}") from None
+    except Exception as e:  # truncated / garbled zip or pickle
+        why = str(e).splitlines()[0].split(". ")[0] if str(e) else "unreadable"
+        raise ResumeStateError(f"{path}: corrupt training state ({type(e).__name__}: {why}); {restart}") from None
+    need = ("optimizer", "scheduler", "rng", "state", "total")
+    if not isinstance(ts, dict) or any(k not in ts for k in need):
+        raise ResumeStateError(f"{path}: corrupt training state (expected the keys {', '.join(need)}); {restart}")
+    return ts
 
 
 # -- training ------------------------------------------------------------------------------------
@@ -281,9 +324,16 @@ def train(ahd: AHD, train_samples: Sequence[Sample], val_samples: Sequence[Sampl
     state = {"epoch": 0, "step": 0, "history": [], "val_history": [], "best": None, "epoch_seconds": []}
     torch.manual_seed(cfg.seed)
     last_dir, best_dir = out / "last", out / "best"
+    old_last = last_dir.with_name(last_dir.name + ".old")
+    if resume and main and not last_dir.exists() and (old_last / "training_state.pt").is_file():
+        old_last.rename(last_dir)  # a kill inside atomic_replace_dir left the previous `last` aside
+    acc.wait_for_everyone()
+    if resume and last_dir.exists() and not (last_dir / "training_state.pt").exists():
+        raise ResumeStateError(f"{last_dir}: a `last` checkpoint without its training_state.pt (a save cut "
+                               f"short?): cannot resume from it; delete {last_dir} to restart stage 1 from step 0")
     if resume and (last_dir / "training_state.pt").exists():  # every process loads the same `last`
         ck, ck_meta = load_ahd(last_dir)
-        ts = torch.load(last_dir / "training_state.pt", weights_only=False, map_location="cpu")
+        ts = _load_training_state(last_dir / "training_state.pt")
         if ts.get("total") != total:
             raise ResumeMismatch(f"{last_dir}: checkpoint is for {ts.get('total')} steps, this run has {total}")
         if (ck_meta.get("backbone") or {}).get("identity") != (meta.get("backbone") or {}).get("identity"):
@@ -291,9 +341,14 @@ def train(ahd: AHD, train_samples: Sequence[Sample], val_samples: Sequence[Sampl
         if ck.config_dict() != ahd.config_dict():
             raise ResumeMismatch(f"{last_dir}: checkpoint has another AHD configuration")
         ahd.load_state_dict(ck.state_dict())
-        opt.load_state_dict(ts["optimizer"])
-        sched.load_state_dict(ts["scheduler"])
-        _set_rng_state(ts["rng"])
+        try:
+            opt.load_state_dict(ts["optimizer"])
+            sched.load_state_dict(ts["scheduler"])
+            _set_rng_state(ts["rng"])
+        except (KeyError, TypeError, ValueError, RuntimeError, IndexError, AttributeError) as e:
+            raise ResumeStateError(f"{last_dir / 'training_state.pt'}: corrupt training state ({type(e).__name__}: "
+                                   f"{str(e).splitlines()[0] if str(e) else 'bad value'}); delete {last_dir} to "
+                                   "restart stage 1 from step 0") from None
         state = ts["state"]
     # DDP-wrapped under several processes; the scheduler stays a plain LambdaLR on the same optimizer,
     # stepped once per optimizer step
@@ -308,10 +363,12 @@ def train(ahd: AHD, train_samples: Sequence[Sample], val_samples: Sequence[Sampl
         acc.wait_for_everyone()
 
     def save_last():
-        save_ahd(acc.unwrap_model(model), last_dir, {**meta, "epoch": state["epoch"], "step": state["step"]})
-        with atomic_path(last_dir / "training_state.pt") as tmp:
+        def training_state(folder: Path) -> None:  # written into the new `last` before it is swapped in
             torch.save({"optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "rng": _rng_state(),
-                        "state": state, "total": total}, tmp)
+                        "state": _plain(state), "total": total}, folder / "training_state.pt")
+
+        save_ahd(acc.unwrap_model(model), last_dir, {**meta, "epoch": state["epoch"], "step": state["step"]},
+                 extra=training_state)
 
     def checkpoint():
         on_main(save_last)

@@ -31,9 +31,10 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
 from tvad.io import atomic_write_json
+from tvad.model.ahd import CheckpointError, load_weights, read_safetensors
 from tvad.model.checkpoint import save_model
 from tvad.model.tvad import TVAD
 from tvad.train.clips import ClipStore
@@ -73,11 +74,15 @@ def _load_trainables(model: TVAD, ckpt: str | os.PathLike) -> None:
     f = Path(ckpt) / TRAINABLES_FILE
     if not f.exists():
         raise FileNotFoundError(f"{ckpt}: no {TRAINABLES_FILE} (RAE / token rows) in this checkpoint")
-    st = load_file(str(f))
+    st = read_safetensors(f)  # a corrupt or non-finite file: a CheckpointError naming it
+    rows = model.injector.token_rows
+    if "token_rows" not in st or tuple(st["token_rows"].shape) != tuple(rows.shape):
+        raise CheckpointError(f"{f}: token_rows {tuple(st['token_rows'].shape) if 'token_rows' in st else 'missing'}, "
+                              f"the model has {tuple(rows.shape)}")
     with torch.no_grad():
-        model.injector.token_rows.copy_(st["token_rows"].to(model.injector.token_rows.device))
+        rows.copy_(st["token_rows"].to(rows.device))
         if model.rae is not None:
-            model.rae.load_state_dict({k[4:]: v for k, v in st.items() if k.startswith("rae.")})
+            load_weights(model.rae, {k[4:]: v for k, v in st.items() if k.startswith("rae.")}, f)
 
 
 def _callbacks(model: TVAD, stop_after_steps: int | None):
