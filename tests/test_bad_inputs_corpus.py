@@ -21,6 +21,7 @@ import pytest
 from tvad.corpus import AnnotatorError, FrameCache, HTTPAnnotator, OracleAnnotator, extract, read_records
 from tvad.corpus.annotators.remote import retry_after_seconds
 from tvad.data.record import VideoObject
+from http_fixtures import send_json
 
 IMG = np.zeros((32, 40, 3), np.uint8)
 SECRET = "sk-bad-inputs-987654321"
@@ -96,13 +97,7 @@ class _Endpoint(BaseHTTPRequestHandler):
             pass
 
     def _reply(self, code, data, headers=None):
-        self.send_response(code)
-        for k, v in (headers or {}).items():
-            self.send_header(k, v)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
+        send_json(self, code, data, headers)
 
 
 def _serve(handler):

@@ -100,31 +100,26 @@ def _methods_deleted(d):
     return f"{_pred(d, 'heatmaps', 'test', '<method>.seed<k>.npz')}: no such file, but split 'test' has gt.npz"
 
 
-def _nan_score(d):
-    p = _pred(d, "heatmaps", "test", "ahd.seed1.npz")
+def _set_entry(d, name: str, key: str, index, value):
+    """Rewrite one entry of one array of a saved predictions file; returns the file."""
+    p = _pred(d, "heatmaps", "test", name)
     with np.load(p) as z:
-        s = z["scores_1"].copy()
-    s[4] = np.nan
-    _rewrite_npz(p, scores_1=s)
-    return f"{p}: video 'v1': frame score at frame 4 is nan"
+        a = z[key].copy()
+    a[index] = value
+    _rewrite_npz(p, **{key: a})
+    return p
+
+
+def _nan_score(d):
+    return f"{_set_entry(d, 'ahd.seed1.npz', 'scores_1', 4, np.nan)}: video 'v1': frame score at frame 4 is nan"
 
 
 def _inf_region(d):
-    p = _pred(d, "heatmaps", "test", "framediff.seed0.npz")
-    with np.load(p) as z:
-        r = z["regions_2"].copy()
-    r[0, 5] = np.inf
-    _rewrite_npz(p, regions_2=r)
-    return f"{p}: video 'v2': region row 0 is not finite"
+    return f"{_set_entry(d, 'framediff.seed0.npz', 'regions_2', (0, 5), np.inf)}: video 'v2': region row 0 is not finite"
 
 
 def _label_two(d):
-    p = _pred(d, "heatmaps", "test", "gt.npz")
-    with np.load(p) as z:
-        y = z["labels_0"].copy()
-    y[2] = 2
-    _rewrite_npz(p, labels_0=y)
-    return f"{p}: video 'v0': frame label at frame 2 is 2, not 0 or 1"
+    return f"{_set_entry(d, 'gt.npz', 'labels_0', 2, 2)}: video 'v0': frame label at frame 2 is 2, not 0 or 1"
 
 
 def _truncated(d):
@@ -173,23 +168,23 @@ def _bad_jsonl_line(d):
     return f"{p}, line 3: not JSON"
 
 
-def _jsonl_missing_answer(d):
-    p = _pred(d, "dialogue", "backbone_zero_shot.seed0.jsonl")
+def _edit_jsonl(p, index: int, edit):
+    """Apply `edit` to the record on line `index` (0-based) of a JSON-lines file; returns the file."""
     lines = p.read_text().splitlines()
-    rec = json.loads(lines[1])
-    del rec["answer"]
-    lines[1] = json.dumps(rec)
+    rec = json.loads(lines[index])
+    edit(rec)
+    lines[index] = json.dumps(rec)
     p.write_text("\n".join(lines) + "\n")
+    return p
+
+
+def _jsonl_missing_answer(d):
+    p = _edit_jsonl(_pred(d, "dialogue", "backbone_zero_shot.seed0.jsonl"), 1, lambda r: r.pop("answer"))
     return f"{p}, line 2: no 'answer' field"
 
 
 def _jsonl_bad_truth(d):
-    p = _pred(d, "dialogue", "rae.seed0.jsonl")
-    lines = p.read_text().splitlines()
-    rec = json.loads(lines[0])
-    rec["truth"] = "maybe"
-    lines[0] = json.dumps(rec)
-    p.write_text("\n".join(lines) + "\n")
+    p = _edit_jsonl(_pred(d, "dialogue", "rae.seed0.jsonl"), 0, lambda r: r.update(truth="maybe"))
     return f"{p}: truths["
 
 

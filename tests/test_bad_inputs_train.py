@@ -20,34 +20,12 @@ from safetensors.torch import load_file, save_file
 
 import tvad.model.ahd as ahd_mod
 from tvad.config import AHDConfig, RAEConfig, Stage1Config
-from tvad.model.ahd import AHD, CheckpointError, load_ahd, pair_merge, save_ahd
+from tvad.model.ahd import CheckpointError, load_ahd, save_ahd
 from tvad.train.common import Killed
-from tvad.train.stage1 import ResumeStateError, Sample, train
+from tvad.train.stage1 import ResumeStateError, train
+from stage1_fixtures import fresh_ahd, planted
 
 CFG = Stage1Config(epochs=2, grad_accum=3, lr=1e-2, min_lr=1e-4, clip_frames=4, seed=0)
-
-
-def planted(n_videos, seed, T=4, h=4, w=4, D=8, S=32):
-    g = torch.Generator().manual_seed(seed)
-    out = []
-    for v in range(n_videos):
-        masks = torch.zeros(2 * T, S, S, dtype=torch.int32)
-        feats = torch.randn(T, h, w, D, generator=g) * 0.5
-        if v % 2 == 0:
-            feats[1:, 1, 2] += 2.0
-            masks[2:, 8:16, 16:24] = 1
-        labels = (masks.flatten(1).amax(1) > 0).numpy().astype(int)
-        out.append(Sample(name=f"v{seed}_{v}", features={0: feats.half(), 1: (feats * 0.5).half()},
-                          masks=pair_merge(masks), frame_labels=labels, gt_tracks=[], num_frames=2 * T,
-                          frame_size=(S, S), anomaly_type="a" if v % 2 == 0 else "normal"))
-    return out
-
-
-def fresh_ahd():
-    torch.manual_seed(0)
-    a = AHD({0: 8, 1: 8}, 8, hidden=16)
-    a.set_text(torch.randn(4, 8), torch.randn(4, 8))
-    return a
 
 
 TR = planted(6, 0)  # 12 clips of 4 frames / accum 3 = 4 steps per epoch, 8 in all
@@ -198,11 +176,16 @@ def test_non_finite_ahd_weights_are_named(ahd_ckpt):
     assert str(e.value).splitlines()[0].startswith(f"{f}: non-finite weights (NaN/inf) in ")
 
 
+def _edit_json(path, edit):
+    """Apply `edit` to a JSON file's object in place; returns the file."""
+    obj = json.loads(path.read_text())
+    edit(obj)
+    path.write_text(json.dumps(obj))
+    return path
+
+
 def test_ahd_json_garbled_or_mismatched(ahd_ckpt):
-    j = ahd_ckpt / "ahd.json"
-    meta = json.loads(j.read_text())
-    meta["ahd"]["hidden"] = 32
-    j.write_text(json.dumps(meta))
+    j = _edit_json(ahd_ckpt / "ahd.json", lambda m: m["ahd"].update(hidden=32))
     with pytest.raises(CheckpointError) as e:
         load_ahd(ahd_ckpt)
     assert str(e.value).splitlines()[0].startswith(
@@ -235,10 +218,7 @@ def model_copy(model_ckpt, tmp_path):
 def test_changed_rae_channels_in_tvad_json_is_named(model_copy):
     from tvad.model.checkpoint import read_checkpoint
 
-    j = model_copy / "tvad.json"
-    meta = json.loads(j.read_text())
-    meta["rae"]["channels"] = 16
-    j.write_text(json.dumps(meta))
+    j = _edit_json(model_copy / "tvad.json", lambda m: m["rae"].update(channels=16))
     with pytest.raises(CheckpointError) as e:
         read_checkpoint(model_copy, device="cpu")
     first = str(e.value).splitlines()[0]

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from tvad.corpus import AnnotatorError, HTTPAnnotator, RequestBudget, make_annotator
+from http_fixtures import send_json
 
 GOOD = {"instances": [{"category": "Person", "attributes": {"top": "white t-shirt"}, "box": [10, 20, 40, 90]}]}
 
@@ -46,15 +47,8 @@ class _Handler(BaseHTTPRequestHandler):
         return self._reply(200, {"choices": [{"message": {"content": "```json\n" + json.dumps(GOOD) + "\n```"}}]})
 
     def _reply(self, code, obj, headers=None):
-        data = json.dumps(obj).encode()
         try:
-            self.send_response(code)
-            for k, v in (headers or {}).items():
-                self.send_header(k, v)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
+            send_json(self, code, json.dumps(obj).encode(), headers)
         except (BrokenPipeError, ConnectionResetError):  # the client gave up (timeout test)
             pass
 

@@ -16,7 +16,7 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -93,6 +93,19 @@ def json_default(o: Any) -> Any:
 def atomic_write_json(path: str | os.PathLike, obj: Any) -> Path:
     """`obj` as indented, key-sorted JSON, written atomically."""
     return atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=json_default) + "\n")
+
+
+def json_lines(text: str, on_error: Callable[[int, json.JSONDecodeError], Exception]) -> Iterator[tuple[int, Any]]:
+    """(line number, value) of each non-blank line of a JSON-lines text; a line that is not JSON
+    raises `on_error(line number, error)` (the caller's error, naming its file)."""
+    for n, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            value = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise on_error(n, e) from None
+        yield n, value
 
 
 def atomic_replace_dir(tmp: str | os.PathLike, dest: str | os.PathLike) -> Path:

@@ -3,10 +3,11 @@ a validating reader (`load_corpus`) whose errors name the file and line."""
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any
+
+from tvad.io import json_lines
 
 SCHEMA_VERSION = "tvad.corpus/v1"
 
@@ -100,13 +101,8 @@ def load_corpus(path: str | os.PathLike) -> list[dict]:
     if not p.exists():
         raise CorpusSchemaError(f"{p}: no such corpus file")
     out, seen = [], set()
-    for n, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise CorpusSchemaError(f"{p}:{n}: not JSON ({e.msg} at column {e.colno})") from None
+    not_json = lambda n, e: CorpusSchemaError(f"{p}:{n}: not JSON ({e.msg} at column {e.colno})")  # noqa: E731
+    for n, rec in json_lines(p.read_text(encoding="utf-8"), not_json):
         errs = validate_record(rec)
         if errs:
             raise CorpusSchemaError(f"{p}:{n}: " + "; ".join(errs))

@@ -16,42 +16,12 @@ Importing `tvad.evaluate` brings the store and the tables (numpy, scikit-learn);
 `dialogues` and `figures` load torch, transformers or matplotlib and are imported by name.
 """
 
-from tvad.evaluate.store import (  # noqa: F401
-                                 DIALOGUE_VARIANTS,
-                                 HEATMAP_METHODS,
-                                 SPLIT_LABELS,
-                                 EvalError,
-                                 GroundTruth,
-                                 dialogue_variants,
-                                 heatmap_methods,
-                                 heatmap_splits,
-                                 load_dialogue_example,
-                                 load_dialogue_predictions,
-                                 load_examples,
-                                 load_heatmap_gt,
-                                 load_heatmap_predictions,
-                                 load_parameter_counts,
-                                 save_dialogue_predictions,
-                                 save_example,
-                                 save_heatmap_gt,
-                                 save_heatmap_predictions,
-                                 save_parameter_counts,
-                                 scores_and_regions,
-                                 training_histories,
-)
-from tvad.evaluate.tables import (  # noqa: F401
-                                 ABLATIONS,
-                                 PAPER,
-                                 Cell,
-                                 Table,
-                                 build_tables,
-                                 detection_curves,
-                                 heatmap_metrics,
-                                 main_eval,
-                                 roc_curve,
-                                 table2,
-                                 table3,
-                                 table4,
-                                 table_results,
-                                 write_tables,
-)
+from tvad.evaluate.store import (DIALOGUE_VARIANTS, HEATMAP_METHODS, SPLIT_LABELS, EvalError,  # noqa: F401
+                                 GroundTruth, dialogue_variants, heatmap_methods, heatmap_splits,
+                                 load_dialogue_example, load_dialogue_predictions, load_examples, load_heatmap_gt,
+                                 load_heatmap_predictions, load_parameter_counts, save_dialogue_predictions,
+                                 save_example, save_heatmap_gt, save_heatmap_predictions, save_parameter_counts,
+                                 scores_and_regions, training_histories)
+from tvad.evaluate.tables import (ABLATIONS, PAPER, Cell, Table, build_tables, detection_curves,  # noqa: F401
+                                  heatmap_metrics, main_eval, roc_curve, table2, table3, table4, table_results,
+                                  write_tables)

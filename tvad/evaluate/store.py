@@ -32,7 +32,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from tvad.config import Config
-from tvad.io import atomic_path, atomic_write_json, atomic_write_text, json_default
+from tvad.io import atomic_path, atomic_write_json, atomic_write_text, json_default, json_lines
 from tvad.metrics import regions_from_heatmaps
 
 # Row order and labels of the tables (methods/variants not found in the predictions are left out).
@@ -197,6 +197,16 @@ def save_heatmap_gt(run_dir, split: str, labels: Mapping[str, Any], gt_tracks: M
     return _save_npz(_pred_dir(run_dir) / "heatmaps" / _safe_name(split) / "gt.npz", arrays, meta)
 
 
+def _per_video(path: Path, meta: dict, a: Mapping[str, np.ndarray], kinds: tuple[str, str]):
+    """(name, first array, second array) of each video of a predictions file, e.g. kinds ("scores",
+    "regions") for the arrays scores_<i> and regions_<i>; an EvalError names the file if one is missing."""
+    for i, n in enumerate(_names(path, meta)):
+        keys = [f"{k}_{i}" for k in kinds]
+        if any(k not in a for k in keys):
+            raise EvalError(f"{path}: corrupt predictions file (no {kinds[0]}/{kinds[1]} of video {n!r}); {_RERUN}")
+        yield n, a[keys[0]], a[keys[1]]
+
+
 def gt_path(run_dir, split: str) -> Path:
     return _pred_dir(run_dir) / "heatmaps" / split / "gt.npz"
 
@@ -210,17 +220,14 @@ def load_heatmap_gt(run_dir, split: str) -> GroundTruth:
     the file and video otherwise)."""
     path = gt_path(run_dir, split)
     meta, a = _load_npz(path)
-    names = _names(path, meta)
     labels, tracks = {}, {}
-    for i, n in enumerate(names):
-        if f"labels_{i}" not in a or f"tracks_{i}" not in a:
-            raise EvalError(f"{path}: corrupt predictions file (no labels/tracks of video {n!r}); {_RERUN}")
-        y = _vector(path, n, "frame labels", a[f"labels_{i}"])
+    for n, y, t in _per_video(path, meta, a, ("labels", "tracks")):
+        y = _vector(path, n, "frame labels", y)
         bad = np.flatnonzero((y != 0) & (y != 1))
         if bad.size:
             raise EvalError(f"{path}: video {n!r}: frame label at frame {bad[0]} is {y[bad[0]].item()}, not 0 or 1")
         labels[n] = y
-        tracks[n] = _rows6(path, n, "GT track", a[f"tracks_{i}"])
+        tracks[n] = _rows6(path, n, "GT track", t)
     types = meta.get("types") or {}
     if not isinstance(types, dict):
         raise EvalError(f"{path}: corrupt predictions file ('types' is not a JSON object); {_RERUN}")
@@ -255,13 +262,10 @@ def load_heatmap_predictions(run_dir, split: str, method: str) -> dict[int, tupl
         if not m:
             continue
         meta, a = _load_npz(p)
-        names = _names(p, meta)
         scores, regions = {}, {}
-        for i, n in enumerate(names):
-            if f"scores_{i}" not in a or f"regions_{i}" not in a:
-                raise EvalError(f"{p}: corrupt predictions file (no scores/regions of video {n!r}); {_RERUN}")
-            scores[n] = _vector(p, n, "frame score", a[f"scores_{i}"])
-            regions[n] = _rows6(p, n, "region", a[f"regions_{i}"])
+        for n, s, r in _per_video(p, meta, a, ("scores", "regions")):
+            scores[n] = _vector(p, n, "frame score", s)
+            regions[n] = _rows6(p, n, "region", r)
         out[int(m.group(1))] = (scores, regions)
     return out
 
@@ -339,13 +343,8 @@ def _dialogue_lines(path: Path) -> list[dict]:
     """The answered turns of one dialogue prediction file, each checked (an EvalError names the
     file and line)."""
     out = []
-    for i, line in enumerate(_read_text(path).splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            p = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise EvalError(f"{path}, line {i}: not JSON ({e.msg} at column {e.colno}); {_RERUN}") from None
+    not_json = lambda i, e: EvalError(f"{path}, line {i}: not JSON ({e.msg} at column {e.colno}); {_RERUN}")  # noqa: E731
+    for i, p in json_lines(_read_text(path), not_json):
         if not isinstance(p, dict):
             raise EvalError(f"{path}, line {i}: expected a JSON object, got {type(p).__name__}; {_RERUN}")
         need = ["id", "turn", "type", "answer"] + ([_TURN_NEEDS[p["type"]]] if p.get("type") in _TURN_NEEDS else [])

@@ -124,7 +124,9 @@ class _Deadline:
             pass
 
 
-class _WatchedHTTP(http.client.HTTPConnection):
+class _Watched:
+    """A connection whose socket the request's deadline watches from the moment it is connected."""
+
     def __init__(self, *a, deadline: _Deadline, **kw) -> None:
         super().__init__(*a, **kw)
         self._deadline = deadline
@@ -134,14 +136,12 @@ class _WatchedHTTP(http.client.HTTPConnection):
         self._deadline.watch(self.sock)
 
 
-class _WatchedHTTPS(http.client.HTTPSConnection):
-    def __init__(self, *a, deadline: _Deadline, **kw) -> None:
-        super().__init__(*a, **kw)
-        self._deadline = deadline
+class _WatchedHTTP(_Watched, http.client.HTTPConnection):
+    pass
 
-    def connect(self) -> None:
-        super().connect()
-        self._deadline.watch(self.sock)
+
+class _WatchedHTTPS(_Watched, http.client.HTTPSConnection):
+    pass
 
 
 class _HTTPHandler(urllib.request.HTTPHandler):
