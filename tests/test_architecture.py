@@ -57,12 +57,7 @@ def _imports() -> list[tuple[str, str, int, bool]]:
         mod = _module(path)
         tree = ast.parse(path.read_text(), str(path))
         top = {id(n) for n in tree.body}
-        typing_only = {id(n) for block in tree.body if isinstance(block, ast.If)
-                       and ast.unparse(block.test) in ("TYPE_CHECKING", "typing.TYPE_CHECKING")
-                       for n in ast.walk(block)}  # annotations only: never executed
-        for node in ast.walk(tree):
-            if id(node) in typing_only:
-                continue
+        for node in ast.walk(tree):  # imports under `if TYPE_CHECKING:` count too: a circle is a circle
             if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == "tvad":
                 names = [node.module] + [f"{node.module}.{a.name}" for a in node.names
                                          if (PKG.parent / f"{node.module}.{a.name}".replace(".", "/")).exists()

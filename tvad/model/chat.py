@@ -12,22 +12,29 @@ refuses a History from another video (`frames_fingerprint` differs).
 from __future__ import annotations
 
 import hashlib
-from typing import TYPE_CHECKING, Iterable
+from typing import Any, Iterable, Protocol
 
 import numpy as np
 
-if TYPE_CHECKING:  # annotations only: tvad.model.tvad imports this module
-    from tvad.model.tvad import TVAD, ClipInputs
+
+class ChatModel(Protocol):
+    """What a `ChatSession` needs of its model (`tvad.model.tvad.TVAD`, which imports this module:
+    naming the protocol here, not the class, keeps the two modules free of an import circle)."""
+
+    def read_video(self, video, fps: float | None = None) -> tuple[np.ndarray, float]: ...
+
+    def chat(self, video, question: str, history: "History | None" = None, fps: float | None = None,
+             max_new_tokens: int = 96) -> tuple[str, "History"]: ...
 
 
 class History(list):
     """The messages of one dialogue about one video ({role, content} dicts, system first). Carries
     the video's fingerprint (a history from another video is refused) and its encoded clip."""
 
-    def __init__(self, messages: Iterable[dict] = (), video_id: str = "", clip: ClipInputs | None = None):
+    def __init__(self, messages: Iterable[dict] = (), video_id: str = "", clip: Any = None):
         super().__init__(messages)
         self.video_id = video_id
-        self.clip = clip
+        self.clip = clip  # the video's encoded `tvad.model.tvad.ClipInputs` (encoded once per dialogue)
 
 
 # The longest question `chat` takes. Questions about a clip are a sentence or two; a long paste (a
@@ -73,7 +80,7 @@ def check_messages(messages: Iterable) -> None:
 class ChatSession:
     """A multi-turn dialogue about one video (the video is read and encoded once)."""
 
-    def __init__(self, model: TVAD, video, fps: float | None = None):
+    def __init__(self, model: ChatModel, video, fps: float | None = None):
         self.model = model
         self.frames, self.fps = model.read_video(video, fps)
         self.history: History | None = None
