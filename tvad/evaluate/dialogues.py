@@ -28,7 +28,6 @@ def evaluate_dialogues(model: TVAD, records: Sequence[dict], clips: ClipStore,
     Yes/No accuracy (and balanced accuracy), Target and Trajectory BLEU-4 (best reference, macro
     over clips). `max_new_tokens`: one limit, or one per turn type. Returns (metrics, predictions)."""
 
-
     preds: list[dict] = []
     todo = [(r, i, t) for r in records for i, t in enumerate(r["turns"]) if t["type"] in types]
     for r, i, t in tqdm(todo, desc="answers", disable=not progress):

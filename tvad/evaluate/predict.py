@@ -93,7 +93,6 @@ def predict_heatmaps(run, force: bool = False, methods: Sequence[str] = ("ahd", 
     `test` clips with all their heatmaps saved as figure examples. Existing files are kept unless
     `force`. The feature cache of notebook 02 is reused."""
 
-
     cfg = run.config
     d = run.dir
     seconds: dict[str, float] = {}
@@ -194,7 +193,6 @@ def _decoder_split(run, bb, videos, samples, max_videos, progress) -> dict | Non
     """Decoder-driven heatmaps of a split (at most max_videos, anomalous ones first; the others
     are left out of that method's evaluation: its table row says so)."""
 
-
     model = _decoder_model(run, bb)
     pairs = list(zip(samples, videos))
     if max_videos is not None:
@@ -214,7 +212,6 @@ def _decoder_split(run, bb, videos, samples, max_videos, progress) -> dict | Non
 def _save_examples(run, bb, videos, samples, heat_cache, n, best_dir, progress, max_frames: int = 48) -> None:
     """The first n anomalous test clips with frames, GT masks, GT tracks and every heatmap (at most
     `max_frames` frames each, around the anomaly)."""
-
 
     cfg = run.config
     ahd = None
@@ -306,7 +303,6 @@ def predict_dialogues(run, force: bool = False, variants: Sequence[str] = ("back
     with `stage2.oracle`, rae_oracle) and runs the variants it does not make: `backbone_one_shot`
     (the untrained backbone with one in-context training dialogue) and `no_ahd` (the trained RAE
     model fed all-zero heatmaps), on the same held-out dialogues. Returns {variant: metrics}."""
-
 
     d = run.dir
     cfg = run.config

@@ -49,7 +49,6 @@ def test_records(run, videos: Sequence[Any], force: bool = False, seed: int = 0,
     second with the folder's frame cache, and a set written by older dialogue rules is never reused.
     `force` also drops that cache."""
 
-
     d = run.dir / "stage2" / f"{split}_corpus"
     if force and d.exists():
         shutil.rmtree(d)
@@ -71,7 +70,6 @@ def _run_stage2(run, force: bool = False, progress: bool = True, log: Callable[[
     and, with `stage2.oracle`, the full model on ground-truth heatmaps ("rae_oracle"), each skipped
     when its checkpoint exists (unless `force`; a killed phase resumes), then the dialogue metrics of
     each and of the untrained backbone on every held-out split, and the judgement scores."""
-
 
     cfg = run.config
     s2 = cfg.stage2

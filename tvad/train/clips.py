@@ -107,7 +107,6 @@ def ground_truth_heatmap(masks: np.ndarray | torch.Tensor, shape: Sequence[int])
     `shape` = (T, h, w): frames paired as the temporal patch pairs them (`pair_merge`, the AHD's
     training target for eq. 7), then each patch's fraction of anomalous pixels (area pooling)."""
 
-
     m = pair_merge(torch.as_tensor(np.asarray(masks)))
     T, h, w = (int(x) for x in shape)
     if m.shape[0] != T:

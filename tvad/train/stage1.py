@@ -87,7 +87,6 @@ def prepare(videos: Sequence, cache, fps: float | None = None, progress: bool = 
     """Video records (tvad.data: read_frames, read_masks, frame_labels, gt_tracks) -> Samples,
     features from `cache` (computed once)."""
 
-
     out = []
     for v in tqdm(list(videos), desc=desc, disable=not progress):
         name = video_name(v)
