@@ -111,7 +111,7 @@ def predict_heatmaps(run, force: bool = False, methods: Sequence[str] = ("ahd", 
         _log(log, f"[eval] heatmap predictions exist for {list(splits)} x {list(methods)} (force=True redoes them)")
         return HeatmapRun(list(splits), list(methods), {}, [f"{sp}/{m}" for sp in splits for m in methods])
     bb = from_config(cfg.backbone)
-    cache = FeatureCache(d / "features", bb, cfg.backbone.layers)
+    cache = FeatureCache(d / "features", bb, bb.resolve_layers(cfg.backbone.layers))
     vids = {k: load_split(cfg.data, HEATMAP_SPLITS.get(k, k), root=run.resolve(cfg.data.root), seed=cfg.seed)
             for k in set(splits) | {"train"}}
     samples = {k: stage1.prepare(v, cache, fps=cfg.data.video_fps, progress=progress, desc=f"features {k}")
@@ -128,7 +128,7 @@ def predict_heatmaps(run, force: bool = False, methods: Sequence[str] = ("ahd", 
             return out / "best"
         s1 = dataclasses.replace(cfg.stage1, seed=seed)
         train = samples["train"] if method == "ahd" else one_shot_samples(samples["train"], seed)
-        ahd = build_ahd(bb, cfg.ahd, cfg.backbone.layers, cfg.data.dataset, cfg.backbone.text_encoder, seed=seed)
+        ahd = build_ahd(bb, cfg.ahd, bb.resolve_layers(cfg.backbone.layers), cfg.data.dataset, cfg.backbone.text_encoder, seed=seed)
         _log(log, f"[eval] training {method} (seed {seed}) on {len(train)} clips' videos")
         res = stage1.train(ahd, train, samples.get("val") or [], s1, out, eval_cfg=cfg.eval, meta=meta,
                            frame_score=cfg.ahd.frame_score, topk=cfg.ahd.topk, progress=progress, resume=not force)
@@ -143,7 +143,7 @@ def predict_heatmaps(run, force: bool = False, methods: Sequence[str] = ("ahd", 
             t1 = time.time()
             if method in ("ahd", "ahd_one_shot"):
                 for seed in seeds:
-                    ahd, _ = load_ahd(ahd_for(method, seed), backbone_identity=bb.identity, layers=cfg.backbone.layers)
+                    ahd, _ = load_ahd(ahd_for(method, seed), backbone_identity=bb.identity, layers=bb.resolve_layers(cfg.backbone.layers))
                     ahd = ahd.to(bb.device)
                     heat = {s.name: stage1.predict(ahd, s, cfg.ahd.frame_score, cfg.ahd.topk)[0] for s in ss}
                     if seed == seeds[0]:
@@ -225,7 +225,7 @@ def _save_examples(run, bb, videos, samples, heat_cache, n, best_dir, progress, 
             if h is None or (m == "decoder" and not np.asarray(h).any()):
                 if m == "ahd":
                     if ahd is None:
-                        ahd, _ = load_ahd(best_dir, backbone_identity=bb.identity, layers=cfg.backbone.layers)
+                        ahd, _ = load_ahd(best_dir, backbone_identity=bb.identity, layers=bb.resolve_layers(cfg.backbone.layers))
                         ahd = ahd.to(bb.device)
                     h = stage1.predict(ahd, s, cfg.ahd.frame_score, cfg.ahd.topk)[0]
                 elif m == "decoder":
