@@ -153,7 +153,8 @@ def resolve_layers(spec: Sequence[int] | str, vision_config, source: str | None 
     """The ViT blocks `backbone.layers` names, for a checkpoint with `vision_config` (its
     `Qwen2_5_VLVisionConfig` or config.json's "vision_config" dict).
 
-    spec "auto": block 0 plus the full-attention blocks (`fullatt_block_indexes`), sorted
+    spec "auto": eq. 3's block set S as METHOD.md restores it from the authors' released code, block 0
+    plus the full-attention blocks (`fullatt_block_indexes`), sorted
     (7B: depth 32, full attention at 7/15/23/31 -> [0, 7, 15, 23, 31]; the tiny asset: depth 4,
     [1, 3] -> [0, 1, 3]). An explicit list of ints is returned as given after `check_layers`'s
     checks (non-empty, unique, 0 <= l < depth). Anything else, a block beyond the depth, or "auto"
