@@ -130,7 +130,7 @@ def predict_heatmaps(run, force: bool = False, methods: Sequence[str] = ("ahd", 
         _log(log, f"[eval] heatmap predictions exist for {list(splits)} x {list(methods)} (force=True redoes them)")
         return HeatmapRun(list(splits), list(methods), {}, [f"{sp}/{m}" for sp in splits for m in methods])
     bb = from_config(cfg.backbone)
-    cache = FeatureCache(d / "features", bb, cfg.backbone.layers)
+    cache = FeatureCache(d / "features", bb, bb.resolve_layers(cfg.backbone.layers))
     # the configured dataset's clips (Table 2 is the AHD's); a split it lacks (test_seen beyond the
     # synthetic set) is left out
     vids = {k: run_clips(run, HEATMAP_SPLITS.get(k, k), dataset=cfg.data.dataset) for k in set(splits) | {"train"}}
@@ -149,7 +149,7 @@ def predict_heatmaps(run, force: bool = False, methods: Sequence[str] = ("ahd", 
             return out / "best"
         s1 = dataclasses.replace(cfg.stage1, seed=seed)
         train = samples["train"] if method == "ahd" else one_shot_samples(samples["train"], seed)
-        ahd = build_ahd(bb, cfg.ahd, cfg.backbone.layers, cfg.data.dataset, cfg.backbone.text_encoder, seed=seed)
+        ahd = build_ahd(bb, cfg.ahd, bb.resolve_layers(cfg.backbone.layers), cfg.data.dataset, cfg.backbone.text_encoder, seed=seed)
         _log(log, f"[eval] training {method} (seed {seed}) on {len(train)} clips' videos")
         res = stage1.train(ahd, train, samples.get("val") or [], s1, out, eval_cfg=cfg.eval, meta=meta,
                            frame_score=cfg.ahd.frame_score, topk=cfg.ahd.topk, progress=progress, resume=not force)
@@ -171,7 +171,7 @@ def predict_heatmaps(run, force: bool = False, methods: Sequence[str] = ("ahd", 
             t1 = time.time()
             if method in ("ahd", "ahd_one_shot"):
                 for seed in seeds:
-                    ahd, _ = load_ahd(ahd_for(method, seed), backbone_identity=bb.identity, layers=cfg.backbone.layers)
+                    ahd, _ = load_ahd(ahd_for(method, seed), backbone_identity=bb.identity, layers=bb.resolve_layers(cfg.backbone.layers))
                     ahd = ahd.to(bb.device)
                     heat = {s.name: stage1.predict(ahd, s, cfg.ahd.frame_score, cfg.ahd.topk)[0] for s in ss}
                     if seed == seeds[0]:
@@ -251,7 +251,7 @@ def _save_examples(run, bb, videos, samples, heat_cache, n, best_dir, progress, 
             if h is None or (m == "decoder" and not np.asarray(h).any()):
                 if m == "ahd":
                     if ahd is None:
-                        ahd, _ = load_ahd(best_dir, backbone_identity=bb.identity, layers=cfg.backbone.layers)
+                        ahd, _ = load_ahd(best_dir, backbone_identity=bb.identity, layers=bb.resolve_layers(cfg.backbone.layers))
                         ahd = ahd.to(bb.device)
                     h = stage1.predict(ahd, s, cfg.ahd.frame_score, cfg.ahd.topk)[0]
                 elif m == "decoder":

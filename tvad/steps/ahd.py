@@ -53,7 +53,7 @@ def run_stage1(run, force: bool = False, progress: bool = True, log=print) -> St
     videos = {k: v for k, v in videos.items() if v or k != "test_seen"}
     log("[stage1] clips: " + ", ".join(f"{k} {len(v)}" for k, v in videos.items()) + f" ({time.time() - t0:.0f}s)")
     bb = from_config(cfg.backbone)
-    cache = FeatureCache(run.dir / "features", bb, cfg.backbone.layers)
+    cache = FeatureCache(run.dir / "features", bb, bb.resolve_layers(cfg.backbone.layers))
     samples, feat_s = {}, {}
     for k, vs in videos.items():
         t = time.time()
@@ -63,7 +63,7 @@ def run_stage1(run, force: bool = False, progress: bool = True, log=print) -> St
     # timing: recompute the train split's features once (uncached) against reading them from the cache
     t = time.time()
     for v in videos["train"][: min(4, len(videos["train"]))]:
-        bb.visual_features(np.asarray(v.read_frames()), cfg.backbone.layers, fps=v.fps)
+        bb.visual_features(np.asarray(v.read_frames()), bb.resolve_layers(cfg.backbone.layers), fps=v.fps)
     per_video_compute = (time.time() - t) / max(1, min(4, len(videos["train"])))
     t = time.time()
     for v in videos["train"]:
@@ -72,7 +72,7 @@ def run_stage1(run, force: bool = False, progress: bool = True, log=print) -> St
     meta = backbone_meta(bb, cfg)
     best_dir = out_dir / "best"
     if force or not (best_dir / "ahd.json").exists():
-        ahd = build_ahd(bb, cfg.ahd, cfg.backbone.layers, cfg.data.dataset, cfg.backbone.text_encoder,
+        ahd = build_ahd(bb, cfg.ahd, bb.resolve_layers(cfg.backbone.layers), cfg.data.dataset, cfg.backbone.text_encoder,
                         seed=cfg.stage1.seed)
         kw = dict(eval_cfg=cfg.eval, meta=meta, frame_score=cfg.ahd.frame_score, topk=cfg.ahd.topk,
                   progress=progress, log=log)
@@ -83,7 +83,7 @@ def run_stage1(run, force: bool = False, progress: bool = True, log=print) -> St
             res = train(ahd, samples["train"], samples["val"], cfg.stage1, out_dir, resume=False, **kw)
         best_dir = res.best_dir
     history = json.loads((out_dir / "history.json").read_text()) if (out_dir / "history.json").exists() else {}
-    ahd, _ = load_ahd(best_dir, backbone_identity=bb.identity, layers=cfg.backbone.layers)
+    ahd, _ = load_ahd(best_dir, backbone_identity=bb.identity, layers=bb.resolve_layers(cfg.backbone.layers))
     ahd = ahd.to(bb.device)
     results: dict[str, Any] = {}
     heat, fd = {}, {}

@@ -488,7 +488,7 @@ def train(ahd: AHD, train_samples: Sequence[Sample], val_samples: Sequence[Sampl
 def backbone_meta(backbone, cfg) -> dict:
     """What a checkpoint records about the backbone it was trained on."""
     return {"backbone": {"path": str(cfg.backbone.path), "identity": backbone.identity,
-                         "layers": sorted(int(l) for l in cfg.backbone.layers),
+                         "layers": sorted(backbone.resolve_layers(cfg.backbone.layers)),  # "auto" resolved
                          "text_encoder": cfg.backbone.text_encoder, "max_pixels": cfg.backbone.max_pixels,
                          "dtype": cfg.backbone.dtype},
             "frame_score": cfg.ahd.frame_score, "topk": cfg.ahd.topk}
