@@ -316,26 +316,26 @@ class ClipVideo(Video):
                                "dataset": source.source, "video_split": source.split},
                          has_masks=source.has_masks, source=source.source)
         self.clip = clip
-        self.source_video = source
+        self.source_record = source  # the source `Video`
         self.frames = frames
         self._track_of = track_of  # source track id of each (clip-local) anomaly row
 
     def _scale(self) -> tuple[float, float]:
-        h, w = self.source_video.size
+        h, w = self.source_record.size
         return self.size[1] / w, self.size[0] / h
 
     def read_frames(self, indices: Sequence[int] | None = None) -> np.ndarray:
         """uint8 (T, H, W, 3): the source's frames at the clip's indices, resized to the clip size."""
         idx = self._indices(indices)
-        return resize_frames(np.asarray(self.source_video.read_frames(self.frames[idx])), self.size)
+        return resize_frames(np.asarray(self.source_record.read_frames(self.frames[idx])), self.size)
 
     def _read_id_maps(self, idx: np.ndarray) -> np.ndarray:
-        return resize_masks(np.asarray(self.source_video._read_id_maps(self.frames[idx])), self.size)
+        return resize_masks(np.asarray(self.source_record._read_id_maps(self.frames[idx])), self.size)
 
     def _load_objects(self) -> list[VideoObject]:
         sx, sy = self._scale()
         out = []
-        for o in self.source_video.objects:
+        for o in self.source_record.objects:
             boxes = np.asarray(o.boxes).reshape(-1, 4)
             b = boxes[self.frames] if len(boxes) else np.full((self.num_frames, 4), -1, np.int64)
             vis = b[:, 0] >= 0
