@@ -165,3 +165,17 @@ def test_shanghaitech_is_repartitioned_into_train_and_validation(tmp_path):
     for name in {c.video for c in val}:  # held-out clips of a source never overlap
         fr = sorted(f for c in val if c.video == name for f in c.frames)
         assert len(fr) == len(set(fr))
+
+
+def test_the_released_clip_set_is_read_with_its_frames_as_they_are(tmp_path, shared_clips):
+    """data.shanghaitech_root at the authors' released clips: each is one clip of all its frames at its
+    own rate (24 at 24 fps), not resampled to clip_fps nor cut; the split is by source test video."""
+    cfg = _cpu_cfg(tmp_path, shanghaitech_root=str(shared_clips), clip_size=[119, 217])
+    idx = protocol.build_index(cfg.data, seed=0)
+    st = idx.select(dataset="shanghaitech")
+    assert sorted(c.name for c in st) == ["01_0014-168_191", "01_0028-288_311", "03_0031-348_371"]
+    assert all(c.frames == tuple(range(24)) and c.fps == 24.0 and c.size == (119, 217) for c in st)
+    assert {c.split for c in st} == {"train", "validation"}
+    p = protocol.write_index(idx, tmp_path / "run" / "clips.jsonl")
+    v = protocol.load_clips(p, cfg.data, "validation", dataset="shanghaitech")
+    assert v and v[0].read_frames().shape == (24, 119, 217, 3) and v[0].meta["dataset"] == "shanghaitech"

@@ -313,8 +313,8 @@ class ClipVideo(Video):
         super().__init__(clip.name, source.path, len(frames), clip.fps, tuple(clip.size), labels, split=clip.split,
                          anomaly_rows=np.asarray(rows, np.int64).reshape(-1, 3),
                          meta={**source.meta, "source_video": source.name, "frame_indices": frames.tolist(),
-                               "dataset": source.source, "video_split": source.split},
-                         has_masks=source.has_masks, source=source.source)
+                               "dataset": clip.source or source.source, "video_split": source.split},
+                         has_masks=source.has_masks, source=clip.source or source.source)
         self.clip = clip
         self.source_record = source  # the source `Video`
         self.frames = frames

@@ -18,7 +18,13 @@ Datasets and splits:
   one): its training videos (all normal) and test videos pooled and re-partitioned by source video
   into `train` / `validation` (a fifth of the clips held out, abnormal and normal sources
   separately), as the paper's dialogue corpus (4,108 / 1,028 clips); its `validation` clips are its
-  held-out set (Table 3's ShanghaiTech column).
+  held-out set (Table 3's ShanghaiTech column). Two readings of the clip rate meet here: the
+  paper's text (8-40 frames at 1 fps: the full dataset tree, cut like every other dataset) and the
+  authors' released clip set (`tvad.data.shanghaitech_clips`: 24 consecutive frames each, one
+  second at 24 fps). When `data.shanghaitech_root` holds the released set (`labels.csv` or the
+  converted `annotations.json`), each released clip is one clip **with its frames as they are** (no
+  resampling, no cutting; `data.clip_size` still applies), split train / validation by their source
+  test video.
 
 Training clips start every `data.clip_stride` resampled frames (overlapping at the paper's stride
 8 of 40); held-out clips (validation, test, test_seen) never overlap, so every covered source frame
@@ -36,10 +42,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from tvad.data import load_split
+import numpy as np
+
+from tvad.data import load_split, shanghaitech_clips
 from tvad.data.clips import Clip, ClipVideo, clip_videos, partition, read_index
 from tvad.data.clips import write_index as _write_clips
-from tvad.data.record import DataError, Skipped, VideoList
+from tvad.data.record import DataError, Skipped, Video, VideoList
 from tvad.io import atomic_write_json, resolve_path
 
 HELDOUT = ("validation", "test", "test_seen")  # clips that never overlap
@@ -76,17 +84,27 @@ def protocol(data_cfg: Any, seed: int = 0) -> dict:
             "seed": int(seed)}
 
 
+RELEASED = "released"  # the source split of the authors' released ShanghaiTech clips
+
+
+def released_clip_set(root: str | os.PathLike) -> bool:
+    """Whether `root` holds the authors' released ShanghaiTech clip set (or its converted excerpt)
+    rather than the full dataset tree."""
+    r = resolve_path(root)
+    return (r / "labels.csv").is_file() or (r / "annotations.json").is_file() or (r / "dataset" / "labels.csv").is_file()
+
+
 def datasets(data_cfg: Any) -> tuple[list[str], list[str]]:
     """(the datasets a run uses, notes on the ones left out): the configured one, and ShanghaiTech
-    when its root holds the dataset (a `testing` or `training` folder)."""
+    when its root holds the dataset (a `testing` or `training` folder, or the released clip set)."""
     out, notes = [data_cfg.dataset], []
     if data_cfg.dataset != "shanghaitech":
         root = resolve_path(data_cfg.shanghaitech_root)
-        if (root / "testing").is_dir() or (root / "training").is_dir():
+        if (root / "testing").is_dir() or (root / "training").is_dir() or released_clip_set(root):
             out.append("shanghaitech")
         else:
-            notes.append(f"ShanghaiTech is not here ({root}: no training/ or testing/ folder): its clips, corpus "
-                         "dialogues and Table 3 column are skipped")
+            notes.append(f"ShanghaiTech is not here ({root}: no training/ or testing/ folder, no released clip set): "
+                         "its clips, corpus dialogues and Table 3 column are skipped")
     return out, notes
 
 
@@ -96,9 +114,32 @@ def dataset_config(data_cfg: Any, dataset: str) -> Any:
 
 
 def load_source(data_cfg: Any, dataset: str, split: str, seed: int = 0) -> VideoList:
-    """The source videos of one dataset split (as the loaders give them)."""
+    """The source videos of one dataset split (as the loaders give them; the released ShanghaiTech
+    clip set is one split, `RELEASED`)."""
     c = dataset_config(data_cfg, dataset)
+    if dataset == "shanghaitech" and released_clip_set(c.shanghaitech_root):
+        return shanghaitech_clips.load(resolve_path(c.shanghaitech_root), strict=bool(getattr(c, "strict", True)))
     return load_split(c, split, root=c.shanghaitech_root if dataset == "shanghaitech" else c.root, seed=seed)
+
+
+def _released(videos: VideoList, data_cfg: Any, seed: int) -> list[Clip]:
+    """The released clips, each one clip of all its frames, split by source test video (a fifth of
+    the clips held out)."""
+    whole = []
+    for v in videos:
+        fr = tuple(range(v.num_frames))
+        whole.append(Clip(name=v.name, video=v.name, path=str(v.path), source="shanghaitech", split="train",
+                          frames=fr, labels=tuple(int(x) for x in v.frame_labels), size=tuple(int(x) for x in data_cfg.clip_size),
+                          fps=v.fps, video_split=RELEASED))
+    # split by the source test video: stand-ins carrying each source's clip count and label
+    by_src: dict[str, list[Clip]] = {}
+    for v, c in zip(videos, whole):
+        by_src.setdefault(str(v.meta.get("source_video") or v.name), []).append(c)
+    stand = [Video(s, s, 8 * len(cs), 1.0, (1, 1), np.repeat([max(c.label for c in cs)], 8 * len(cs)))
+             for s, cs in by_src.items()]
+    side = {c.video: c.split for c in partition(stand, fps=None, min_frames=8, max_frames=8, val_fraction=0.2,
+                                                seed=seed)}
+    return [dataclasses.replace(c, split=side.get(src, "train")) for src, cs in by_src.items() for c in cs]
 
 
 def _cut(videos, data_cfg, stride, val_fraction=None, seed=0):
@@ -116,10 +157,18 @@ def build_index(data_cfg: Any, seed: int = 0, log: Callable[[str], None] | None 
     clips: list[Clip] = []
     skipped: list[Skipped] = []
     for ds in names:
-        videos = {sp: load(ds, sp) for sp in SOURCE_SPLITS.get(ds, ("train", "validation", "test"))}
-        for vs in videos.values():
-            skipped += getattr(vs, "skipped", [])
-        if ds == "shanghaitech":
+        if ds == "shanghaitech" and released_clip_set(data_cfg.shanghaitech_root):
+            released = load(ds, RELEASED)
+            skipped += getattr(released, "skipped", [])
+            clips += _released(released, data_cfg, seed)
+            videos = {RELEASED: released}
+        else:
+            videos = {sp: load(ds, sp) for sp in SOURCE_SPLITS.get(ds, ("train", "validation", "test"))}
+            for vs in videos.values():
+                skipped += getattr(vs, "skipped", [])
+        if RELEASED in videos:
+            pass
+        elif ds == "shanghaitech":
             # re-partition (ShanghaiTech has no validation split): which source videos are held out
             # (by their non-overlapping clip counts), then training clips at the stride and held-out
             # clips without overlap
