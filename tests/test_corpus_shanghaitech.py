@@ -1,0 +1,206 @@
+"""ShanghaiTech Campus through the dialogue corpus (`build_corpora`, oracle annotator): the anomalous
+regions exist only as pixel masks (objects of category "object" without attributes, linked into tracks
+by `tvad.data.shanghaitech`), so the phase-A/B timelines must come from the masks (entry/exit frames,
+regions, direction), on whole test videos and on sub-clips (a view of some frames of a test video,
+resampled and resized, as the chain's clips are).
+
+The tree is written here in the dataset's layout (`training/videos/*.avi`, `testing/frames/<video>/`,
+`testing/test_frame_mask`, `testing/test_pixel_mask`), 16 frames of 48x96."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from tvad.corpus import build_corpora, load_corpus, load_timelines
+from tvad.data.record import Video, VideoObject, ranges_from_frames
+from tvad.data.shanghaitech import load
+from tvad.data.video import write_video
+
+T, H, W = 16, 48, 96
+ANOM, NORMAL, OTHER = "01_0014", "01_0015", "02_0003"
+
+
+def _mask_a() -> np.ndarray:
+    """(T, H, W) region A: a 10x16 blob in the upper third moving right, frames 4..13 (x0 = 4 + 6 (t - 4))."""
+    m = np.zeros((T, H, W), np.uint8)
+    for t in range(4, 14):
+        x = 4 + 6 * (t - 4)
+        m[t, 4:14, x:x + 16] = 1
+    return m
+
+
+def _pixel_mask() -> np.ndarray:
+    """(T, H, W) region A (see `_mask_a`) plus region B: a still blob in the lower-left, frames 8..15."""
+    m = _mask_a()
+    m[8:16, 34:44, 6:16] = 1
+    return m
+
+
+def build(root: Path) -> Path:
+    """A ShanghaiTech tree: one normal training video, an anomalous and a normal test video (frames +
+    frame and pixel masks), and a second anomalous test video (a copy of the first) for the val split."""
+    tv = root / "training" / "videos"
+    tv.mkdir(parents=True)
+    write_video(tv / "01_001.avi", np.full((6, H, W, 3), 120, np.uint8), 24)
+    fm_d, pm_d = root / "testing" / "test_frame_mask", root / "testing" / "test_pixel_mask"
+    fm_d.mkdir(parents=True)
+    pm_d.mkdir(parents=True)
+    for name, pm in ((ANOM, _pixel_mask()), (NORMAL, np.zeros((T, H, W), np.uint8)), (OTHER, _pixel_mask())):
+        fd = root / "testing" / "frames" / name
+        fd.mkdir(parents=True)
+        for t in range(T):
+            img = np.full((H, W, 3), 90, np.uint8)
+            img[pm[t] != 0] = (230, 60, 40)
+            Image.fromarray(img).save(fd / f"{t:03d}.jpg", quality=95)
+        np.save(fm_d / f"{name}.npy", pm.reshape(T, -1).any(1).astype(np.int64))
+        np.save(pm_d / f"{name}.npy", pm)
+    return root
+
+
+class SubClip(Video):
+    """A view of source frames `indices` of a ShanghaiTech video, resized to `size` (H, W): every field
+    and reader in clip-local frame numbers and clip pixels (what `tvad.data.clips.ClipVideo` gives)."""
+
+    def __init__(self, src: Video, indices, size=None, fps: float | None = None, split: str = "train"):
+        self.src, self.idx = src, np.asarray(indices, np.int64)
+        size = tuple(size or src.size)
+        step = int(self.idx[1] - self.idx[0]) if len(self.idx) > 1 else 1
+        super().__init__(f"{src.name}-{self.idx[0]}_{self.idx[-1]}", src.path, len(self.idx),
+                         fps or src.fps / step, size, src.frame_labels[self.idx], split=split,
+                         meta={"source_video": src.name, "frame_indices": self.idx.tolist()}, source=src.source)
+        self.sy, self.sx = size[0] / src.size[0], size[1] / src.size[1]
+
+    def read_frames(self, indices=None):
+        f = self.src.read_frames(self.idx[self._indices(indices)])
+        if f.shape[1:3] == self.size:
+            return f
+        return np.stack([np.asarray(Image.fromarray(x).resize(self.size[::-1], Image.BILINEAR)) for x in f])
+
+    def read_masks(self, indices=None, all_objects: bool = False):
+        m = self.src.read_masks(self.idx[self._indices(indices)])
+        ys = np.minimum((np.arange(self.size[0]) / self.sy).astype(int), m.shape[1] - 1)
+        xs = np.minimum((np.arange(self.size[1]) / self.sx).astype(int), m.shape[2] - 1)
+        return m[:, ys][:, :, xs]  # nearest-neighbour resize of the id maps
+
+    def _load_objects(self):
+        out = []
+        for o in self.src.objects:
+            boxes = o.boxes[self.idx].astype(np.float64)
+            vis = boxes[:, 0] >= 0
+            if not vis.any():
+                continue
+            b = np.full((len(self.idx), 4), -1, np.int64)
+            b[vis] = np.stack([np.floor(boxes[vis, 0] * self.sx), np.floor(boxes[vis, 1] * self.sy),
+                               np.ceil(boxes[vis, 2] * self.sx), np.ceil(boxes[vis, 3] * self.sy)], 1)
+            c = o.centroids[self.idx] * np.array([self.sx, self.sy])
+            anom = set(o.anomaly_frames.tolist())
+            local = [k for k, s in enumerate(self.idx) if int(s) in anom]
+            out.append(VideoObject(id=o.id, category=o.category, attributes=dict(o.attributes), boxes=b,
+                                   anomalous=bool(local), anomaly_ranges=ranges_from_frames(local), centroids=c))
+        return out
+
+
+@pytest.fixture()
+def tree(tmp_path) -> Path:
+    return build(tmp_path / "st")
+
+
+def _mask_track(masks: np.ndarray, oid: int) -> tuple[int, int, float, float]:
+    """(first frame, last frame, first centroid x, last centroid x) of object `oid` in id maps (T, H, W)."""
+    frames = [t for t in range(len(masks)) if (masks[t] == oid).any()]
+    xs = [np.nonzero(masks[t] == oid)[1].mean() for t in (frames[0], frames[-1])]
+    return frames[0], frames[-1], float(xs[0]), float(xs[1])
+
+
+def _check_against_masks(corpus: Path, video: Video) -> dict:
+    """Every anomaly timeline of `video` agrees with its masks: entry/exit, anomaly span, direction;
+    the phase-B dialogue says yes and anchors the anomaly at those (1-based) frames."""
+    masks = video.read_masks()
+    tl = load_timelines(corpus, video.name)
+    assert len(tl["anomaly"]) == len(np.setdiff1d(np.unique(masks), [0]))
+    by_id = {t["source_ids"][0]: t for t in tl["anomaly"]}
+    for oid, t in by_id.items():
+        first, last, x0, x1 = _mask_track(masks, oid)
+        assert (t["entry"], t["exit"]) == (first, last) and tuple(t["anomaly_span"]) == (first, last)
+        assert t["category"] == "object" and t["attributes"] == {} and t["anomalous"] is True
+        assert t["direction"] == ("right" if x1 - x0 > 0.04 * video.size[1] else None)  # min_norm 0.04
+    rows = {r["clip"]["name"]: r for s in ("train", "val") for r in load_corpus(corpus / f"phase_b.{s}.jsonl")}
+    b = rows[video.name]
+    assert b["turns"][0]["kind"] == "judgement" and b["turns"][0]["truth"] == "yes"
+    anchors = b["messages"][2 + 2 * [t["kind"] for t in b["turns"]].index("anchors")]["content"]
+    for oid, t in by_id.items():
+        assert f"from frame {t['entry'] + 1} to frame {t['exit'] + 1}" in anchors
+    assert b["clip"]["source_video"] == video.meta.get("source_video", video.name)
+    return by_id
+
+
+def test_whole_test_videos_dialogues_come_from_the_masks(tree, tmp_path):
+    test = {v.name: v for v in load(tree, "test")}
+    train = load(tree, "train")
+    card = build_corpora({"train": [test[ANOM], test[NORMAL], *train], "validation": [test[OTHER]]},
+                         tmp_path / "corpus")
+    assert card.extraction["full"]["request_failed"] == 0 and card.extraction["focus"]["request_failed"] == 0
+    by_id = _check_against_masks(tmp_path / "corpus", test[ANOM])
+    # region A (id 1) crosses the frame rightwards through the top row; region B (id 2) stays lower-left
+    a, b = by_id[1], by_id[2]
+    assert (a["entry"], a["exit"], a["direction"]) == (4, 13, "right")
+    assert a["regions"][0] == "top-left" and a["regions"][-1] == "top-right" and a["events"][0]["kind"] == "enter"
+    assert (b["entry"], b["exit"], b["direction"]) == (8, 15, None) and set(b["regions"]) == {"bottom-left"}
+    phase_a = {r["clip"]["name"]: r for r in load_corpus(tmp_path / "corpus" / "phase_a.train.jsonl")}
+    traj = next(m["content"] for m, t in zip(phase_a[ANOM]["messages"][2::2], phase_a[ANOM]["turns"])
+                if t["kind"] == "appearance_to_motion")
+    assert "from frame 5 to frame 14" in traj and "upper-left" in traj and "to the right" in traj
+    # mask-only objects: the appearance answers can only name them "an object"
+    b_rows = {r["clip"]["name"]: r for r in load_corpus(tmp_path / "corpus" / "phase_b.train.jsonl")}
+    app = b_rows[ANOM]["messages"][2 + 2 * [t["kind"] for t in b_rows[ANOM]["turns"]].index("appearance")]
+    assert app["content"] == "Target 1 is an object. Target 2 is an object."
+    # the normal test video and the normal training video: judged "no"
+    for name in (NORMAL, train[0].name):
+        assert b_rows[name]["turns"][0]["truth"] == "no"
+    _check_against_masks(tmp_path / "corpus", test[OTHER])
+
+
+def test_sub_clips_dialogues_in_clip_frames(tree, tmp_path):
+    test = {v.name: v for v in load(tree, "test")}
+    src = test[ANOM]
+    plain = SubClip(src, range(6, 14))  # frames [6, 14): region A throughout, B from source frame 8
+    resampled = SubClip(test[OTHER], range(0, 16, 2), size=(24, 48), split="validation")  # every 2nd frame, half size
+    late = SubClip(src, range(14, 16))  # only region B, still
+    normal = SubClip(test[NORMAL], range(0, 8))
+    build_corpora({"train": [plain, late, normal], "validation": [resampled]}, tmp_path / "corpus")
+    p = _check_against_masks(tmp_path / "corpus", plain)
+    assert (p[1]["entry"], p[1]["exit"], p[2]["entry"], p[2]["exit"]) == (0, 7, 2, 7)
+    assert p[1]["events"] == [] or p[1]["events"][0]["kind"] != "enter"  # in view from the clip's first frame
+    r = _check_against_masks(tmp_path / "corpus", resampled)
+    # source frames 4..13 of region A are clip frames 2..6 (4, 6, ..., 12); B's 8..15 are 4..7
+    assert (r[1]["entry"], r[1]["exit"], r[2]["entry"], r[2]["exit"]) == (2, 6, 4, 7)
+    assert r[1]["frame_size"] == [24, 48] and r[1]["direction"] == "right"
+    assert all(0 <= v <= 48 for box in r[1]["boxes"] for v in box[::2])
+    _check_against_masks(tmp_path / "corpus", late)
+    rows = {x["clip"]["name"]: x for x in load_corpus(tmp_path / "corpus" / "phase_b.train.jsonl")}
+    assert rows[normal.name]["turns"][0]["truth"] == "no"
+    assert rows[plain.name]["clip"]["frame_indices"] == list(range(6, 14))
+    val = load_corpus(tmp_path / "corpus" / "phase_b.val.jsonl")
+    assert [x["clip"]["frame_indices"] for x in val] == [list(range(0, 16, 2))] and val[0]["clip"]["fps"] == 12.0
+
+
+def test_anomaly_seen_in_one_clip_frame_is_kept(tree, tmp_path):
+    """A clip resampled so sparsely that region A shows in one frame only (source frame 8 of 1, 8, 15):
+    ground truth has nothing spurious, so the single sighting stays an anomaly target (it was dropped
+    as a spurious one-frame track; a clip holding only it got a phase-B "No" under an abnormal label)."""
+    src = {v.name: v for v in load(tree, "test")}[ANOM]
+    sparse = SubClip(src, [1, 8, 15])  # A: clip frame 1 only; B: clip frames 1, 2
+    only_a = SubClip(src, [5, 7])  # A alone, in both frames
+    single = SubClip(src, [0, 4])  # A alone, in the second frame only
+    build_corpora({"train": [sparse, only_a, single]}, tmp_path / "corpus")
+    p = _check_against_masks(tmp_path / "corpus", sparse)
+    assert (p[1]["entry"], p[1]["exit"], p[1]["frames"]) == (1, 1, [1]) and p[2]["frames"] == [1, 2]
+    s = _check_against_masks(tmp_path / "corpus", single)
+    assert list(s) == [1] and s[1]["frames"] == [1]
+    rows = {r["clip"]["name"]: r for r in load_corpus(tmp_path / "corpus" / "phase_b.train.jsonl")}
+    assert rows[single.name]["clip"]["label"] == 1 and rows[single.name]["turns"][0]["truth"] == "yes"
+    _check_against_masks(tmp_path / "corpus", only_a)
