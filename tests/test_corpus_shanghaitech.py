@@ -16,6 +16,7 @@ import pytest
 from PIL import Image
 
 from tvad.corpus import build_corpora, load_corpus, load_timelines
+from tvad.corpus.annotators import OracleAnnotator
 from tvad.data.record import Video, VideoObject, ranges_from_frames
 from tvad.data.shanghaitech import load
 from tvad.data.video import write_video
@@ -158,9 +159,18 @@ def test_whole_test_videos_dialogues_come_from_the_masks(tree, tmp_path):
     b_rows = {r["clip"]["name"]: r for r in load_corpus(tmp_path / "corpus" / "phase_b.train.jsonl")}
     app = b_rows[ANOM]["messages"][2 + 2 * [t["kind"] for t in b_rows[ANOM]["turns"]].index("appearance")]
     assert app["content"] == "Target 1 is an object. Target 2 is an object."
-    # the normal test video and the normal training video: judged "no"
+    # the normal test video and the normal training video: judged "no", and nothing more; the ground truth
+    # knows no targets there, so no dialogue claims the campus is empty
     for name in (NORMAL, train[0].name):
-        assert b_rows[name]["turns"][0]["truth"] == "no"
+        assert [(t["kind"], t.get("truth")) for t in b_rows[name]["turns"]] == [("judgement", "no")]
+        scene = phase_a[name]["messages"][2]["content"]
+        assert scene == "The clip has 16 frames and no anomalous target appears in it." if name == NORMAL \
+            else "no anomalous target appears" in scene
+    for r in [*phase_a.values(), *b_rows.values()]:
+        assert not any("no moving targets" in m["content"] or "No targets" in m["content"] for m in r["messages"])
+    assert phase_a[ANOM]["messages"][2]["content"].startswith(
+        "The clip has 16 frames and shows two anomalous targets: two objects. Target 1 (an object) moves from "
+        "the upper-left area to the upper-right area from frame 5 to frame 14")
     _check_against_masks(tmp_path / "corpus", test[OTHER])
 
 
@@ -204,3 +214,31 @@ def test_anomaly_seen_in_one_clip_frame_is_kept(tree, tmp_path):
     rows = {r["clip"]["name"]: r for r in load_corpus(tmp_path / "corpus" / "phase_b.train.jsonl")}
     assert rows[single.name]["clip"]["label"] == 1 and rows[single.name]["turns"][0]["truth"] == "yes"
     _check_against_masks(tmp_path / "corpus", only_a)
+
+
+def test_coverage_from_the_record_and_the_annotator(tree, tmp_path):
+    """Mask-only ground truth is known from the record's source (a view forwarding it) or from
+    `meta["objects_coverage"]`; a record of a full-coverage source (a view that forwards neither) keeps
+    the all-object scene wording; an annotator that looks at the pixels keeps it too."""
+    from tvad.corpus.dialogues import ground_truth_coverage
+
+    test = {v.name: v for v in load(tree, "test")}
+    fwd = SubClip(test[NORMAL], range(0, 8))
+    bare = SubClip(test[NORMAL], range(8, 16))
+    bare.source = "video"
+    tagged = SubClip(test[OTHER], range(0, 4))
+    tagged.source, tagged.meta["objects_coverage"] = "video", "anomalous"
+    assert [ground_truth_coverage(v) for v in (test[ANOM], fwd, bare, tagged)] == ["anomalous", "anomalous", "all",
+                                                                                  "anomalous"]
+    build_corpora({"train": [fwd, bare, tagged]}, tmp_path / "corpus")
+    a = {r["clip"]["name"]: r for r in load_corpus(tmp_path / "corpus" / "phase_a.train.jsonl")}
+    assert a[fwd.name]["messages"][2]["content"] == "The clip has 8 frames and no anomalous target appears in it."
+    assert a[bare.name]["messages"][2]["content"] == "The clip has 8 frames and shows no moving targets."
+    assert a[tagged.name]["messages"][2]["content"] == "The clip has 4 frames and no anomalous target appears in it."
+
+    class Looking(OracleAnnotator):  # the oracle's answers, as if read from the pixels by an LVLM
+        name, needs_pixels = "looking", True
+
+    build_corpora({"train": [fwd]}, tmp_path / "corpus2", annotator=Looking())
+    a = load_corpus(tmp_path / "corpus2" / "phase_a.train.jsonl")[0]
+    assert a["messages"][2]["content"] == "The clip has 8 frames and shows no moving targets."

@@ -293,6 +293,34 @@ def scene_phrasings(timelines: Sequence[Timeline], num_frames: int) -> list[str]
     return [s0, s1, s2]
 
 
+def anomaly_scene_phrasings(timelines: Sequence[Timeline], num_frames: int) -> list[str]:
+    """Three phrasings of the clip's anomalous targets, where and when: the scene turn when the ground
+    truth knows only the anomalous objects (ShanghaiTech's masks), so nothing is said of the others."""
+    if not timelines:
+        return [f"The clip has {num_frames} frames and no anomalous target appears in it.",
+                "No anomalous target appears in this clip.",
+                "None: nothing abnormal happens in this clip."]
+    cats: dict[str, int] = {}
+    for t in timelines:
+        cats[t.category] = cats.get(t.category, 0) + 1
+    kinds = [count_phrase(n, c) for c, n in cats.items()]
+    kinds_txt = kinds[0] if len(kinds) == 1 else ", ".join(kinds[:-1]) + " and " + kinds[-1]
+    n = len(timelines)
+    per = []
+    for t in timelines:
+        v = _regions_visited(t)
+        where = (f"stays in the {region_phrase(v[0])}" if len(v) == 1 else
+                 f"moves from the {region_phrase(v[0])} to the {region_phrase(v[-1])}")
+        per.append(f"Target {t.target} ({describe_appearance(t.category, t.attributes)}) {where} "
+                   f"from frame {t.entry + 1} to frame {t.exit + 1}")
+    s0 = (f"The clip has {num_frames} frames and shows {count_phrase(n, 'anomalous target')}: {kinds_txt}. "
+          + "; ".join(per) + ".")
+    s1 = f"There {'is' if n == 1 else 'are'} {count_phrase(n, 'anomalous target')} in this {num_frames}-frame clip."
+    s2 = f"{count_phrase(n, 'anomalous target').capitalize()} can be seen: " + ", ".join(
+        describe_appearance(t.category, t.attributes) for t in timelines) + "."
+    return [s0, s1, s2]
+
+
 def cause_phrase(tl: Timeline) -> str:
     what = tl.behaviour or tl.anomaly_type
     if what:
