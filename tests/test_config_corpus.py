@@ -55,14 +55,17 @@ BAD = [  # (key, value, the whole one-line message)
     ("corpus.budget", "0", "config key 'corpus.budget': expected an integer > 0 or null, got '0'"),
     ("corpus.max_new_tokens", "many", "config key 'corpus.max_new_tokens': expected an integer > 0, got 'many'"),
     ("corpus.temperature", "-0.5", "config key 'corpus.temperature': expected a number >= 0, got '-0.5'"),
+    ("corpus.api_key_env", "hfAbC123xyz", "config key 'corpus.api_key_env': expected the name of an environment "
+     "variable (upper-case letters, digits and _, e.g. TVAD_API_KEY), got a 11-character value that is not one (not "
+     "shown: it may be the key itself; put the key in the environment, its name here)"),  # a key that is a valid name
     ("corpus.endpoint", "127.0.0.1:8000/v1", "config key 'corpus.endpoint': expected an http:// or https:// URL "
                                              "with a host, e.g. http://127.0.0.1:8000/v1, got '127.0.0.1:8000/v1'"),
     ("corpus.endpoint", "https://bob:hunter2@api.example.com/v1",
      "config key 'corpus.endpoint': expected an http:// or https:// URL without user:password@ (the key comes "
      "from corpus.api_key_env), got 'https://***@api.example.com/v1'"),
     ("corpus.api_key_env", SECRET,
-     f"config key 'corpus.api_key_env': expected the name of an environment variable (letters, digits and _, "
-     f"e.g. TVAD_API_KEY), got a {len(SECRET)}-character value that is not one (not shown: it may be the key "
+     f"config key 'corpus.api_key_env': expected the name of an environment variable (upper-case letters, "
+     f"digits and _, e.g. TVAD_API_KEY), got a {len(SECRET)}-character value that is not one (not shown: it may be the key "
      f"itself; put the key in the environment, its name here)"),
 ]
 
@@ -72,7 +75,7 @@ def test_bad_values_are_one_line_config_errors(key, value, message):
     with pytest.raises(ConfigError) as e:
         preset("cpu", {key: value})
     assert str(e.value) == message
-    assert "hunter2" not in str(e.value) and SECRET not in str(e.value)
+    assert not any(x in str(e.value) for x in ("hunter2", SECRET, "hfAbC123xyz"))
 
 
 def test_unknown_corpus_key():

@@ -55,9 +55,9 @@ class CorpusConfig:
     #                           model name the endpoint serves (e.g. qwen-vl-max); unused by the oracle
     endpoint: str | None = None  # http: base URL, requests go to <endpoint>/chat/completions (e.g.
     #                              http://127.0.0.1:8000/v1); no user:password@ in it (keys come from api_key_env)
-    api_key_env: str | None = "TVAD_API_KEY"  # http: NAME of the environment variable holding the API key (sent
-    #                                           as a Bearer token; the key itself is never in the config, the
-    #                                           logs or the run dir); null for an endpoint without authentication
+    api_key_env: str | None = "TVAD_API_KEY"  # http: NAME (upper case) of the environment variable holding the API
+    #                                           key (sent as a Bearer token; the key itself is never in the config,
+    #                                           the logs or the run dir); null for an endpoint without authentication
     device: str = "cpu"  # local: "cpu", "cuda", "cuda:0", ...
     dtype: str = "float32"  # local: weights dtype ("float32", "bfloat16", "float16")
     max_pixels: int = 476 * 868  # local: the processor's pixel budget per frame (Qwen's smart resize)
@@ -392,11 +392,15 @@ def _coerce(value: Any, key: str) -> Any:
     return out
 
 
+ENV_NAME = re.compile(r"[A-Z_][A-Z0-9_]*")  # what corpus.api_key_env may hold: a variable's name, never a key
+
+
 def _check_env_name(value: str, key: str) -> None:
-    """An environment variable's NAME; anything else is refused without echoing it (it may be the key)."""
-    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", value):
-        raise ConfigError(f"config key {key!r}: expected the name of an environment variable (letters, digits "
-                          f"and _, e.g. TVAD_API_KEY), got a {len(value)}-character value that is not one (not "
+    """An environment variable's NAME, upper case (API keys have lower-case letters or dashes, so a
+    key pasted here is refused); anything else is refused without echoing it (it may be the key)."""
+    if not ENV_NAME.fullmatch(value):
+        raise ConfigError(f"config key {key!r}: expected the name of an environment variable (upper-case letters, "
+                          f"digits and _, e.g. TVAD_API_KEY), got a {len(value)}-character value that is not one (not "
                           f"shown: it may be the key itself; put the key in the environment, its name here)")
 
 

@@ -32,7 +32,6 @@ Modules: `base` (prompt, records, errors, the `Annotator` protocol), `parsing` (
 """
 
 import os
-import re
 from typing import Any
 
 from tvad.corpus.annotators.base import (FRAME_PROMPT, PROMPT_VERSION, STATUSES, Annotator,  # noqa: F401
@@ -42,7 +41,7 @@ from tvad.corpus.annotators.local import LocalAnnotator
 from tvad.corpus.annotators.oracle import OracleAnnotator, object_box, object_centroid  # noqa: F401
 from tvad.corpus.annotators.parsing import parse_answer  # noqa: F401
 from tvad.corpus.annotators.remote import HTTPAnnotator, RequestBudget, encode_image  # noqa: F401
-from tvad.config import ConfigError
+from tvad.config import ENV_NAME, ConfigError
 
 
 def make_annotator(kind: str | Annotator = "oracle", **kw) -> Annotator:
@@ -92,9 +91,9 @@ def annotator_from_config(corpus_cfg: Any) -> tuple[str, dict]:
             raise ConfigError(f"corpus.annotator=http needs {' and '.join(missing)}")
         env = getattr(c, "api_key_env", None)
         if env is not None:
-            if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", str(env)):  # never echoed: it may be the key itself
-                raise ConfigError("corpus.api_key_env must be the NAME of an environment variable (letters, digits "
-                                  "and _), not the key; the value given is not shown")
+            if not ENV_NAME.fullmatch(str(env)):  # never echoed: it may be the key itself
+                raise ConfigError("corpus.api_key_env must be the NAME of an environment variable (upper-case "
+                                  "letters, digits and _), not the key; the value given is not shown")
             if not os.environ.get(str(env)):
                 raise ConfigError(f"corpus.annotator=http: the environment variable {env} named by corpus.api_key_env "
                                   f"is not set; export {env}=<your key>, or -p corpus.api_key_env=null for an "
