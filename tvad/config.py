@@ -410,8 +410,8 @@ def _check_endpoint(value: str, key: str) -> None:
         parts = urllib.parse.urlsplit(value)
         has_user = parts.username is not None or parts.password is not None
         ok = parts.scheme.lower() in ("http", "https") and bool(parts.hostname)
-    except ValueError:
-        parts, has_user, ok = None, "@" in value, False
+    except ValueError:  # e.g. a malformed port or IPv6 host
+        has_user, ok = "@" in value, False
     shown = value.split("://", 1)[0] + "://***@" + value.rsplit("@", 1)[-1] if "@" in value else value
     if has_user or "@" in value.split("?", 1)[0].split("#", 1)[0]:
         raise ConfigError(f"config key {key!r}: expected an http:// or https:// URL without user:password@ "
@@ -489,7 +489,7 @@ def _paper() -> Config:
                         generate=False, frame_size=[476, 868], video_fps=30.0,
                         clip_fps=1.0, clip_max_frames=40, clip_stride=8, clip_size=[476, 868])
     # The corpus's frame annotator. The paper's §3.3 "exploit[s] online LVLMs" for the frame-wise extraction
-    # and names none (its backbone and every baseline are Qwen2.5-VL-7B / 7-8B LVLMs). The preset keeps the
+    # and names none (its backbone is Qwen2.5-VL-7B, its Table 3 compares 7-8B LVLMs). The preset keeps the
     # oracle (the datasets' ground truth: reproducible, free; on ShanghaiTech it knows only the masked
     # anomalous regions, docs/annotators.md) and is ready for a local Qwen2.5-VL on the GPU:
     #   -p corpus.annotator=local -p corpus.model=Qwen/Qwen2.5-VL-7B-Instruct
