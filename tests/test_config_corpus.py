@@ -63,6 +63,9 @@ BAD = [  # (key, value, the whole one-line message)
     ("corpus.endpoint", "https://bob:hunter2@api.example.com/v1",
      "config key 'corpus.endpoint': expected an http:// or https:// URL without user:password@ (the key comes "
      "from corpus.api_key_env), got 'https://***@api.example.com/v1'"),
+    ("corpus.endpoint", f"https://api.example.com/v1?api-version=2024&api_key={SECRET}",
+     "config key 'corpus.endpoint': expected a URL without credentials, got one with the query parameter(s) "
+     "api_key (values not shown; the key comes from corpus.api_key_env)"),
     ("corpus.api_key_env", SECRET,
      f"config key 'corpus.api_key_env': expected the name of an environment variable (upper-case letters, "
      f"digits and _, e.g. TVAD_API_KEY), got a {len(SECRET)}-character value that is not one (not shown: it may be the key "

@@ -419,6 +419,12 @@ def _check_endpoint(value: str, key: str) -> None:
     if not ok:
         raise ConfigError(f"config key {key!r}: expected an http:// or https:// URL with a host, e.g. "
                           f"http://127.0.0.1:8000/v1, got {shown[:200]!r}")
+    secret = sorted(k for k, _ in urllib.parse.parse_qsl(parts.query, keep_blank_values=True)
+                    if re.search(r"key|token|secret|passw|sig|auth", k, re.I))
+    if secret:  # the URL is written to config.yaml: no credentials in its query either
+        raise ConfigError(f"config key {key!r}: expected a URL without credentials, got one with the query "
+                          f"parameter(s) {', '.join(secret)} (values not shown; the key comes from "
+                          f"corpus.api_key_env)")
 
 
 _FORMATS = {  # string fields with a format beyond their type: key -> check(value, key) raising ConfigError
