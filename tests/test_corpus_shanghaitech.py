@@ -9,11 +9,19 @@ The tree is written here in the dataset's layout (`training/videos/*.avi`, `test
 
 from __future__ import annotations
 
+import base64
+import io
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
+from scipy import ndimage
+
+from http_fixtures import send_json
 
 from tvad.corpus import build_corpora, load_corpus, load_timelines
 from tvad.corpus.annotators import OracleAnnotator
@@ -55,7 +63,8 @@ def build(root: Path) -> Path:
         fd.mkdir(parents=True)
         for t in range(T):
             img = np.full((H, W, 3), 90, np.uint8)
-            img[pm[t] != 0] = (230, 60, 40)
+            img[pm[t] != 0] = (230, 60, 40)  # the anomalous regions in red
+            img[30:42, 72:82] = (40, 220, 60)  # a normal passer-by (in no annotation), green, still, lower right
             Image.fromarray(img).save(fd / f"{t:03d}.jpg", quality=95)
         np.save(fm_d / f"{name}.npy", pm.reshape(T, -1).any(1).astype(np.int64))
         np.save(pm_d / f"{name}.npy", pm)
@@ -242,3 +251,60 @@ def test_coverage_from_the_record_and_the_annotator(tree, tmp_path):
     build_corpora({"train": [fwd]}, tmp_path / "corpus2", annotator=Looking())
     a = load_corpus(tmp_path / "corpus2" / "phase_a.train.jsonl")[0]
     assert a["messages"][2]["content"] == "The clip has 8 frames and shows no moving targets."
+
+
+class _LookingEndpoint(BaseHTTPRequestHandler):
+    """A chat-completions endpoint that looks at the frame it is sent: red blobs are persons in red jackets,
+    green blobs persons in green coats (a stand-in for an LVLM: it sees what the masks do not say)."""
+
+    def do_POST(self):
+        req = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        url = req["messages"][0]["content"][0]["image_url"]["url"]
+        img = np.asarray(Image.open(io.BytesIO(base64.b64decode(url.split(",", 1)[1]))).convert("RGB")).astype(int)
+        r, g, b = img[..., 0], img[..., 1], img[..., 2]
+        out = []
+        for colour, mask in (("red jacket", (r > 170) & (g < 120) & (b < 120)),
+                             ("green coat", (g > 170) & (r < 120) & (b < 120))):
+            lab, _ = ndimage.label(mask)
+            for ys, xs in ndimage.find_objects(lab):
+                if (ys.stop - ys.start) * (xs.stop - xs.start) >= 20:
+                    out.append({"category": "person", "attributes": {"top": colour},
+                                "box": [xs.start, ys.start, xs.stop, ys.stop]})
+        body = {"choices": [{"message": {"role": "assistant", "content": json.dumps({"instances": out})}}]}
+        send_json(self, 200, json.dumps(body).encode())
+
+    def log_message(self, *a):
+        pass
+
+
+def test_an_lvlm_annotator_names_what_the_masks_cannot(tree, tmp_path):
+    """The HTTP annotator route (a real local endpoint that reads the frames): the anomalous regions become
+    "a person in a red jacket" (category and attributes from the LVLM, anomaly facts still from the masks),
+    the normal passer-by is described too, and normal clips get a scene description."""
+    test = {v.name: v for v in load(tree, "test")}
+    srv = ThreadingHTTPServer(("127.0.0.1", 0), _LookingEndpoint)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    try:
+        kw = dict(base_url=f"http://127.0.0.1:{srv.server_address[1]}/v1", model="looking", api_key_env=None,
+                  max_retries=0, image_format="png")
+        card = build_corpora({"train": [SubClip(test[ANOM], range(2, 16)), SubClip(test[NORMAL], range(0, 8))]},
+                             tmp_path / "corpus", annotator="http", annotator_kw=kw)
+    finally:
+        srv.shutdown()
+        srv.server_close()
+    assert card.extraction["full"]["ok"] == 14 + 8 and card.extraction["focus"]["ok"] == 12
+    anom, normal = f"{ANOM}-2_15", f"{NORMAL}-0_7"
+    tl = load_timelines(tmp_path / "corpus", anom)
+    assert [(t["category"], t["attributes"], t["entry"], t["exit"], t["anomaly_span"]) for t in tl["anomaly"]] == [
+        ("person", {"top": "red jacket"}, 2, 11, [2, 11]), ("person", {"top": "red jacket"}, 6, 13, [6, 13])]
+    assert tl["anomaly"][0]["direction"] == "right"
+    assert [t["attributes"]["top"] for t in tl["general"] if not t["anomalous"]] == ["green coat"]
+    b = {r["clip"]["name"]: r for r in load_corpus(tmp_path / "corpus" / "phase_b.train.jsonl")}
+    kinds = [t["kind"] for t in b[anom]["turns"]]
+    assert b[anom]["messages"][2 + 2 * kinds.index("appearance")]["content"] == (
+        "Target 1 is a person in a red jacket. Target 2 is a person in a red jacket.")
+    assert "persons" in b[anom]["messages"][2]["content"] and "object" not in b[anom]["messages"][2]["content"]
+    assert [t["kind"] for t in b[normal]["turns"]] == ["judgement", "scene"]
+    assert "a person in a green coat" in b[normal]["messages"][4]["content"]
+    a = {r["clip"]["name"]: r for r in load_corpus(tmp_path / "corpus" / "phase_a.train.jsonl")}
+    assert a[anom]["messages"][2]["content"].startswith("The clip has 14 frames and shows three targets: three persons.")
