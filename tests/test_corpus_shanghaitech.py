@@ -143,7 +143,8 @@ def _check_against_masks(corpus: Path, video: Video) -> dict:
     assert b["turns"][0]["kind"] == "judgement" and b["turns"][0]["truth"] == "yes"
     anchors = b["messages"][2 + 2 * [t["kind"] for t in b["turns"]].index("anchors")]["content"]
     for oid, t in by_id.items():
-        assert f"from frame {t['entry'] + 1} to frame {t['exit'] + 1}" in anchors
+        f0, f1 = t["entry"] + 1, t["exit"] + 1
+        assert (f"from frame {f0} to frame {f1}" if f0 < f1 else f"seen at frame {f0}:") in anchors
     assert b["clip"]["source_video"] == video.meta.get("source_video", video.name)
     return by_id
 
@@ -222,6 +223,14 @@ def test_anomaly_seen_in_one_clip_frame_is_kept(tree, tmp_path):
     assert list(s) == [1] and s[1]["frames"] == [1]
     rows = {r["clip"]["name"]: r for r in load_corpus(tmp_path / "corpus" / "phase_b.train.jsonl")}
     assert rows[single.name]["clip"]["label"] == 1 and rows[single.name]["turns"][0]["truth"] == "yes"
+    # a single sighting is a place at one frame: no span "from frame 2 to frame 2", no claimed stillness
+    said = " ".join(m["content"] for m in rows[single.name]["messages"][1:])
+    assert "Target 1 is seen only in frame 2, in the upper-left area." in said  # source frame 4: x 4..20 of 96
+    assert "The anomaly is seen at frame 2:" in said
+    assert "to frame 2" not in said and "stationary" not in said and "leaves the view" not in said
+    a = {r["clip"]["name"]: r for r in load_corpus(tmp_path / "corpus" / "phase_a.train.jsonl")}
+    assert "Target 1 (an object) is in the upper-left area at frame 2." in a[single.name]["messages"][2]["content"]
+    assert "Which object is in the upper-left area at frame 2?" in a[single.name]["messages"][5]["content"]
     _check_against_masks(tmp_path / "corpus", only_a)
 
 

@@ -85,6 +85,8 @@ def _motion_clause(t: Timeline) -> str:
     s = _target_summary(t)
     a, b = t.entry + 1, t.exit + 1
     if len(s["regions"]) == 1:
+        if a == b:
+            return f"is in the {region_phrase(s['regions'][0])} at frame {a}"
         return f"stays in the {region_phrase(s['regions'][0])} from frame {a} to frame {b}"
     return (f"moves {direction_phrase(t.direction)} from the {region_phrase(s['regions'][0])} to the "
             f"{region_phrase(s['regions'][-1])} between frames {a} and {b}")
