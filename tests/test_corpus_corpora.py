@@ -281,9 +281,10 @@ def test_heldout_dialogues_are_rebuilt_not_reused_stale(tmp_path):
     rebuilt, not reused (it was, and kept the old Yes/No balance)."""
     from types import SimpleNamespace
 
+    from tvad.config import preset
     from tvad.steps.sft import test_records
 
-    run = SimpleNamespace(dir=tmp_path)
+    run = SimpleNamespace(dir=tmp_path, config=preset("cpu"))  # its corpus section: the oracle
     videos = clips()["validation"]
     first = test_records(run, videos, split="test")
     f = tmp_path / "stage2" / "test_corpus" / "phase_b.val.jsonl"

@@ -41,3 +41,29 @@ def test_clip_index_is_written_reused_and_redone_with_force(small_run):
     clips.write_index(kept, index)  # a later notebook run reads the index, it does not recompute
     assert partition(run, data) == kept
     assert partition(run, data, force=True) == first and clips.read_index(index) == first
+
+
+def test_corpus_is_built_by_the_configured_annotator(small_run, tmp_path):
+    """`build_corpus` asks the annotator of the `corpus` section: the oracle by default; with
+    `corpus.annotator=http` the configured endpoint (down here: every frame a counted failure)."""
+    import socket
+
+    from tvad.config import ConfigError
+    from tvad.run import Run
+    from tvad.steps.dataset import build_corpus
+
+    run, data = small_run
+    assert build_corpus(Run(tmp_path / "oracle", run.config), data).annotator == "oracle"
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    cfg = run.config.override({"corpus.annotator": "http", "corpus.endpoint": f"http://127.0.0.1:{port}/v1",
+                               "corpus.model": "served", "corpus.api_key_env": "null", "corpus.max_retries": 0,
+                               "corpus.timeout": 0.5})
+    card = build_corpus(Run(tmp_path / "http", cfg), data)
+    assert card.annotator == "http:served" and card.extraction["full"]["ok"] == 0
+    assert card.extraction["full"]["request_failed"] == sum(v.num_frames for s in ("train", "validation")
+                                                            for v in data[s])
+    with pytest.raises(ConfigError, match="corpus.annotator=http needs corpus.endpoint"):
+        build_corpus(Run(tmp_path / "bad", run.config.override({"corpus.annotator": "http"})), data)

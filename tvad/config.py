@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 import typing
+import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -42,6 +44,32 @@ class DataConfig:
     strict: bool = True  # bad items raise; False skips them, counts and reports them
     dialogues_per_clip: int = 1  # phase A / B corpus dialogues per train/val clip (other wordings of the same
     #                              timelines; the held-out test dialogues are always one per clip)
+
+
+@dataclass
+class CorpusConfig:
+    annotator: str = "oracle"  # who describes the frames (paper §3.3): "oracle" (ground truth stands in for the
+    #                            LVLM), "local" (a transformers Qwen2.5-VL checkpoint) or "http" (an
+    #                            OpenAI-compatible chat-completions endpoint); docs/annotators.md
+    model: str | None = None  # local: checkpoint directory or hub id (e.g. Qwen/Qwen2.5-VL-7B-Instruct); http: the
+    #                           model name the endpoint serves (e.g. qwen-vl-max); unused by the oracle
+    endpoint: str | None = None  # http: base URL, requests go to <endpoint>/chat/completions (e.g.
+    #                              http://127.0.0.1:8000/v1); no user:password@ in it (keys come from api_key_env)
+    api_key_env: str | None = "TVAD_API_KEY"  # http: NAME (upper case) of the environment variable holding the API
+    #                                           key (sent as a Bearer token; the key itself is never in the config,
+    #                                           the logs or the run dir); null for an endpoint without authentication
+    device: str = "cpu"  # local: "cpu", "cuda", "cuda:0", ...
+    dtype: str = "float32"  # local: weights dtype ("float32", "bfloat16", "float16")
+    max_pixels: int = 476 * 868  # local: the processor's pixel budget per frame (Qwen's smart resize)
+    max_new_tokens: int = 1024  # local and http: answer length limit per frame (http: the request's max_tokens)
+    temperature: float = 0.0  # http: sampling temperature (0: greedy; the local annotator is always greedy)
+    image_format: str = "jpeg"  # http: how frames are sent ("jpeg" or "png", as a data URL)
+    timeout: float = 60.0  # http: seconds per request, the whole of it (connect, headers, body)
+    max_retries: int = 4  # http: retries after the first attempt on 429, 5xx, timeouts, connection errors
+    backoff: float = 1.0  # http: first retry wait in seconds, doubled per retry (or the server's Retry-After)
+    max_backoff: float = 30.0  # http: cap on one retry wait, seconds
+    budget: int | None = None  # http: most requests one corpus build may make (null: no cap); once spent,
+    #                            frames are counted as request_failed, the build goes on
 
 
 @dataclass
@@ -152,6 +180,7 @@ class Config:
     seed: int = 0  # global seed (numpy, torch, python), recorded in the run dir
     cpu_threads: int = 1  # torch CPU threads per notebook (1: no OpenMP oversubscription; chain 728 -> 286 s); 0 = torch default
     data: DataConfig = field(default_factory=DataConfig)  # datasets and clip partitioning
+    corpus: CorpusConfig = field(default_factory=CorpusConfig)  # the dialogue corpus's frame annotator (§3.3)
     backbone: BackboneConfig = field(default_factory=BackboneConfig)  # the frozen Qwen2.5-VL
     ahd: AHDConfig = field(default_factory=AHDConfig)  # Anomaly Heatmap Decoder (eq. 4-7)
     rae: RAEConfig = field(default_factory=RAEConfig)  # Region-aware Anomaly Encoder (eq. 8-12)
@@ -209,6 +238,8 @@ _RANGES = {
     "data.frames_per_video": "> 0", "data.video_fps": "> 0", "data.clip_fps": "> 0", "data.clip_min_frames": "> 0",
     "data.clip_max_frames": "> 0", "data.clip_stride": "> 0", "data.dialogues_per_clip": "> 0",
     "backbone.max_pixels": "> 0",
+    "corpus.max_pixels": "> 0", "corpus.max_new_tokens": "> 0", "corpus.temperature": ">= 0", "corpus.timeout": "> 0",
+    "corpus.max_retries": ">= 0", "corpus.backoff": ">= 0", "corpus.max_backoff": ">= 0", "corpus.budget": "> 0",
     "ahd.hidden": "> 0", "ahd.text_dim": "> 0", "ahd.logit_scale": "> 0", "ahd.num_templates": "> 0",
     "ahd.topk": "> 0",
     "rae.channels": "> 0", "rae.conv_layers": "> 0", "rae.grid": "> 0", "rae.num_base": ">= 0",
@@ -227,6 +258,9 @@ _RANGES = {
 _CHOICES = {
     "data.dataset": ("synthetic", "ubnormal", "shanghaitech"),  # tvad.data.load
     "backbone.dtype": ("float32", "fp32", "bfloat16", "bf16", "float16", "fp16"),  # tvad.model.backbone._dtype
+    "corpus.annotator": ("oracle", "local", "http"),  # tvad.corpus.make_annotator
+    "corpus.dtype": ("float32", "bfloat16", "float16"),  # LocalAnnotator: getattr(torch, dtype)
+    "corpus.image_format": ("jpeg", "png"),  # tvad.corpus.annotators.remote.encode_image
     "backbone.text_encoder": ("embeddings", "decoder"),  # Backbone.text_features
     "ahd.layer_weighting": ("softmax", "raw"),  # AHD
     "ahd.frame_score": ("max", "topk"),  # tvad.model.ahd.frame_scores
@@ -331,6 +365,8 @@ def _coerce(value: Any, key: str) -> Any:
         if isinstance(value, str) and value in _LIST_OR[key]:
             return value
         base = list
+    elif optional and isinstance(value, str) and value.strip().lower() in ("null", "none", "~"):
+        value = None  # an optional string field (corpus.model, ...): "null" from the command line unsets it
     if value is None and base not in (list, dict):  # a list / mapping field says so below
         if optional:
             return None
@@ -360,7 +396,51 @@ def _coerce(value: Any, key: str) -> Any:
     else:
         rule = _CHOICES.get(key) or _RANGES.get(key)
     expected = _describe(base, rule) + (" or null" if optional else "")
-    return _scalar(value, base, rule, key, raw, expected)
+    out = _scalar(value, base, rule, key, raw, expected)
+    if key in _FORMATS:
+        _FORMATS[key](out, key)
+    return out
+
+
+ENV_NAME = re.compile(r"[A-Z_][A-Z0-9_]*")  # what corpus.api_key_env may hold: a variable's name, never a key
+
+
+def _check_env_name(value: str, key: str) -> None:
+    """An environment variable's NAME, upper case (API keys have lower-case letters or dashes, so a
+    key pasted here is refused); anything else is refused without echoing it (it may be the key)."""
+    if not ENV_NAME.fullmatch(value):
+        raise ConfigError(f"config key {key!r}: expected the name of an environment variable (upper-case letters, "
+                          f"digits and _, e.g. TVAD_API_KEY), got a {len(value)}-character value that is not one (not "
+                          f"shown: it may be the key itself; put the key in the environment, its name here)")
+
+
+def _check_endpoint(value: str, key: str) -> None:
+    """An http(s) base URL with a host and no user:password@ (shown with any credentials cut out)."""
+    try:
+        parts = urllib.parse.urlsplit(value)
+        has_user = parts.username is not None or parts.password is not None
+        ok = parts.scheme.lower() in ("http", "https") and bool(parts.hostname)
+    except ValueError:  # e.g. a malformed port or IPv6 host
+        has_user, ok = "@" in value, False
+    shown = value.split("://", 1)[0] + "://***@" + value.rsplit("@", 1)[-1] if "@" in value else value
+    if has_user or "@" in value.split("?", 1)[0].split("#", 1)[0]:
+        raise ConfigError(f"config key {key!r}: expected an http:// or https:// URL without user:password@ "
+                          f"(the key comes from corpus.api_key_env), got {shown[:200]!r}")
+    if not ok:
+        raise ConfigError(f"config key {key!r}: expected an http:// or https:// URL with a host, e.g. "
+                          f"http://127.0.0.1:8000/v1, got {shown[:200]!r}")
+    secret = sorted(k for k, _ in urllib.parse.parse_qsl(parts.query, keep_blank_values=True)
+                    if re.search(r"key|token|secret|passw|sig|auth", k, re.I))
+    if secret:  # the URL is written to config.yaml: no credentials in its query either
+        raise ConfigError(f"config key {key!r}: expected a URL without credentials, got one with the query "
+                          f"parameter(s) {', '.join(secret)} (values not shown; the key comes from "
+                          f"corpus.api_key_env)")
+
+
+_FORMATS = {  # string fields with a format beyond their type: key -> check(value, key) raising ConfigError
+    "corpus.api_key_env": _check_env_name,
+    "corpus.endpoint": _check_endpoint,
+}
 
 
 def _parse(text: str, key: str) -> Any:
@@ -429,6 +509,15 @@ def _paper() -> Config:
     c.data = DataConfig(dataset="ubnormal", root="data/ubnormal", shanghaitech_root="data/shanghaitech",
                         generate=False, frame_size=[476, 868], video_fps=30.0,
                         clip_fps=1.0, clip_max_frames=40, clip_stride=8, clip_size=[476, 868])
+    # The corpus's frame annotator. The paper's §3.3 "exploit[s] online LVLMs" for the frame-wise extraction
+    # and names none (its backbone is Qwen2.5-VL-7B, its Table 3 compares 7-8B LVLMs). The preset keeps the
+    # oracle (the datasets' ground truth: reproducible, free; on ShanghaiTech it knows only the masked
+    # anomalous regions, docs/annotators.md) and is ready for a local Qwen2.5-VL on the GPU:
+    #   -p corpus.annotator=local -p corpus.model=Qwen/Qwen2.5-VL-7B-Instruct
+    # or an online one (the paper's route), with the key in the environment, never in the config:
+    #   -p corpus.annotator=http -p corpus.endpoint=https://dashscope.aliyuncs.com/compatible-mode/v1
+    #   -p corpus.model=qwen-vl-max -p corpus.api_key_env=DASHSCOPE_API_KEY
+    c.corpus = CorpusConfig(annotator="oracle", device="cuda", dtype="bfloat16", max_pixels=476 * 868)
     c.backbone = BackboneConfig(path="Qwen/Qwen2.5-VL-7B-Instruct", dtype="bfloat16", device="cuda",
                                 layers="auto", max_pixels=476 * 868,  # auto: [0, 7, 15, 23, 31]
                                 attn_implementation="sdpa")

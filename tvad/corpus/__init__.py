@@ -14,8 +14,8 @@ Modules, in the order a build runs them: `annotators` (interface, parsing, oracl
 """
 
 from tvad.corpus.annotators import (FRAME_PROMPT, AnnotatorError, AnswerError, FrameRecord, HTTPAnnotator,  # noqa: F401
-                                    Instance, LocalAnnotator, OracleAnnotator, RequestBudget, frame_prompt,
-                                    make_annotator, parse_answer, prompt_hash)
+                                    Instance, LocalAnnotator, OracleAnnotator, RequestBudget, annotator_from_config,
+                                    frame_prompt, make_annotator, parse_answer, prompt_hash)
 from tvad.corpus.cache import CacheError, FrameCache, read_records  # noqa: F401
 from tvad.corpus.card import CorpusCard  # noqa: F401
 from tvad.corpus.corpora import (CorpusError, build_corpora, check_no_leakage, format_dialogue,  # noqa: F401

@@ -36,7 +36,8 @@ from typing import Any, Iterable, Mapping, Sequence
 from tvad.corpus.annotators import FRAME_PROMPT, Annotator, make_annotator
 from tvad.corpus.cache import FrameCache
 from tvad.corpus.card import CorpusCard, make_card
-from tvad.corpus.dialogues import clip_reference, dialogue_seed, phase_a_dialogue, phase_b_dialogue
+from tvad.corpus.dialogues import (clip_reference, dialogue_seed, ground_truth_coverage, phase_a_dialogue,
+                                   phase_b_dialogue)
 from tvad.corpus.extraction import ExtractStats, extract
 from tvad.corpus.schema import SCHEMA_VERSION, CorpusSchemaError, load_corpus, validate_record
 from tvad.corpus.verification import clip_timelines, merge_timelines
@@ -131,11 +132,14 @@ def build_corpora(videos: Mapping[str, Sequence[Any]] | Iterable[Any], out_dir: 
                 n_general += len(general)
                 n_anom += len(anomalies)
                 n_empty += not general
+                # The oracle on ground truth that lists only the anomalous objects (ShanghaiTech's masks)
+                # knows nothing of the other targets: its dialogues talk of the anomalous ones only.
+                only = not ann.needs_pixels and ground_truth_coverage(v) == "anomalous"
                 for k in range(int(dialogues_per_clip)):
                     sk = seed if k == 0 else dialogue_seed(seed, "copy", k)  # k = 0: the single-dialogue wording
-                    a = phase_a_dialogue(clip, general, max_targets=max_targets, seed=sk)
+                    a = phase_a_dialogue(clip, general, max_targets=max_targets, seed=sk, anomalous_only=only)
                     extra = next_extra[split] if balance_yes_no and anomalies else None
-                    b = phase_b_dialogue(clip, general, anomalies, extra_judgement=extra, seed=sk)
+                    b = phase_b_dialogue(clip, general, anomalies, extra_judgement=extra, seed=sk, anomalous_only=only)
                     if any(tr["kind"] == "target_judgement" for tr in b["turns"]):
                         next_extra[split] = "yes" if extra == "no" else "no"
                     for ph, d in (("a", a), ("b", b)):

@@ -12,8 +12,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from tvad.corpus.narratives import (appearance_phrasings, cause_phrase, count_phrase, describe_appearance,
-                                    direction_phrase, region_phrase, scene_phrasings, temporal_phrasings,
+from tvad.corpus.narratives import (anomaly_scene_phrasings, appearance_phrasings, cause_phrase, count_phrase,
+                                    describe_appearance, direction_phrase, region_phrase, scene_phrasings, temporal_phrasings,
                                     trajectory_phrasings)
 from tvad.corpus.timelines import DIRECTIONS, Timeline
 
@@ -42,6 +42,24 @@ def clip_reference(video: Any) -> dict:
             "source": str(meta.get("dataset") or getattr(video, "source", "") or "")}  # the dataset (Table 3's column)
 
 
+# Sources whose ground truth lists only the anomalous objects (pixel masks of the anomalous regions; no
+# boxes, categories or attributes of anyone else): the oracle cannot describe their normal targets.
+ANOMALOUS_ONLY_SOURCES = ("shanghaitech", "shanghaitech_clips")
+
+
+def ground_truth_coverage(video: Any) -> str:
+    """Which objects a record's ground truth lists: "all" (UBnormal, the synthetic set: every person and
+    vehicle with its box) or "anomalous" (ShanghaiTech: masks of the anomalous regions only). Read from
+    `video.objects_coverage` or `meta["objects_coverage"]` when set, else from the record's `source`
+    (or `meta["source"]`, for a clip of such a video)."""
+    meta = getattr(video, "meta", None) or {}
+    cov = getattr(video, "objects_coverage", None) or meta.get("objects_coverage")
+    if cov in ("all", "anomalous"):
+        return cov
+    sources = {getattr(video, "source", None), meta.get("source"), meta.get("dataset")}
+    return "anomalous" if sources & set(ANOMALOUS_ONLY_SOURCES) else "all"
+
+
 def dialogue_seed(*parts: Any) -> int:
     """A stable 32-bit seed from any parts (the wording choices of one clip's dialogue)."""
     return int(hashlib.sha256("|".join(map(str, parts)).encode()).hexdigest()[:8], 16)
@@ -68,6 +86,8 @@ def _motion_clause(t: Timeline) -> str:
     s = _target_summary(t)
     a, b = t.entry + 1, t.exit + 1
     if len(s["regions"]) == 1:
+        if a == b:
+            return f"is in the {region_phrase(s['regions'][0])} at frame {a}"
         return f"stays in the {region_phrase(s['regions'][0])} from frame {a} to frame {b}"
     return (f"moves {direction_phrase(t.direction)} from the {region_phrase(s['regions'][0])} to the "
             f"{region_phrase(s['regions'][-1])} between frames {a} and {b}")
@@ -89,14 +109,25 @@ def _turn(msgs: list, turns: list, q: str, refs: list[str], typ: str, kind: str,
     turns.append(t)
 
 
-def phase_a_dialogue(clip: dict, timelines: Sequence[Timeline], *, max_targets: int = 4, seed: int = 0) -> dict:
-    """All-object dialogue: scene, then per target appearance -> motion, motion -> appearance, Yes/No."""
+def phase_a_dialogue(clip: dict, timelines: Sequence[Timeline], *, max_targets: int = 4, seed: int = 0,
+                     anomalous_only: bool = False) -> dict:
+    """All-object dialogue: scene, then per target appearance -> motion, motion -> appearance, Yes/No.
+
+    anomalous_only: the timelines are the anomalous targets only (the oracle on ShanghaiTech's masks):
+    the scene turn asks about and answers with the anomalous targets, never "no moving targets"."""
     rng = random.Random(dialogue_seed(seed, "a", clip["name"]))
     msgs: list[dict] = [{"role": "system", "content": SYSTEM_PROMPT}]
     turns: list[dict] = []
-    _turn(msgs, turns, rng.choice(["Describe the scene: which targets appear in this clip, where and when?",
-                                   "What can be seen in this video?", "Give an overview of the targets in this clip."]),
-          scene_phrasings(timelines, clip["num_frames"]), "scene", "scene")
+    if anomalous_only:
+        q = rng.choice(["Which anomalous targets appear in this clip, where and when?",
+                        "Describe the anomalous targets of this clip, if any.",
+                        "Give an overview of the abnormal targets in this clip."])
+        _turn(msgs, turns, q, anomaly_scene_phrasings(timelines, clip["num_frames"]), "scene", "scene")
+    else:
+        _turn(msgs, turns, rng.choice(["Describe the scene: which targets appear in this clip, where and when?",
+                                       "What can be seen in this video?",
+                                       "Give an overview of the targets in this clip."]),
+              scene_phrasings(timelines, clip["num_frames"]), "scene", "scene")
     keys = Counter(_motion_key(t) for t in timelines)
     apps = Counter(describe_appearance(t.category, t.attributes) for t in timelines)
     for t in list(timelines)[:max_targets]:
@@ -123,11 +154,12 @@ def phase_a_dialogue(clip: dict, timelines: Sequence[Timeline], *, max_targets: 
 
 
 def phase_b_dialogue(clip: dict, general: Sequence[Timeline], anomalies: Sequence[Timeline], *,
-                     extra_judgement: str | None = None, seed: int = 0) -> dict:
+                     extra_judgement: str | None = None, seed: int = 0, anomalous_only: bool = False) -> dict:
     """Anomaly-focused dialogue in the paper's order: judgement -> appearance -> trajectory ->
     temporal anchors and cause. `extra_judgement` ("no" / "yes") adds a target-level anomaly
     judgement about one normal / anomalous target that no target with the other answer also fits
-    (none is added when every candidate is ambiguous)."""
+    (none is added when every candidate is ambiguous). `anomalous_only` (the timelines know only the
+    anomalous targets): a normal clip's dialogue is the judgement alone, with no scene description."""
     rng = random.Random(dialogue_seed(seed, "b", clip["name"]))
     msgs: list[dict] = [{"role": "system", "content": SYSTEM_PROMPT}]
     turns: list[dict] = []
@@ -170,8 +202,9 @@ def phase_b_dialogue(clip: dict, general: Sequence[Timeline], anomalies: Sequenc
     else:
         refs = ["No. The activity in this clip is normal.", "No, nothing abnormal happens in this clip.", "No."]
         _turn(msgs, turns, q1, refs, "yes_no", "judgement", "no")
-        _turn(msgs, turns, "Then describe the targets in the scene.", scene_phrasings(general, clip["num_frames"]),
-              "scene", "scene")
+        if not anomalous_only:  # else the ground truth knows no targets to describe (not: there are none)
+            _turn(msgs, turns, "Then describe the targets in the scene.", scene_phrasings(general, clip["num_frames"]),
+                  "scene", "scene")
     return {"messages": msgs, "turns": turns, "targets": [_target_summary(t) for t in anomalies or general]}
 
 

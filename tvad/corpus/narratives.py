@@ -34,6 +34,11 @@ _SPEED_ADJ = {"still": "nearly zero", "slow": "slow", "fast": "fast"}
 _NUMBERS = ["no", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten"]
 
 
+def frame_span(first: int, last: int) -> str:
+    """0-based inclusive frames -> "from frame 3 to frame 7", or "at frame 3" for a single frame."""
+    return f"at frame {first + 1}" if first == last else f"from frame {first + 1} to frame {last + 1}"
+
+
 def region_phrase(word: str, k: int = 0) -> str:
     ph = REGION_PHRASES[word]
     return ph[k % len(ph)]
@@ -186,6 +191,10 @@ def trajectory_phrasings(tl: Timeline, subject: str | None = None) -> list[str]:
     verb0 = "appears" if appears else "moves"
     span0 = f"from frame {a} to frame {b}"
     out: list[str] = []
+    if len(tl.frames) == 1:  # one sighting (a sparsely resampled clip): a place, no motion to speak of
+        return [f"{subj} is seen only in frame {a}, in the {region_phrase(start)}.",
+                f"Only at frame {a}, {_lc(subj)} is in the {region_phrase(start, 1)}.",
+                f"{subj} shows up in a single frame ({a}), in the {region_phrase(start, 2)}."]
     if tl.speed_class == "still" or (len(visited) == 1 and dirw is None):
         out.append(f"{subj} {verb0} {span0}, remaining in the {region_phrase(start)} "
                    f"with {rng} and an almost stationary position.")
@@ -282,13 +291,41 @@ def scene_phrasings(timelines: Sequence[Timeline], num_frames: int) -> list[str]
     per = []
     for t in timelines:
         v = _regions_visited(t)
-        where = (f"stays in the {region_phrase(v[0])}" if len(v) == 1 else
+        where = (("is in" if t.entry == t.exit else "stays in") + f" the {region_phrase(v[0])}" if len(v) == 1 else
                  f"moves from the {region_phrase(v[0])} to the {region_phrase(v[-1])}")
         per.append(f"Target {t.target} ({describe_appearance(t.category, t.attributes)}) {where} "
-                   f"from frame {t.entry + 1} to frame {t.exit + 1}")
+                   f"{frame_span(t.entry, t.exit)}")
     s0 = f"The clip has {num_frames} frames and shows {count_phrase(n, 'target')}: {kinds_txt}. " + "; ".join(per) + "."
     s1 = f"There {'is' if n == 1 else 'are'} {kinds_txt} in this {num_frames}-frame clip."
     s2 = f"{count_phrase(n, 'target').capitalize()} can be seen: " + ", ".join(
+        describe_appearance(t.category, t.attributes) for t in timelines) + "."
+    return [s0, s1, s2]
+
+
+def anomaly_scene_phrasings(timelines: Sequence[Timeline], num_frames: int) -> list[str]:
+    """Three phrasings of the clip's anomalous targets, where and when: the scene turn when the ground
+    truth knows only the anomalous objects (ShanghaiTech's masks), so nothing is said of the others."""
+    if not timelines:
+        return [f"The clip has {num_frames} frames and no anomalous target appears in it.",
+                "No anomalous target appears in this clip.",
+                "None: nothing abnormal happens in this clip."]
+    cats: dict[str, int] = {}
+    for t in timelines:
+        cats[t.category] = cats.get(t.category, 0) + 1
+    kinds = [count_phrase(n, c) for c, n in cats.items()]
+    kinds_txt = kinds[0] if len(kinds) == 1 else ", ".join(kinds[:-1]) + " and " + kinds[-1]
+    n = len(timelines)
+    per = []
+    for t in timelines:
+        v = _regions_visited(t)
+        where = (("is in" if t.entry == t.exit else "stays in") + f" the {region_phrase(v[0])}" if len(v) == 1 else
+                 f"moves from the {region_phrase(v[0])} to the {region_phrase(v[-1])}")
+        per.append(f"Target {t.target} ({describe_appearance(t.category, t.attributes)}) {where} "
+                   f"{frame_span(t.entry, t.exit)}")
+    s0 = (f"The clip has {num_frames} frames and shows {count_phrase(n, 'anomalous target')}: {kinds_txt}. "
+          + "; ".join(per) + ".")
+    s1 = f"There {'is' if n == 1 else 'are'} {count_phrase(n, 'anomalous target')} in this {num_frames}-frame clip."
+    s2 = f"{count_phrase(n, 'anomalous target').capitalize()} can be seen: " + ", ".join(
         describe_appearance(t.category, t.attributes) for t in timelines) + "."
     return [s0, s1, s2]
 
@@ -310,6 +347,9 @@ def temporal_phrasings(tl: Timeline) -> list[str]:
     a, b = (tl.anomaly_span[0] + 1, tl.anomaly_span[1] + 1) if tl.anomaly_span else (tl.entry + 1, tl.exit + 1)
     cause = cause_phrase(tl)
     ev = _events_sentence(tl, "It")
+    if a == b:  # seen in one frame of the clip
+        return [f"The anomaly is seen at frame {a}: {cause}.", f"It happens at frame {a}, because {cause}.",
+                f"At frame {a}; the reason is that {cause}."]
     s0 = f"The anomaly lasts from frame {a} to frame {b}: {cause}." + (f" {ev}" if ev else "")
     s1 = f"It happens between frames {a} and {b}, because {cause}."
     s2 = f"From frame {a} to {b}; the reason is that {cause}."

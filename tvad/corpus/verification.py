@@ -32,10 +32,19 @@ def records_to_sightings(records: Sequence[FrameRecord]) -> list[list[Sighting]]
 
 def clip_timelines(video: Any, records: Sequence[FrameRecord], *, fps: float | None = None) -> list[Timeline]:
     """Timelines of one clip from its frame records, with ground-truth anomaly facts attached when
-    the annotator gave object ids (the oracle) or boxes that overlap the record's objects."""
+    the annotator gave object ids (the oracle) or boxes that overlap the record's objects.
+
+    A target seen in one frame only is dropped as spurious (`build_timelines`' min_length 2) unless
+    every sighting carries an object id (ground truth) and that object is anomalous: a clip resampled
+    to 1 fps often holds an anomalous object in one frame, and dropping it would leave an anomalous
+    clip with no anomaly to talk about (a phase-B "No" under an abnormal label)."""
     dets = records_to_sightings(records)
-    tls = build_timelines(dets, frame_size=video.size, num_frames=int(video.num_frames), fps=fps)
+    flat = [d for fr in dets for d in fr]
+    hinted = bool(flat) and all(d.hint is not None for d in flat)
+    tls = build_timelines(dets, frame_size=video.size, num_frames=int(video.num_frames), fps=fps,
+                          min_length=1 if hinted else 2)
     objs = list(getattr(video, "objects", None) or [])
+    kept = []
     for tl in tls:
         obj = _match_object(tl, objs)
         if obj is not None:
@@ -46,7 +55,11 @@ def clip_timelines(video: Any, records: Sequence[FrameRecord], *, fps: float | N
                 rng = getattr(obj, "anomaly_ranges", None) or []
                 if rng:
                     tl.anomaly_span = (int(min(s for s, _ in rng)), int(max(e for _, e in rng)))
-    return tls
+        if len(tl.frames) > 1 or tl.anomalous:
+            kept.append(tl)
+    for i, tl in enumerate(kept):
+        tl.target = i + 1
+    return kept
 
 
 def _match_object(tl: Timeline, objs: Sequence[Any]) -> Any:

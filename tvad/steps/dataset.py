@@ -103,11 +103,14 @@ def heldout_clips(run, index: ClipIndex | None = None) -> dict[str, list[ClipVid
 
 
 def build_corpus(run, data: dict[str, list]) -> CorpusCard:
-    """The phase A / B dialogue corpora of the train and validation clips into `<run_dir>/corpus/`
-    (the oracle annotator: the generator's ground truth stands in for the LVLM's frame descriptions)."""
+    """The phase A / B dialogue corpora of the train and validation clips into `<run_dir>/corpus/`,
+    through the annotator of the `corpus` config section (default the oracle: the datasets' ground
+    truth stands in for the LVLM's frame descriptions; docs/annotators.md)."""
     cfg = run.config
+    name, kw = corpus.annotator_from_config(cfg.corpus)
     return corpus.build_corpora({s: data[s] for s in ("train", "validation")}, run.path("corpus"),
-                                annotator="oracle", seed=cfg.seed, dialogues_per_clip=cfg.data.dialogues_per_clip)
+                                annotator=name, annotator_kw=kw, seed=cfg.seed,
+                                dialogues_per_clip=cfg.data.dialogues_per_clip)
 
 
 def dataset_results(out: DatasetOutputs) -> dict[str, Any]:

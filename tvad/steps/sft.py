@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from tvad.corpus import build_corpora
+from tvad.corpus import annotator_from_config, build_corpora
 from tvad.evaluate.dialogues import evaluate_model, judgement_auroc, judgement_scores
 from tvad.io import atomic_write_json
 from tvad.model import load
@@ -44,15 +44,16 @@ class Stage2Outputs:
 
 def test_records(run, videos: Sequence[Any], force: bool = False, seed: int = 0, split: str = "test") -> list[dict]:
     """Phase-B dialogues of the held-out clips of `split` ("test", or the synthetic "test_seen"), built
-    like the training corpus (oracle annotator) into `stage2/<split>_corpus` (the corpora hold train
-    and val only). Rebuilt on every call, as notebook 01 rebuilds the training corpora: under a
+    like the training corpus (the `corpus.annotator`, default oracle) into `stage2/<split>_corpus` (the
+    corpora hold train and val only). Rebuilt on every call, as notebook 01 rebuilds the training corpora: under a
     second with the folder's frame cache, and a set written by older dialogue rules is never reused.
     `force` also drops that cache."""
 
     d = run.dir / "stage2" / f"{split}_corpus"
     if force and d.exists():
         shutil.rmtree(d)
-    build_corpora({"validation": list(videos)}, d, annotator="oracle", seed=seed)
+    name, kw = annotator_from_config(run.config.corpus)
+    build_corpora({"validation": list(videos)}, d, annotator=name, annotator_kw=kw, seed=seed)
     return load_records(d / "phase_b.val.jsonl")
 
 

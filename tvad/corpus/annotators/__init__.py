@@ -24,8 +24,15 @@ never an exception that stops the run.
     rec = ann.describe_frame(frame_uint8_hwc, frame_prompt(h, w), video="v1", frame=3)
 
 Modules: `base` (prompt, records, errors, the `Annotator` protocol), `parsing` (`parse_answer`),
-`oracle`, `local`, `remote` (the HTTP annotator); `make_annotator` picks one by name.
+`oracle`, `local`, `remote` (the HTTP annotator); `make_annotator` picks one by name;
+`annotator_from_config` turns the chain's `corpus` config section into its arguments.
+
+    name, kw = annotator_from_config(run.config.corpus)
+    build_corpora(videos, out_dir, annotator=name, annotator_kw=kw)
 """
+
+import os
+from typing import Any
 
 from tvad.corpus.annotators.base import (FRAME_PROMPT, PROMPT_VERSION, STATUSES, Annotator,  # noqa: F401
                                          AnnotatorError, AnswerError, FrameRecord, Instance, frame_prompt,
@@ -34,6 +41,7 @@ from tvad.corpus.annotators.local import LocalAnnotator
 from tvad.corpus.annotators.oracle import OracleAnnotator, object_box, object_centroid  # noqa: F401
 from tvad.corpus.annotators.parsing import parse_answer  # noqa: F401
 from tvad.corpus.annotators.remote import HTTPAnnotator, RequestBudget, encode_image  # noqa: F401
+from tvad.config import ENV_NAME, ConfigError
 
 
 def make_annotator(kind: str | Annotator = "oracle", **kw) -> Annotator:
@@ -53,3 +61,45 @@ def make_annotator(kind: str | Annotator = "oracle", **kw) -> Annotator:
             raise AnnotatorError(f"http annotator: missing {', '.join(missing)}")
         return HTTPAnnotator(**kw)
     raise AnnotatorError(f"unknown annotator {kind!r}; choose oracle, local or http")
+
+
+def annotator_from_config(corpus_cfg: Any) -> tuple[str, dict]:
+    """(name, kwargs) for `build_corpora(annotator=name, annotator_kw=kwargs)` from the `corpus`
+    config section (`tvad.config.CorpusConfig`).
+
+    oracle: ("oracle", {}). local: needs `corpus.model` (checkpoint directory or hub id). http: needs
+    `corpus.endpoint` and `corpus.model`, and the environment variable named by `corpus.api_key_env`
+    set (unless that is null). A missing setting raises `ConfigError` naming it and the `-p` that
+    fixes it. The kwargs hold the variable's name, never the key.
+    """
+    c = corpus_cfg
+    kind = getattr(c, "annotator", None)
+    if kind == "oracle":
+        return "oracle", {}
+    if kind == "local":
+        if not getattr(c, "model", None):
+            raise ConfigError("corpus.annotator=local needs corpus.model: a Qwen2.5-VL checkpoint directory or hub "
+                              "id, e.g. -p corpus.model=Qwen/Qwen2.5-VL-7B-Instruct")
+        return "local", {"path": str(c.model), "device": str(c.device), "dtype": str(c.dtype),
+                         "max_new_tokens": int(c.max_new_tokens), "max_pixels": int(c.max_pixels)}
+    if kind == "http":
+        missing = [f"corpus.{k} ({what})" for k, what in (
+            ("endpoint", "the chat-completions base URL, e.g. -p corpus.endpoint=http://127.0.0.1:8000/v1"),
+            ("model", "the model name the endpoint serves, e.g. -p corpus.model=qwen-vl-max"))
+            if not getattr(c, k, None)]
+        if missing:
+            raise ConfigError(f"corpus.annotator=http needs {' and '.join(missing)}")
+        env = getattr(c, "api_key_env", None)
+        if env is not None:
+            if not ENV_NAME.fullmatch(str(env)):  # never echoed: it may be the key itself
+                raise ConfigError("corpus.api_key_env must be the NAME of an environment variable (upper-case "
+                                  "letters, digits and _), not the key; the value given is not shown")
+            if not os.environ.get(str(env)):
+                raise ConfigError(f"corpus.annotator=http: the environment variable {env} named by corpus.api_key_env "
+                                  f"is not set; export {env}=<your key>, or -p corpus.api_key_env=null for an "
+                                  f"endpoint without authentication")
+        return "http", {"base_url": str(c.endpoint), "model": str(c.model), "api_key_env": env,
+                        "timeout": float(c.timeout), "max_retries": int(c.max_retries), "backoff": float(c.backoff),
+                        "max_backoff": float(c.max_backoff), "budget": c.budget, "max_tokens": int(c.max_new_tokens),
+                        "temperature": float(c.temperature), "image_format": str(c.image_format)}
+    raise ConfigError(f"corpus.annotator: expected one of 'oracle', 'local', 'http', got {kind!r}")
