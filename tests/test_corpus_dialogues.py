@@ -53,7 +53,7 @@ def test_phase_b_follows_the_papers_order():
 
 def test_clip_reference_and_seed():
     v = SimpleNamespace(name="c", num_frames=3, size=(8, 10), fps=2.0, frame_labels=np.array([0, 1, 0]),
-                        path="c.mp4", meta={"source_video": "src", "frame_indices": [4, 5, 6]})
+                        path="c.mp4", meta={"source_video": "src", "frame_indices": [4, 5, 6], "dataset": "ubnormal"})
     assert clip_reference(v) == {"name": "c", "source_video": "src", "frame_indices": [4, 5, 6], "num_frames": 3,
-                                 "fps": 2.0, "size": [8, 10], "label": 1, "path": "c.mp4"}
+                                 "fps": 2.0, "size": [8, 10], "label": 1, "path": "c.mp4", "source": "ubnormal"}
     assert dialogue_seed(0, "a", "c") == dialogue_seed(0, "a", "c") != dialogue_seed(1, "a", "c")
