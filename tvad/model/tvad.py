@@ -492,16 +492,6 @@ class TVAD:
         (`video_max_tokens`): the one resolution training, evaluation and chat all see."""
         return self.backbone.preprocess(frames, float(fps or self.fps), max_tokens=self.video_max_tokens)
 
-    def heatmap(self, frames: np.ndarray, fps: float | None = None) -> torch.Tensor:
-        """float32 (T', h, w): the clip's AHD heatmap at the AHD's resolution (`clip_heatmap`, what
-        `detect` shows and the RAE reads), windows of `window` frames."""
-        if self.ahd is None:
-            raise TVADError("this model has no AHD: no heatmap")
-        try:
-            return clip_heatmap(self.backbone, self.ahd, check_frames(frames), float(fps or self.fps), self.window)
-        except FloatingPointError as e:
-            raise TVADError(str(e)) from None
-
     @torch.no_grad()
     def encode_clip(self, frames: np.ndarray, fps: float | None = None, pixel_values: bool = False) -> ClipInputs:
         """A clip (uint8 (N, H, W, 3)) for the decoder: the merged video tokens V (at most
