@@ -62,7 +62,7 @@ def _count(monkeypatch, obj, name):
     calls = []
 
     def wrapped(*a, **k):
-        calls.append(a[:1])
+        calls.append((a, k))
         return real(*a, **k)
 
     monkeypatch.setattr(obj, name, wrapped)
@@ -169,6 +169,20 @@ def test_a_file_is_decoded_once_per_call(capped, frames, tmp_path, monkeypatch):
     det = capped.detect(path)
     assert len(reads) + len(reads_det) == 4 and len(passes) == 5  # detect: one read, one pass
     assert det.patch_heat.shape == tuple(hist.clip.heat.shape)
+
+
+def test_a_long_file_is_decoded_at_the_kept_frames_only(capped, tmp_path, monkeypatch):
+    src = np.random.default_rng(4).integers(0, 256, (20, 112, 112, 3), dtype=np.uint8)
+    path = write_video(tmp_path / "long.mp4", src, fps=8.0)
+    full = tvad_mod.read_frames(path)  # every frame, as decoded
+    monkeypatch.setattr(capped, "max_frames", 8)
+    reads = _count(monkeypatch, tvad_mod, "read_frames")
+    got, fps = capped.read_video(path)
+    keep = np.linspace(0, 19, 8).round().astype(int)
+    assert len(reads) == 1 and np.array_equal(reads[0][1]["indices"], keep)  # only the kept frames decoded
+    assert np.array_equal(got, full[keep]) and fps == pytest.approx(8.0 * 7 / 19)
+    arr, fps_arr = capped.read_video(full, fps=8.0)  # the same as subsampling the decoded array
+    assert np.array_equal(arr, got) and fps_arr == pytest.approx(fps)
 
 
 def _legacy_identity(model) -> str:

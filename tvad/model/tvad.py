@@ -63,7 +63,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from tvad.data.video import probe, read_frames
+from tvad.data.video import VideoError, probe, read_frames
 from tvad.model.backbone import TEMPORAL_PATCH, check_frames
 from tvad.model.chat import ChatSession, History, check_messages, check_question, frames_fingerprint
 from tvad.model.detector import TVADDetector, check_fps, clip_features, clip_heatmap, heat_from_features
@@ -388,6 +388,14 @@ def encode_dialogue(tokenizer, messages: Sequence[dict], num_video_tokens: int, 
     return Encoded(ids_t, lab, mm, sum(m["role"] == "assistant" for m in msgs))
 
 
+def even_indices(num_frames: int, max_frames: int) -> np.ndarray | None:
+    """`max_frames` frame indices spread evenly over `num_frames` (first and last kept), or None
+    when the video is no longer than that (every frame kept)."""
+    if num_frames <= max_frames:
+        return None
+    return np.linspace(0, num_frames - 1, max_frames).round().astype(int)
+
+
 # -- the model ----------------------------------------------------------------------------------------
 
 class TVAD:
@@ -461,30 +469,42 @@ class TVAD:
     # -- clips ----------------------------------------------------------------------------------
     def read_video(self, video, fps: float | None = None) -> tuple[np.ndarray, float]:
         """A path or uint8 (T, H, W, 3) array -> (frames, fps); long videos subsampled evenly to
-        `max_frames` (fps scaled accordingly)."""
+        `max_frames` (fps scaled accordingly). A file is decoded once, and only at the frames kept
+        (the whole file only if its probed frame count proves wrong)."""
         if video is None:
             raise TVADError("a question needs a video: pass a path or a uint8 (T, H, W, 3) array")
         try:
             fps = check_fps(fps)
         except ValueError as e:
             raise TVADError(str(e)) from None
+        n_src = None  # frames of the source when subsampled while decoding
         if isinstance(video, (str, os.PathLike)):
             p = Path(video)
             if not p.exists():
                 raise TVADError(f"video {p} does not exist")
             if p.is_dir():
                 raise TVADError(f"video {p} is a directory, not a video file")
-            fps = fps or probe(p).fps
-            video = read_frames(p)
+            info = probe(p)
+            fps = fps or info.fps
+            pick = even_indices(info.num_frames, self.max_frames)
+            try:
+                video = read_frames(p, indices=pick)
+                n_src = info.num_frames if pick is not None else None
+            except VideoError:
+                if pick is None:
+                    raise
+                video = read_frames(p)  # the probed count was off: the whole file, subsampled below
         try:
             frames = check_frames(video)
         except ValueError as e:
             raise TVADError(str(e)) from e
         fps = float(fps or self.fps)
-        if len(frames) > self.max_frames:
-            idx = np.linspace(0, len(frames) - 1, self.max_frames).round().astype(int)
-            fps = fps * (self.max_frames - 1) / max(1, len(frames) - 1)
-            frames = frames[idx]
+        n = n_src or len(frames)
+        if n > self.max_frames:
+            fps = fps * (self.max_frames - 1) / max(1, n - 1)
+            pick = even_indices(len(frames), self.max_frames)
+            if pick is not None:
+                frames = frames[pick]
         return frames, fps
 
     def preprocess(self, frames: np.ndarray, fps: float | None = None) -> dict:
