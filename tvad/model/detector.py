@@ -6,6 +6,7 @@
     det.heatmaps       # float32 (T, H, W) in [0, 1] at input resolution
     det.frame_scores   # float32 (T,): max of the heatmap over the frame (top-k mean as an option)
     det.regions        # (N, 6) [frame, x1, y1, x2, y2, score] via tvad.metrics.regions_from_heatmaps
+    det.patch_heat     # float32 (T', h, w) the same heatmap on the ViT patch grid (pairs of frames): what the RAE reads
 
 One function makes a clip's heatmap for every consumer: `clip_heatmap(backbone, ahd, frames, fps,
 window)` -> (T', h, w) on the ViT patch grid of the frames at the backbone's `max_pixels` (the grid
