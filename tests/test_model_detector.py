@@ -6,8 +6,10 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import numpy as np
 import pytest
+import torch
 
 from tvad.data.video import write_video
+from tvad.model.ahd import heat_to_frames
 from tvad.model.backbone import BackboneError
 from tvad.model.detector import load_detector, window_bounds
 from tvad.model.tiny import build_tiny
@@ -22,6 +24,8 @@ def test_detect_arrays_files_and_windows(tiny_stage1_run):
     assert out.frame_scores.shape == (7,) and ((out.heatmaps >= 0) & (out.heatmaps <= 1)).all()
     assert np.allclose(out.frame_scores, out.heatmaps.reshape(7, -1).max(1))
     assert out.regions.ndim == 2 and out.regions.shape[1] == 6
+    assert out.patch_heat.shape == (4, 8, 8)  # 7 frames -> 4 pairs (the last padded) on the 112 px patch grid
+    assert np.array_equal(out.heatmaps, heat_to_frames(torch.from_numpy(out.patch_heat), (112, 112), 7).numpy())
     small = load_detector(d / "run" / "stage1" / "best", backbone=bb, window=2).detect(frames)  # sliding window
     assert np.allclose(small.heatmaps, out.heatmaps, atol=1e-5)
     write_video(d / "clip.mp4", frames, fps=8.0)

@@ -181,7 +181,7 @@ def test_generate_uses_the_prompts_without_unknown_kwargs(model, clip):
         model.qwen.generate(**inputs, mm_encoder_outputs=mm, max_new_tokens=2, **{HEATMAP_KWARG: [clip.heat]})
     seen, h = _capture_decoder_inputs(model)
     try:
-        with torch.no_grad(), model.injector.pending(heatmaps=[clip.heat]):
+        with torch.no_grad(), model.injector.pending(heatmaps=[clip.heat], video_grid_thw=clip.grid_thw):
             out = model.qwen.generate(**inputs, mm_encoder_outputs=mm, max_new_tokens=3, do_sample=False,
                                       min_new_tokens=3)
         with torch.no_grad():

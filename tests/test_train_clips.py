@@ -68,8 +68,11 @@ def test_clip_store_key_chat_and_checkpoint_carry_the_budget(tmp_path):
     store = _store(capped, tmp_path / "clips")
     c = store.get(TRAIN[0]["clip"])
     assert store.get(TRAIN[0]["clip"]) is c  # cached under the budget's key
-    assert _store(free).get(TRAIN[0]["clip"]).num_video_tokens == 32
-    assert c.num_video_tokens <= 24 and tuple(c.heat.shape) == tuple(c.grid_thw[0].tolist())
+    fc = _store(free).get(TRAIN[0]["clip"])
+    assert fc.num_video_tokens == 32 and tuple(fc.heat.shape) == tuple(fc.grid_thw[0].tolist()) == (2, 8, 8)
+    # the budget shrinks the tokens' grid, not the heatmap: that stays at the AHD's resolution
+    assert c.num_video_tokens <= 24 and tuple(c.grid_thw[0].tolist()) == (2, 6, 6)
+    assert torch.equal(c.heat, fc.heat)
     assert (tmp_path / "clips" / store.identity).is_dir()
     store.model = free  # a model of another budget must not be served these clips
     with pytest.raises(TVADError, match="video_max_tokens=24"):

@@ -115,7 +115,8 @@ def test_paper_budget_fits_a_40_frame_clip_and_its_dialogue_in_max_length():
     n_video = t * h * w // 4
     assert t == n // 2 and n_video <= s2.video_max_tokens
     assert b["pixel_values_videos"].shape[0] == t * h * w  # the ViT's input (pixels) has the same grid
-    assert b[HEATMAP_KWARG][0].shape == (t, h, w)
+    assert (h, w) == (10, 20) and b[HEATMAP_KWARG][0].shape == (t, 34, 62)  # the heat: the AHD's grid (stage 1's)
+    assert m.rae_input(store.get(rec["clip"])).shape == (t, h, w)  # the RAE reads it on the token grid
     ids = b["input_ids"][0]
     assert len(ids) <= s2.max_length
     assert int((ids == m.video_token_id).sum()) == n_video  # the whole video, never truncated

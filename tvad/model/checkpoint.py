@@ -158,7 +158,7 @@ def load(path: str | os.PathLike, device: str | None = None, dtype: str | None =
             return read_checkpoint(found, device=device, dtype=dtype)
     det = load_detector(ck, device=device, dtype=dtype, **kw)
     return TVAD(det.backbone, det.ahd, det.meta, rae=None, use_rae=False, use_ahd=True,
-                meta={"stage2": None, "fps": None, "video_max_tokens": _run_video_max_tokens(run)})
+                meta={"stage2": None, "fps": None, "video_max_tokens": _run_video_max_tokens(run)}, window=det.window)
 
 
 def _run_video_max_tokens(path: str | os.PathLike) -> int | None:

@@ -6,6 +6,14 @@
     det.heatmaps       # float32 (T, H, W) in [0, 1] at input resolution
     det.frame_scores   # float32 (T,): max of the heatmap over the frame (top-k mean as an option)
     det.regions        # (N, 6) [frame, x1, y1, x2, y2, score] via tvad.metrics.regions_from_heatmaps
+    det.patch_heat     # float32 (T', h, w) the same heatmap on the ViT patch grid (pairs of frames): what the RAE reads
+
+One function makes a clip's heatmap for every consumer: `clip_heatmap(backbone, ahd, frames, fps,
+window)` -> (T', h, w) on the ViT patch grid of the frames at the backbone's `max_pixels` (the grid
+stage 1 trained and evaluated the AHD on: `Backbone.visual_features`, no video token budget).
+`TVADDetector.heatmaps` / `detect` upsample it per frame (`heat_to_frames`), and `TVAD.encode_clip`
+hands it to the RAE (chat, stage-2 training through `ClipStore`, evaluation), which reads it
+resampled to the video token grid (`tvad.model.rae.heatmap_on_token_grid`).
 
 Long videos go through a sliding window of `window` frames. Qwen2.5-VL's ViT attends within each
 2-frame group only, so non-overlapping even-length windows give exactly the features of the whole
@@ -35,7 +43,7 @@ from tqdm.auto import tqdm
 from tvad.data.video import probe, read_frames
 from tvad.metrics import regions_from_heatmaps
 from tvad.model.ahd import AHD, frame_scores, heat_to_frames, load_ahd
-from tvad.model.backbone import check_frames, frame_windows, from_pretrained
+from tvad.model.backbone import VisualFeatures, check_frames, frame_windows, from_pretrained
 
 
 @dataclass
@@ -44,6 +52,7 @@ class Detection:
     frame_scores: np.ndarray  # float32 (T,)
     regions: np.ndarray  # (N, 6) [frame, x1, y1, x2, y2, score]
     fps: float | None = None  # frame rate of the input, when known
+    patch_heat: np.ndarray | None = None  # float32 (T', h, w): `clip_heatmap`, the AHD heatmap on the patch grid
 
 
 def find_checkpoint(path: str | os.PathLike) -> Path:
@@ -97,6 +106,48 @@ def window_bounds(num_frames: int, window: int) -> list[tuple[int, int]]:
     return list(zip(bounds[:-1], bounds[1:]))
 
 
+def clip_features(backbone, frames: np.ndarray, layers, fps: float | None = None, window: int = 32,
+                  merged: bool = False) -> VisualFeatures:
+    """The ViT's block features of checked uint8 (N, H, W, 3) frames at the backbone's `max_pixels`
+    (what stage 1's `Backbone.visual_features` sees; no video token budget), run in windows of
+    `window` (even) frames (`frame_windows`) and concatenated in time: features {l: (T', h, w, D_l)},
+    T' = ceil(N / 2), and with `merged=True` the merged video tokens V (T' * h/2 * w/2, D_p) too.
+    The ViT attends within 2-frame groups only, so the windows change memory, not the result."""
+    if window < 2 or window % 2:
+        raise ValueError(f"window must be even and >= 2, got {window}")
+    parts = [backbone.visual_features(chunk, layers, merged=merged, fps=fps)
+             for chunk, _ in frame_windows(frames, window)]
+    if len(parts) == 1:
+        vf = parts[0]
+        vf.num_frames = len(frames)
+        return vf
+    t = sum(p.grid_thw[0] for p in parts)
+    _, h, w = parts[0].grid_thw
+    feats = {l: torch.cat([p.features[l] for p in parts]) for l in parts[0].features}
+    tokens = torch.cat([p.merged for p in parts]) if merged else None
+    return VisualFeatures(features=feats, merged=tokens, grid_thw=(t, h, w), frame_size=parts[0].frame_size,
+                          num_frames=len(frames))
+
+
+def heat_from_features(ahd: AHD, vf: VisualFeatures) -> torch.Tensor:
+    """The AHD (eq. 4-7) on a clip's block features -> float32 (T', h, w) heatmap in [0, 1] on the CPU;
+    a non-finite heatmap (NaN in the features or the AHD's weights) raises FloatingPointError."""
+    out = ahd({l: f.to(ahd.text.device) for l, f in vf.features.items() if l in ahd.layers})
+    heat = out.heat.float()  # eq. 7: H, (T', h, w)
+    if not torch.isfinite(heat).all():
+        raise FloatingPointError("non-finite heatmap (NaN in features or AHD weights)")
+    return heat.detach().cpu()
+
+
+@torch.no_grad()
+def clip_heatmap(backbone, ahd: AHD, frames: np.ndarray, fps: float | None = None, window: int = 32) -> torch.Tensor:
+    """THE heatmap of a clip: checked uint8 (N, H, W, 3) frames -> float32 (T', h, w) in [0, 1] (eq. 7),
+    T' = ceil(N / 2) frame pairs, (h, w) the patch grid of the frames at the backbone's `max_pixels`
+    (the resolution the AHD was trained and evaluated at), computed in windows of `window` frames.
+    `detect` upsamples it (`heat_to_frames`); `TVAD.encode_clip` gives it to the RAE."""
+    return heat_from_features(ahd, clip_features(backbone, frames, ahd.layers, fps, window))
+
+
 class TVADDetector:
     """A frozen backbone + a trained AHD."""
 
@@ -111,20 +162,15 @@ class TVADDetector:
             raise ValueError(f"window must be even and >= 2, got {window}")
         self.window = window
 
+    def patch_heatmaps(self, frames: np.ndarray, fps: float | None = None) -> torch.Tensor:
+        """float32 (T', h, w): `clip_heatmap` of checked uint8 (T, H, W, 3) frames (windows of `window`)."""
+        return clip_heatmap(self.backbone, self.ahd, frames, fps, self.window)
+
     @torch.no_grad()
     def heatmaps(self, frames: np.ndarray, fps: float | None = None) -> torch.Tensor:
-        """float32 (T, H, W) heatmaps of checked uint8 (T, H, W, 3) frames, in windows of `window`
-        frames (a lone last frame repeated into a pair, as the processor pads)."""
-        H, W = frames.shape[1:3]
-        heat = []
-        for chunk, k in frame_windows(frames, self.window):
-            vf = self.backbone.visual_features(chunk, self.layers, fps=fps)
-            out = self.ahd({l: f.to(self.ahd.text.device) for l, f in vf.features.items()})
-            h = heat_to_frames(out.heat, (H, W), k)
-            if not torch.isfinite(h).all():
-                raise FloatingPointError("non-finite heatmap (NaN in features or AHD weights)")
-            heat.append(h.cpu())
-        return torch.cat(heat).float()
+        """float32 (T, H, W) heatmaps of checked uint8 (T, H, W, 3) frames: `clip_heatmap` upsampled to
+        the frames, each pair's map shared by both its frames (`heat_to_frames`)."""
+        return heat_to_frames(self.patch_heatmaps(frames, fps), frames.shape[1:3], len(frames)).float()
 
     def detect(self, frames, fps: float | None = None, threshold: float = 0.5) -> Detection:
         """Heatmaps, frame scores and regions (heat >= threshold) of a video: a path or uint8 (T, H, W, 3)."""
@@ -135,10 +181,12 @@ class TVADDetector:
             fps = fps or info.fps
             frames = read_frames(frames)
         frames = check_frames(frames)
-        hm = self.heatmaps(frames, fps)
+        grid = self.patch_heatmaps(frames, fps)  # (T', h, w): the heatmap the RAE reads too
+        hm = heat_to_frames(grid, frames.shape[1:3], len(frames)).float()  # (T, H, W)
         scores = frame_scores(hm, self.frame_score, self.topk)
         hm_np = hm.numpy().astype(np.float32)
-        return Detection(hm_np, scores.numpy().astype(np.float32), regions_from_heatmaps(hm_np, threshold), fps)
+        return Detection(hm_np, scores.numpy().astype(np.float32), regions_from_heatmaps(hm_np, threshold), fps,
+                         patch_heat=grid.numpy().astype(np.float32))
 
     def windows(self, read: Callable[[int, int], np.ndarray], num_frames: int, fps: float | None = None,
                 window: int | None = None, threshold: float = 0.5,

@@ -4,7 +4,17 @@
     P = rae(H)          # H: (T, h, w) heatmaps in [0, 1]  ->  P: (T, n_base + G*G + 1, D_p)
 
 The prompts replace placeholder-token rows of the decoder's input embeddings (eq. 13, in
-`tvad.model.tvad`). `variant="released"` gives the authors' earlier public code instead (ReLU,
+`tvad.model.tvad`).
+
+Which heatmap the RAE reads: the AHD's heatmap of the clip comes on the patch grid of the frames at
+the backbone's `max_pixels` (`tvad.model.detector.clip_heatmap`: the grid stage 1 trained the AHD
+on, and the one `detect` shows), while the decoder's video tokens may come from frames shrunk to
+the stage-2 video token budget (a smaller patch grid). The RAE's input H of eq. 8-12 is that
+heatmap resampled to the video token (patch) grid, in one place: `heatmap_on_token_grid`, which
+`PromptInjector.prompts` (tvad.model.tvad) applies to every heatmap it is handed, given the clip's
+`video_grid_thw`. Area averaging (each token-grid cell the area-weighted mean of the heat it
+covers, as the oracle's `ground_truth_heatmap` pools masks); the identity when the grids agree (no budget, the cpu
+preset), so the prompts' regions (eq. 10) cover the same pixels as the video tokens beside them. `variant="released"` gives the authors' earlier public code instead (ReLU,
 nine soft-attention regions, base prompt added rather than concatenated); the paper is the default.
 """
 
@@ -84,6 +94,34 @@ class RegionAwareAnomalyEncoder(nn.Module):
             base = self.base.unsqueeze(0).expand(T, -1, -1)
             return torch.cat([base, P_reg, P_glob], dim=1)  # eq. 12: [P_base; P_reg; P_glob]
         return torch.cat([P_reg, P_glob], dim=1) + self.base.mean(0)  # released: base prompt added
+
+
+def area_weights(n_out: int, n_in: int) -> torch.Tensor:
+    """(n_out, n_in) float64: row i the fractions of output cell i ([i/n_out, (i+1)/n_out] of the
+    frame) covered by each input cell ([j/n_in, (j+1)/n_in]); rows sum to 1. Equal sizes: identity;
+    an integer ratio k: the mean of k cells."""
+    e_out = torch.arange(n_out + 1, dtype=torch.float64) / n_out
+    e_in = torch.arange(n_in + 1, dtype=torch.float64) / n_in
+    lo = torch.maximum(e_out[:-1, None], e_in[None, :-1])
+    hi = torch.minimum(e_out[1:, None], e_in[None, 1:])
+    return (hi - lo).clamp_min(0) * n_out
+
+
+def heatmap_on_token_grid(heat: torch.Tensor, size) -> torch.Tensor:
+    """The RAE's input (eq. 8-12): a (T, h_a, w_a) heatmap resampled to the video token grid `size` =
+    (h, w) (the patch grid of `video_grid_thw`) -> (T, h, w): each token cell the area-weighted mean
+    of the heat under it (both grids span the whole frame; `area_weights`). Returned unchanged (the
+    same tensor) when it is already on that grid."""
+    if heat.dim() != 3:
+        raise ValueError(f"a heatmap must be (T, h, w), got shape {tuple(heat.shape)}")
+    h, w = (int(v) for v in size)
+    if h < 1 or w < 1:
+        raise ValueError(f"video token grid must be at least 1 x 1, got {h} x {w}")
+    if tuple(heat.shape[1:]) == (h, w):
+        return heat
+    ah = area_weights(h, heat.shape[1]).to(heat.device)
+    aw = area_weights(w, heat.shape[2]).to(heat.device)
+    return torch.einsum("ij,tjk,lk->til", ah, heat.double(), aw).to(heat.dtype)
 
 
 RAE_KEYS = ("channels", "conv_layers", "grid", "num_base", "variant", "init", "init_gain")  # constructor settings

@@ -25,6 +25,15 @@ mask and the multimodal rotary positions are computed from the ids exactly as wi
 Because it is a hook on a submodule, it works unchanged under TRL's SFTTrainer (whose fused LM
 head calls `qwen.model` directly), under peft, under `accelerate launch`, and in `generate()`.
 
+The heatmap of a clip (`ClipInputs.heat`) is the AHD's on the patch grid of the frames at the
+backbone's `max_pixels` (`tvad.model.detector.clip_heatmap`, the very map `detect` returns), while
+the video tokens may be on a smaller grid (the token budget below). The RAE reads the heatmap
+resampled to the video token grid (`tvad.model.rae.heatmap_on_token_grid`, eq. 8-12), and that
+happens in one place: `PromptInjector.rae_inputs` (called by `prompts`), with each sequence's grid
+taken from the forward's `video_grid_thw` (the hook pairs its rows with the sequences holding video
+tokens), or for `generate()`, which does not pass it on, from `pending(video_grid_thw=...)`.
+Without a budget the two grids agree and the resampling is the identity.
+
 Heatmaps reach the hook either as the extra forward kwarg `anomaly_heatmaps` (a list of (T, h, w)
 tensors, one per sequence; the hook pops it, the stage-2 collator supplies it) or, for
 `generate()` (which rejects unknown kwargs), through `PromptInjector.pending(...)`. The cached
@@ -37,7 +46,9 @@ all-zero heatmap (no pixel evidence). `TVAD.parameter_counts()` reports each par
 
 Video token budget: `meta["video_max_tokens"]` (`stage2.video_max_tokens`, saved in tvad.json) caps
 each clip's merged video tokens in `TVAD.preprocess` / `encode_clip`, so training, evaluation and
-chat see the same resolution (None: every frame at the backbone's `max_pixels`).
+chat see the same resolution (None: every frame at the backbone's `max_pixels`). The budget shrinks
+the video tokens only: the heatmap stays at the AHD's resolution (`encode_clip`: one ViT pass serves
+both without a budget, a second, budgeted pass makes the tokens with one).
 """
 
 from __future__ import annotations
@@ -52,11 +63,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from tvad.data.video import probe, read_frames
-from tvad.model.backbone import check_frames
+from tvad.data.video import VideoError, probe, read_frames
+from tvad.model.backbone import TEMPORAL_PATCH, check_frames
 from tvad.model.chat import ChatSession, History, check_messages, check_question, frames_fingerprint
-from tvad.model.detector import TVADDetector, check_fps
-from tvad.model.rae import RegionAwareAnomalyEncoder, new_rae, rae_kwargs
+from tvad.model.detector import TVADDetector, check_fps, clip_features, clip_heatmap, heat_from_features
+from tvad.model.rae import RegionAwareAnomalyEncoder, heatmap_on_token_grid, new_rae, rae_kwargs
 
 PROMPT_TOKENS = ("<|anomaly_start|>", "<|anomaly_pad|>", "<|anomaly_end|>")  # open, placeholder, close
 HEATMAP_KWARG = "anomaly_heatmaps"  # forward kwarg: list of (T, h, w) heatmaps, one per sequence
@@ -121,10 +132,12 @@ class PromptInjector(nn.Module):
     """The RAE and the three trainable token rows, registered inside the Qwen model (`qwen.model.
     anomaly_injector`) so that trainers, peft and `generate` see them as part of the model."""
 
-    def __init__(self, rae: RegionAwareAnomalyEncoder | None, token_ids: dict[str, int], init_rows: torch.Tensor):
+    def __init__(self, rae: RegionAwareAnomalyEncoder | None, token_ids: dict[str, int], init_rows: torch.Tensor,
+                 video_token_id: int | None = None):
         super().__init__()
         self.rae = rae
         self.open_id, self.pad_id, self.close_id = (int(token_ids[t]) for t in PROMPT_TOKENS)
+        self.video_token_id = None if video_token_id is None else int(video_token_id)  # <|video_pad|>: grids per sequence
         self.token_rows = nn.Parameter(init_rows.detach().clone().float())  # (3, D_p): open, placeholder, close
         self._pending: dict[str, Any] | None = None
 
@@ -133,25 +146,63 @@ class PromptInjector(nn.Module):
         return 0 if self.rae is None else int(self.rae.num_prompts)
 
     @contextlib.contextmanager
-    def pending(self, heatmaps=None, video_embeds=None):
-        """Hand heatmaps (and cached video tokens) to the next forward passes (for `generate()`)."""
+    def pending(self, heatmaps=None, video_embeds=None, video_grid_thw=None):
+        """Hand heatmaps (and cached video tokens) to the next forward passes (for `generate()`), with
+        the videos' `video_grid_thw` (V, 3), which generate does not pass on to the inner model: the
+        heatmaps are put on those token grids (`rae_inputs`)."""
         old = self._pending
-        self._pending = {"heatmaps": heatmaps, "video_embeds": video_embeds}
+        self._pending = {"heatmaps": heatmaps, "video_embeds": video_embeds, "video_grid_thw": video_grid_thw}
         try:
             yield self
         finally:
             self._pending = old
 
-    def prompts(self, heatmaps: Sequence[torch.Tensor]) -> list[torch.Tensor]:
-        """Per sequence, (T * num_prompts, D_p): the RAE's P(t) stacked time-major (eq. 12-13)."""
+    def rae_inputs(self, heatmaps: Sequence[torch.Tensor], grids: Sequence | None = None) -> list[torch.Tensor]:
+        """What the RAE reads (eq. 8-12), the one place a heatmap meets the video token grid: each
+        (T, h_a, w_a) heatmap resampled to its sequence's token grid (h, w) (`heatmap_on_token_grid`;
+        the identity when they agree). `grids`: one (h, w) per heatmap (None: already on it)."""
+        if grids is None:
+            return list(heatmaps)
+        if len(grids) != len(heatmaps):
+            raise TVADError(f"{len(heatmaps)} heatmaps for {len(grids)} video token grids")
+        out = []
+        for h, g in zip(heatmaps, grids):
+            try:
+                out.append(heatmap_on_token_grid(h, g))
+            except ValueError as e:
+                raise TVADError(str(e)) from None
+        return out
+
+    def prompts(self, heatmaps: Sequence[torch.Tensor], grids: Sequence | None = None) -> list[torch.Tensor]:
+        """Per sequence, (T * num_prompts, D_p): the RAE's P(t) stacked time-major (eq. 12-13), of
+        each heatmap on its video token grid (`rae_inputs`; `grids` one (h, w) per heatmap)."""
         if self.rae is None:
             raise TVADError("anomaly prompt tokens in the input, but this model has no RAE")
         dev = self.token_rows.device
-        return [self.rae(h.to(dev)).flatten(0, 1) for h in heatmaps]
+        return [self.rae(h.to(dev)).flatten(0, 1) for h in self.rae_inputs(heatmaps, grids)]
 
-    def forward(self, input_ids: torch.Tensor, inputs_embeds: torch.Tensor, heatmaps) -> torch.Tensor:
+    def token_grids(self, input_ids: torch.Tensor, video_grid_thw: torch.Tensor | None) -> list | None:
+        """Per sequence of `input_ids` (B, S), the (h, w) patch grid of its video (None: no video in
+        it): the rows of `video_grid_thw` (V, 3) paired in order with the sequences holding
+        <|video_pad|> tokens (one video per sequence, as `render` writes). None without a grid."""
+        if video_grid_thw is None or self.video_token_id is None:
+            return None
+        has_video = (input_ids == self.video_token_id).any(1).tolist()
+        n = int(video_grid_thw.shape[0])
+        if n and sum(has_video) != n and sum(has_video) % n == 0:  # generate() with beams / several returns
+            video_grid_thw = video_grid_thw.repeat_interleave(sum(has_video) // n, 0)
+        if sum(has_video) != int(video_grid_thw.shape[0]):
+            raise TVADError(f"{int(video_grid_thw.shape[0])} rows of video_grid_thw for {sum(has_video)} sequences "
+                            "with video tokens: each sequence must hold one video")
+        rows = iter(video_grid_thw.tolist())
+        return [tuple(int(v) for v in next(rows)[1:]) if hv else None for hv in has_video]
+
+    def forward(self, input_ids: torch.Tensor, inputs_embeds: torch.Tensor, heatmaps,
+                video_grid_thw: torch.Tensor | None = None) -> torch.Tensor:
         """inputs_embeds with the open/close rows set to the trained token rows and the placeholder
-        rows replaced by the RAE's prompts (eq. 13). input_ids: (B, S); inputs_embeds: (B, S, D)."""
+        rows replaced by the RAE's prompts (eq. 13), each sequence's heatmap first put on its video
+        token grid (from `video_grid_thw` (V, 3), see `rae_inputs`). input_ids: (B, S);
+        inputs_embeds: (B, S, D)."""
         is_pad = input_ids == self.pad_id
         is_oc = (input_ids == self.open_id) | (input_ids == self.close_id)
         if not (is_pad.any() or is_oc.any()):
@@ -168,7 +219,16 @@ class PromptInjector(nn.Module):
                 raise TVADError("anomaly placeholder tokens in input_ids but no heatmaps were handed over "
                                 f"(pass `{HEATMAP_KWARG}=` to forward, or use PromptInjector.pending for generate)")
             hl = _as_list(heatmaps, int(has.sum()))
-            P = self.prompts(hl)
+            seqs = has.nonzero().flatten().tolist()
+            grids = self.token_grids(input_ids, video_grid_thw)
+            if grids is None:
+                raise TVADError("anomaly placeholder tokens in input_ids but no video_grid_thw: the heatmaps "
+                                "cannot be put on the video token grid the RAE reads (pass it to forward, or to "
+                                "PromptInjector.pending for generate)")
+            missing = [b for b in seqs if grids[b] is None]
+            if missing:
+                raise TVADError(f"sequence {missing[0]} has anomaly placeholder tokens but no video tokens")
+            P = self.prompts(hl, [grids[b] for b in seqs])
             full = out.new_zeros(out.shape)
             for k, b in enumerate(has.nonzero().flatten().tolist()):
                 n = int(is_pad[b].sum())
@@ -189,6 +249,9 @@ def _injection_hook(module: nn.Module, args: tuple, kwargs: dict):
     if inj is None:
         return args, kwargs
     pend = inj._pending or {}
+    grid = kwargs.get("video_grid_thw")
+    if grid is None:
+        grid = pend.get("video_grid_thw")
     if heat is None:
         heat = pend.get("heatmaps")
     if vemb is None:
@@ -211,7 +274,7 @@ def _injection_hook(module: nn.Module, args: tuple, kwargs: dict):
     if args:  # input_ids given positionally: keep it as the kwarg Qwen reads
         args = ()
         kwargs["input_ids"] = input_ids
-    kwargs["inputs_embeds"] = inj(input_ids, emb, heat)
+    kwargs["inputs_embeds"] = inj(input_ids, emb, heat, grid)
     return args, kwargs
 
 
@@ -232,8 +295,8 @@ class ClipInputs:
     """One clip, ready for the decoder: the frozen ViT's merged tokens and the AHD heatmap."""
 
     video_embeds: torch.Tensor | None  # (N_v, D_p) merged video tokens V (what the decoder sees), or None
-    heat: torch.Tensor  # (T, h, w) AHD heatmap on the patch grid (zeros without AHD), float32
-    grid_thw: torch.Tensor  # (1, 3) long
+    heat: torch.Tensor  # (T, h_a, w_a) float32 AHD heatmap (`clip_heatmap`) on the patch grid at max_pixels (zeros without AHD)
+    grid_thw: torch.Tensor  # (1, 3) long: (T, h, w) patch grid of the video tokens (budgeted); the RAE reads heat on (h, w)
     second_per_grid_ts: torch.Tensor  # (1,) float: 2 / fps
     num_frames: int  # input frames
     video_id: str = ""  # fingerprint of the frames (ties a chat history to its video)
@@ -325,6 +388,14 @@ def encode_dialogue(tokenizer, messages: Sequence[dict], num_video_tokens: int, 
     return Encoded(ids_t, lab, mm, sum(m["role"] == "assistant" for m in msgs))
 
 
+def even_indices(num_frames: int, max_frames: int) -> np.ndarray | None:
+    """`max_frames` frame indices spread evenly over `num_frames` (first and last kept), or None
+    when the video is no longer than that (every frame kept)."""
+    if num_frames <= max_frames:
+        return None
+    return np.linspace(0, num_frames - 1, max_frames).round().astype(int)
+
+
 # -- the model ----------------------------------------------------------------------------------------
 
 class TVAD:
@@ -342,7 +413,7 @@ class TVAD:
         emb = self.qwen.get_input_embeddings().weight
         rows = torch.stack([emb[self.token_ids[t]] for t in PROMPT_TOKENS]).detach()
         self.rae = rae
-        self.injector = PromptInjector(rae, self.token_ids, rows)
+        self.injector = PromptInjector(rae, self.token_ids, rows, video_token_id=self.video_token_id)
         attach_injector(self.qwen, self.injector)
         self.injector.eval()
         for p in self.injector.parameters():
@@ -398,30 +469,42 @@ class TVAD:
     # -- clips ----------------------------------------------------------------------------------
     def read_video(self, video, fps: float | None = None) -> tuple[np.ndarray, float]:
         """A path or uint8 (T, H, W, 3) array -> (frames, fps); long videos subsampled evenly to
-        `max_frames` (fps scaled accordingly)."""
+        `max_frames` (fps scaled accordingly). A file is decoded once, and only at the frames kept
+        (the whole file only if its probed frame count proves wrong)."""
         if video is None:
             raise TVADError("a question needs a video: pass a path or a uint8 (T, H, W, 3) array")
         try:
             fps = check_fps(fps)
         except ValueError as e:
             raise TVADError(str(e)) from None
+        n_src = None  # frames of the source when subsampled while decoding
         if isinstance(video, (str, os.PathLike)):
             p = Path(video)
             if not p.exists():
                 raise TVADError(f"video {p} does not exist")
             if p.is_dir():
                 raise TVADError(f"video {p} is a directory, not a video file")
-            fps = fps or probe(p).fps
-            video = read_frames(p)
+            info = probe(p)
+            fps = fps or info.fps
+            pick = even_indices(info.num_frames, self.max_frames)
+            try:
+                video = read_frames(p, indices=pick)
+                n_src = info.num_frames if pick is not None else None
+            except VideoError:
+                if pick is None:
+                    raise
+                video = read_frames(p)  # the probed count was off: the whole file, subsampled below
         try:
             frames = check_frames(video)
         except ValueError as e:
             raise TVADError(str(e)) from e
         fps = float(fps or self.fps)
-        if len(frames) > self.max_frames:
-            idx = np.linspace(0, len(frames) - 1, self.max_frames).round().astype(int)
-            fps = fps * (self.max_frames - 1) / max(1, len(frames) - 1)
-            frames = frames[idx]
+        n = n_src or len(frames)
+        if n > self.max_frames:
+            fps = fps * (self.max_frames - 1) / max(1, n - 1)
+            pick = even_indices(len(frames), self.max_frames)
+            if pick is not None:
+                frames = frames[pick]
         return frames, fps
 
     def preprocess(self, frames: np.ndarray, fps: float | None = None) -> dict:
@@ -431,27 +514,43 @@ class TVAD:
 
     @torch.no_grad()
     def encode_clip(self, frames: np.ndarray, fps: float | None = None, pixel_values: bool = False) -> ClipInputs:
-        """One ViT pass: merged video tokens V (at most `video_max_tokens`) and the AHD's (T, h, w)
-        heatmap on the same patch grid (zeros if use_ahd is off or there is no AHD)."""
+        """A clip (uint8 (N, H, W, 3)) for the decoder: the merged video tokens V (at most
+        `video_max_tokens`) and the AHD heatmap (T', h_a, w_a) at the AHD's resolution (`clip_heatmap`:
+        the frames at the backbone's `max_pixels`; zeros there if use_ahd is off or there is no AHD).
+        Without a budget one windowed ViT pass makes both (token grid = heatmap grid); with one, the
+        tokens come from a second pass over the frames shrunk to the budget (`preprocess`), and the
+        RAE reads the heatmap resampled to their grid (`PromptInjector.rae_inputs`)."""
         frames = check_frames(frames)
         fps = float(fps or self.fps)
         bb = self.backbone
-        inp = self.preprocess(frames, fps)
-        layers = self.layers or [bb.depth - 1]
-        vf = bb.features_from_pixels(inp["pixel_values_videos"], inp["video_grid_thw"], layers, merged=True,
-                                     num_frames=len(frames))
-        t, h, w = vf.grid_thw
-        if self.ahd is not None and self.use_ahd:
-            out = self.ahd({l: f.to(self.ahd.text.device) for l, f in vf.features.items()})
-            heat = out.heat.float()
-            if not torch.isfinite(heat).all():
-                raise TVADError("non-finite heatmap (NaN in features or AHD weights)")
-        else:
-            heat = torch.zeros(t, h, w)
-        return ClipInputs(video_embeds=vf.merged.detach(), heat=heat.detach().cpu(),
-                          grid_thw=inp["video_grid_thw"].long(), second_per_grid_ts=inp["second_per_grid_ts"].float(),
+        with_ahd = self.ahd is not None and self.use_ahd
+        inp = self.preprocess(frames, fps) if (self.video_max_tokens is not None or pixel_values) else None
+        try:
+            if self.video_max_tokens is None:  # one pass: the heatmap's features and the tokens together
+                layers = self.ahd.layers if with_ahd else (self.layers or [bb.depth - 1])
+                vf = clip_features(bb, frames, layers, fps, self.window, merged=True)
+                tokens = vf.merged
+                heat = heat_from_features(self.ahd, vf) if with_ahd else torch.zeros(vf.grid_thw)
+                grid = torch.tensor([vf.grid_thw], dtype=torch.long)
+            else:  # tokens from the budgeted pass, the heatmap at the AHD's resolution
+                tv = bb.features_from_pixels(inp["pixel_values_videos"], inp["video_grid_thw"], [bb.depth - 1],
+                                             merged=True, num_frames=len(frames))
+                tokens = tv.merged
+                grid = inp["video_grid_thw"].long()
+                if with_ahd:
+                    heat = clip_heatmap(bb, self.ahd, frames, fps, self.window)
+                else:
+                    heat = torch.zeros(tuple(int(v) for v in bb.preprocess(frames, fps)["video_grid_thw"][0]))
+        except FloatingPointError as e:
+            raise TVADError(str(e)) from None
+        return ClipInputs(video_embeds=tokens.detach(), heat=heat.detach().float().cpu(), grid_thw=grid,
+                          second_per_grid_ts=torch.tensor([TEMPORAL_PATCH / fps]).float(),
                           num_frames=len(frames), video_id=frames_fingerprint(frames),
                           pixel_values=inp["pixel_values_videos"] if pixel_values else None)
+
+    def rae_input(self, clip: ClipInputs) -> torch.Tensor:
+        """(T', h, w): the heatmap the RAE reads for `clip`, on its video token grid (`rae_inputs`)."""
+        return self.injector.rae_inputs([clip.heat], [tuple(int(v) for v in clip.grid_thw[0, 1:])])[0]
 
     def prompt_token_count(self, clip: ClipInputs) -> int:
         return int(clip.heat.shape[0]) * self.num_prompts
@@ -507,7 +606,7 @@ class TVAD:
         if tok.eos_token_id is not None and tok.eos_token_id not in eos:
             eos.append(tok.eos_token_id)
         try:
-            with self.injector.pending(heatmaps=[clip.heat]):
+            with self.injector.pending(heatmaps=[clip.heat], video_grid_thw=clip.grid_thw):
                 out = self.qwen.generate(**inputs, **self.video_kwargs(clip, generate=True),
                                          max_new_tokens=max_new_tokens,
                                          do_sample=False, eos_token_id=eos, pad_token_id=tok.pad_token_id,

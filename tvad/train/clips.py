@@ -5,6 +5,11 @@ zeros for "w/o AHD"); and the run's dialogue corpora.
 
     clips = ClipStore(model, ClipResolver(videos), run.dir / "stage2" / "clips")
     inputs = clips.get(record["clip"])                   # ClipInputs: heat (T', h, w), video tokens
+
+The heat is the AHD's at its own resolution (`tvad.model.detector.clip_heatmap`: the frames at the
+backbone's `max_pixels`), also under a video token budget that shrinks the tokens' grid; the model
+resamples it to the token grid where the RAE reads it (`PromptInjector.rae_inputs`). The heatmap
+views keep that: their maps come on the stored heat's grid.
 """
 
 from __future__ import annotations
@@ -114,9 +119,13 @@ def ground_truth_heatmap(masks: np.ndarray | torch.Tensor, shape: Sequence[int])
     return F.adaptive_avg_pool2d(m.float()[None], (h, w))[0]
 
 
+HEAT_GRID = "max_pixels"  # ClipStore identity: the cached heat's grid (the AHD's, `clip_heatmap`), under a budget
+
+
 class ClipStore:
     """Per clip, the frozen parts' outputs (the AHD heatmap and, unless `video_embeds=False`, the
-    merged video tokens V), computed once with `model.encode_clip` and cached as safetensors under
+    merged video tokens V), computed once with `model.encode_clip` (heat (T', h_a, w_a) at the AHD's
+    resolution, tokens on the budgeted grid `grid_thw`) and cached as safetensors under
     `root` (key: clip, vision tower, AHD weights, switches, video token budget), held in memory after
     the first read. The model (`store.model`) may be swapped, but not for one of another budget.
     With `pixels=True` each `get` also carries the processor's pixel values (recomputed from the
@@ -139,6 +148,9 @@ class ClipStore:
         self.video_max_tokens = model.video_max_tokens
         if self.video_max_tokens is not None:  # no budget: the key of caches made before budgets existed
             h.update(f"|video_max_tokens={self.video_max_tokens}".encode())
+            # the heat at the AHD's resolution, not on the budgeted token grid as in caches made before
+            # (without a budget the two grids agree, so those caches stay valid under the old key)
+            h.update(f"|heat={HEAT_GRID}".encode())
         self.identity = h.hexdigest()[:16]
         self.computed = 0
 
