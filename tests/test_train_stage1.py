@@ -62,7 +62,7 @@ def test_kill_and_resume_gives_the_same_final_weights(tmp_path):
 
 def test_feature_cache_never_serves_stale_keys(tmp_path):
     from tvad.model.tiny import build_tiny
-    from tvad.train.features import FeatureCache
+    from tvad.train.features import FeatureCache, FeatureCacheError
 
     bb = build_tiny(seed=0, max_pixels=112 * 112)
     frames = np.random.default_rng(0).integers(0, 256, (4, 112, 112, 3), dtype=np.uint8)
@@ -76,11 +76,14 @@ def test_feature_cache_never_serves_stale_keys(tmp_path):
     other = build_tiny(seed=1, max_pixels=112 * 112)
     assert other.identity != bb.identity
     assert FeatureCache(tmp_path, other, [0, 2]).get("vid", [0, 1, 2, 3]) is None  # other backbone
-    # a file whose content belongs to another key (renamed / tampered) is not served
+    # a file whose content belongs to another key (renamed / tampered) is not served, nor silently
+    # recomputed: an error naming the file and both videos' frame lists
     p = cache.path("vid", [0, 1, 2, 3])
     cache.put("zzz", [0, 1, 2, 3], f1)
     os.replace(cache.path("zzz", [0, 1, 2, 3]), p)
-    assert cache.get("vid", [0, 1, 2, 3]) is None
+    with pytest.raises(FeatureCacheError, match=rf"^{p}: holds other frames than requested: frames \[0, 1, 2, 3\] "
+                                                 r"of 'zzz', asked for frames \[0, 1, 2, 3\] of 'vid'"):
+        cache.get("vid", [0, 1, 2, 3])
     p.write_bytes(b"garbage")
     assert cache.get("vid", [0, 1, 2, 3]) is None
     assert not list(tmp_path.rglob("*.tmp"))
