@@ -239,3 +239,12 @@ def test_predicted_cache_bytes_match_the_files_written(tmp_path, bb):
     assert cache.disk_bytes() == 0
     prepare(vids, cache, progress=False)
     assert cache.disk_bytes() == predicted  # the headers included exactly
+
+
+def test_size_prediction_of_a_bad_record_names_it(tmp_path, bb):
+    (v,) = make_videos(tmp_path, k=1, n=4)
+    v.size = None
+    with pytest.raises(FeatureCacheError, match=rf"^{tmp_path / 'v0.mp4'}: a record needs num_frames and size"):
+        predicted_cache_bytes([v], bb, LAYERS)
+    with pytest.raises(FeatureCacheError, match="memory bound must be >= 0"):
+        FeatureCache(tmp_path / "c", bb, LAYERS, memory_bytes=-1)

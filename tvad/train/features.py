@@ -494,8 +494,15 @@ def _header_bytes(tensors: dict[str, tuple[str, tuple[int, ...], int]], metadata
 
 def _record_bytes(v, backbone, layers: Sequence[int], dims: dict[int, int], identity: str) -> tuple[int, int, int]:
     """(feature bytes, mask bytes, header bytes) of one record's cache file."""
-    n = int(v.num_frames)
-    H, W = (int(s) for s in v.size)
+    try:
+        n = int(v.num_frames)
+        H, W = (int(s) for s in v.size)
+    except (AttributeError, TypeError, ValueError):
+        raise FeatureCacheError(f"{getattr(v, 'path', v)}: a record needs num_frames and size (H, W) for the "
+                                f"cache size prediction, got num_frames={getattr(v, 'num_frames', None)!r}, "
+                                f"size={getattr(v, 'size', None)!r}") from None
+    if n < 1 or H < 1 or W < 1:
+        raise FeatureCacheError(f"{getattr(v, 'path', v)}: cannot predict the cache size of {n} frames of {H}x{W}")
     t, h, w = feature_grid(backbone, n, H, W)
     tensors = {f"layer.{l}": ("F16", (t, h, w, dims[l]), t * h * w * dims[l] * 2) for l in layers}
     mask_shape = (-(-n // 2), H, W)
