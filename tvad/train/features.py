@@ -286,6 +286,12 @@ def pack_masks(masks: torch.Tensor | np.ndarray) -> tuple[torch.Tensor, tuple[in
 
 
 class FeatureCache:
+    """One backbone's and block list's cache files under root/<identity>/ (see the module docstring).
+
+    memory_bytes: bound of the in-memory LRU that `CacheEntry` reads go through (0: every read from
+    disk). hits / misses: `get_or_compute` / `ensure` calls served from a file / computed.
+    """
+
     def __init__(self, root: str | os.PathLike, backbone, layers: Sequence[int], fps: float | None = None,
                  memory_bytes: int = DEFAULT_MEMORY_BYTES):
         self.backbone = backbone
