@@ -94,3 +94,19 @@ def test_stage2_tiny(tmp_path):
     loop = rec["loop"]["embeds"]
     assert loop["tokens_per_s"]["median"] > 0 and 0 < loop["collate_share"] < 1
     assert rec["train_phase"]["optimizer_steps"] >= 1 and math.isfinite(rec["train_phase"]["tokens_per_s"])
+
+
+def test_feature_cache_tiny(tmp_path):
+    """Two fresh child processes (1x and 4x one tiny video); the record has both peaks and the
+    predicted cache size equals the size on disk."""
+    f = load("feature_cache")
+    rec = f.main(["--videos", "1", "--frames", "4", "--size", "56", "--no-eager", "--out", str(tmp_path / "f.json")])
+    assert json.loads((tmp_path / "f.json").read_text())["benchmark"] == "feature_cache"
+    assert set(rec["runs"]) == {"1x", "4x"} and {"cpu", "cores"} <= set(rec["machine"])
+    assert rec["runs"]["1x"]["videos"] == 1 and rec["runs"]["4x"]["videos"] == 4
+    assert rec["runs"]["4x"]["feature_misses"] == 4 and rec["runs"]["4x"]["kept_samples"] == 0
+    for k in ("1x", "4x"):
+        assert rec["peak_rss_mib"][k] > 0
+        assert rec["cache_bytes"][k]["predicted"] == rec["cache_bytes"][k]["actual"] > 0
+    assert rec["cache_bytes"]["4x"]["actual"] > 3 * rec["cache_bytes"]["1x"]["actual"]
+    assert isinstance(rec["flat"], bool) and rec["peak_rss_ratio_4x_over_1x"] > 0

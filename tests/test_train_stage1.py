@@ -62,7 +62,7 @@ def test_kill_and_resume_gives_the_same_final_weights(tmp_path):
 
 def test_feature_cache_never_serves_stale_keys(tmp_path):
     from tvad.model.tiny import build_tiny
-    from tvad.train.features import FeatureCache
+    from tvad.train.features import FeatureCache, FeatureCacheError
 
     bb = build_tiny(seed=0, max_pixels=112 * 112)
     frames = np.random.default_rng(0).integers(0, 256, (4, 112, 112, 3), dtype=np.uint8)
@@ -76,11 +76,14 @@ def test_feature_cache_never_serves_stale_keys(tmp_path):
     other = build_tiny(seed=1, max_pixels=112 * 112)
     assert other.identity != bb.identity
     assert FeatureCache(tmp_path, other, [0, 2]).get("vid", [0, 1, 2, 3]) is None  # other backbone
-    # a file whose content belongs to another key (renamed / tampered) is not served
+    # a file whose content belongs to another key (renamed / tampered) is not served, nor silently
+    # recomputed: an error naming the file and both videos' frame lists
     p = cache.path("vid", [0, 1, 2, 3])
     cache.put("zzz", [0, 1, 2, 3], f1)
     os.replace(cache.path("zzz", [0, 1, 2, 3]), p)
-    assert cache.get("vid", [0, 1, 2, 3]) is None
+    with pytest.raises(FeatureCacheError, match=rf"^{p}: holds other frames than requested: frames \[0, 1, 2, 3\] "
+                                                 r"of 'zzz', asked for frames \[0, 1, 2, 3\] of 'vid'"):
+        cache.get("vid", [0, 1, 2, 3])
     p.write_bytes(b"garbage")
     assert cache.get("vid", [0, 1, 2, 3]) is None
     assert not list(tmp_path.rglob("*.tmp"))
@@ -268,3 +271,41 @@ def test_two_process_accelerate_launch_matches_one_process(tmp_path, monkeypatch
     assert all(torch.equal(v, r.state_dict()[k]) for k, v in e.state_dict().items())
     assert ranks[0]["runs"]["resumed"]["history"] == ranks[0]["runs"]["equal"]["history"]
     shutil.rmtree(tmp_path / "hf", ignore_errors=True)
+
+
+def test_training_on_lazy_samples_is_bit_identical_to_eager_samples(tmp_path):
+    """Stage 1 on `prepare`'s lazy Samples (features and masks read from the cache files when used,
+    an LRU of 0 bytes: every read from disk) reaches exactly the weights of the same run on Samples
+    holding the eagerly computed fp16 features and pair-merged masks in memory (the pre-lazy form)."""
+    from test_train_features import make_videos
+    from tvad.config import AHDConfig
+    from tvad.model.ahd import pair_merge
+    from tvad.model.build import build_ahd
+    from tvad.model.tiny import build_tiny
+    from tvad.train.features import FeatureCache, LazyFeatures
+    from tvad.train.stage1 import Sample, prepare
+
+    bb = build_tiny(seed=0, max_pixels=112 * 112)
+    vids = make_videos(tmp_path, k=5, n=8)
+    layers = [1, 3]
+    lazy = prepare(vids, FeatureCache(tmp_path / "cache", bb, layers, memory_bytes=0), progress=False)
+    eager = []
+    for v, s in zip(vids, lazy):
+        f = bb.visual_features(np.asarray(v.read_frames()), layers, fps=v.fps).features
+        eager.append(Sample(s.name, {l: f[l].to(torch.float16) for l in layers},
+                            pair_merge(torch.from_numpy(v.read_masks())), s.frame_labels, s.gt_tracks, s.num_frames,
+                            s.frame_size, s.anomaly_type))
+    assert isinstance(lazy[0].features, LazyFeatures)
+    cfg = Stage1Config(epochs=2, grad_accum=2, lr=1e-2, min_lr=1e-4, clip_frames=4, seed=0)
+    weights = []
+    for i, samples in enumerate((eager, lazy)):
+        ahd = build_ahd(bb, AHDConfig(hidden=16, num_templates=2), layers, seed=0)
+        res = train(ahd, samples[:3], samples[3:], cfg, tmp_path / f"run{i}", eval_cfg=EvalConfig(), progress=False)
+        weights.append((ahd.state_dict(), [r["loss"] for r in res.history], res.val_history))
+    (wa, la, va), (wb, lb, vb) = weights
+    assert la == lb and len(la) == 2 * 3
+    np.testing.assert_equal(va, vb)  # NaN-tolerant (RBDC of a split without regions)
+    assert all(np.isfinite(r["micro_auc"]) for r in va)
+    assert len(la) == 2 * 3  # 3 videos x 2 clips / accum 2 = 3 steps/epoch
+    for k, v in wa.items():
+        assert torch.equal(v, wb[k]), k

@@ -123,6 +123,9 @@ class Stage1Config:
     clip_frames: int = 8  # frames per training clip (even: temporal patch 2)
     eval_every: int = 1  # validate every N epochs
     select_by: str = "micro_auc"  # checkpoint kept: best validation "micro_auc" (paper), "rbdc", ... or "last"
+    feature_memory_mb: float = 512.0  # bound of the feature cache's in-memory LRU (MiB; tvad.train.features): the
+    #                                   cpu preset's whole cache (~200 MB) fits, so its epochs read each file once;
+    #                                   beyond it features are read from disk when used (0: always from disk)
     seed: int = 0  # training seed
 
 
@@ -246,7 +249,7 @@ _RANGES = {
     "stage1.epochs": "> 0", "stage1.batch_size": "> 0", "stage1.grad_accum": "> 0", "stage1.lr": "> 0",
     "stage1.min_lr": ">= 0", "stage1.warmup_ratio": "[0, 1]", "stage1.weight_decay": ">= 0",
     "stage1.dice_weight": ">= 0", "stage1.pos_weight": "> 0", "stage1.clip_frames": "even >= 2",
-    "stage1.eval_every": "> 0", "stage1.seed": ">= 0",
+    "stage1.eval_every": "> 0", "stage1.feature_memory_mb": ">= 0", "stage1.seed": ">= 0",
     "stage2.lr": "> 0", "stage2.warmup_ratio": "[0, 1]", "stage2.rae_lr_scale": "> 0",
     "stage2.yes_no_weight": ">= 0", "stage2.batch_size": "> 0", "stage2.grad_accum": "> 0", "stage2.epochs": "> 0",
     "stage2.max_length": "> 0", "stage2.video_max_tokens": "> 0", "stage2.lora_r": "> 0", "stage2.lora_alpha": "> 0",

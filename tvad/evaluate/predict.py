@@ -130,7 +130,8 @@ def predict_heatmaps(run, force: bool = False, methods: Sequence[str] = ("ahd", 
         _log(log, f"[eval] heatmap predictions exist for {list(splits)} x {list(methods)} (force=True redoes them)")
         return HeatmapRun(list(splits), list(methods), {}, [f"{sp}/{m}" for sp in splits for m in methods])
     bb = from_config(cfg.backbone)
-    cache = FeatureCache(d / "features", bb, bb.resolve_layers(cfg.backbone.layers))
+    cache = FeatureCache(d / "features", bb, bb.resolve_layers(cfg.backbone.layers),
+                         memory_bytes=int(cfg.stage1.feature_memory_mb * 2**20))
     # the configured dataset's clips (Table 2 is the AHD's); a split it lacks (test_seen beyond the
     # synthetic set) is left out
     vids = {k: run_clips(run, HEATMAP_SPLITS.get(k, k), dataset=cfg.data.dataset) for k in set(splits) | {"train"}}

@@ -22,10 +22,10 @@ from tvad.baselines import framediff_heatmaps, framediff_scores
 from tvad.model.ahd import load_ahd
 from tvad.model.backbone import from_config
 from tvad.model.build import build_ahd
-from tvad.train.features import FeatureCache
+from tvad.train.features import FeatureCache, predicted_cache_bytes, predicted_cache_line
 from tvad.steps.dataset import clip_split
 from tvad.train.coverage import source_sequences
-from tvad.train.stage1 import ResumeMismatch, backbone_meta, cache_key, evaluate, evaluate_heatmaps, prepare, train
+from tvad.train.stage1 import ResumeMismatch, backbone_meta, cache_indices, cache_key, evaluate, evaluate_heatmaps, prepare, train
 
 SPLITS = {"train": "train", "val": "validation", "test_seen": "test_seen", "test": "test"}  # result key -> clip split
 
@@ -53,7 +53,11 @@ def run_stage1(run, force: bool = False, progress: bool = True, log=print) -> St
     videos = {k: v for k, v in videos.items() if v or k != "test_seen"}
     log("[stage1] clips: " + ", ".join(f"{k} {len(v)}" for k, v in videos.items()) + f" ({time.time() - t0:.0f}s)")
     bb = from_config(cfg.backbone)
-    cache = FeatureCache(run.dir / "features", bb, bb.resolve_layers(cfg.backbone.layers))
+    cache = FeatureCache(run.dir / "features", bb, bb.resolve_layers(cfg.backbone.layers),
+                         memory_bytes=int(cfg.stage1.feature_memory_mb * 2**20))
+    everything = [v for vs in videos.values() for v in vs]
+    predicted = predicted_cache_bytes(everything, bb, bb.resolve_layers(cfg.backbone.layers))
+    log("[stage1] " + predicted_cache_line(everything, bb, bb.resolve_layers(cfg.backbone.layers)))
     samples, feat_s = {}, {}
     for k, vs in videos.items():
         t = time.time()
@@ -67,7 +71,7 @@ def run_stage1(run, force: bool = False, progress: bool = True, log=print) -> St
     per_video_compute = (time.time() - t) / max(1, min(4, len(videos["train"])))
     t = time.time()
     for v in videos["train"]:
-        cache.get(cache_key(v), list(range(int(v.num_frames))))
+        cache.get(cache_key(v), cache_indices(v))
     read_s = time.time() - t
     meta = backbone_meta(bb, cfg)
     best_dir = out_dir / "best"
@@ -107,6 +111,8 @@ def run_stage1(run, force: bool = False, progress: bool = True, log=print) -> St
         "stage1.train_videos": len({v.meta.get("source_video", v.name) for v in videos["train"]}),
         "stage1.train_clips": n_train, "stage1.backbone": bb.identity,
     })
+    results["stage1.cache_predicted_bytes"] = int(predicted)  # printed before extraction
+    results["stage1.cache_bytes"] = int(cache.disk_bytes())  # on disk after it
     results["timing.cache_speedup"] = results["timing.epoch_recompute_s"] / max(1e-9, results["timing.epoch_cached_s"])
     run.write_results("02_ahd_training", results)
     log(f"[stage1] done in {time.time() - t0:.0f}s")

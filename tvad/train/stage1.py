@@ -5,7 +5,7 @@ The paper's recipe (section 4.1): AdamW, batch 1, gradient accumulation 8, warmu
 of frames 2t and 2t+1), until convergence, keeping the checkpoint with the best validation
 micro-AUC. Optional: Dice term and positive-class weight (deviations when on), frame-level CE.
 
-    samples = prepare(videos, cache)                         # features from the cache, masks merged
+    samples = prepare(videos, cache)                         # features and merged masks: read from the cache when used
     result = train(ahd, train_samples, val_samples, cfg.stage1, out_dir, eval_cfg=cfg.eval)
     metrics, heat = evaluate(ahd, test_samples, cfg.eval)
 
@@ -25,7 +25,6 @@ checkpoints); several CPU processes: `ACCELERATE_USE_CPU=1 accelerate launch --m
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import os
@@ -35,7 +34,7 @@ import time
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -46,15 +45,21 @@ from tvad.metrics import macro_auc, micro_auc, operating_point, rbdc_tbdc, regio
 from tvad.model.ahd import AHD, ahd_loss, frame_scores, heat_to_frames, load_ahd, pair_merge, save_ahd
 from tvad.train.coverage import source_sequences
 from tvad.train.common import Killed
+from tvad.train.features import LazyFeatures, LazyMasks, cache_indices, cache_key, video_name  # noqa: F401 (re-exported)
 
 
 @dataclass
 class Sample:
-    """One video, ready for stage 1: cached features and pair-merged masks."""
+    """One clip (or video), ready for stage 1: its features and pair-merged masks.
 
-    name: str  # unique video name
-    features: dict[int, torch.Tensor]  # {l: (T, h, w, D_l)} float16
-    masks: torch.Tensor | None  # (T, H, W) bool, pair-merged GT (None: no pixel GT)
+    `prepare` gives Samples that hold no tensors: `features` is a `LazyFeatures` mapping and `masks`
+    resolves a `LazyMasks`, both read from the clip's cache file on access (through the cache's
+    byte-bounded LRU), so memory does not grow with the number of clips. Plain tensors work too.
+    """
+
+    name: str  # unique clip / video name
+    features: Mapping[int, torch.Tensor]  # {l: (T, h, w, D_l)} float16 (a dict, or LazyFeatures: read on access)
+    masks: torch.Tensor | None  # (T, H, W) bool, pair-merged GT (None: no pixel GT); given as LazyMasks: read on access
     frame_labels: np.ndarray  # (N,) int 0/1 per input frame
     gt_tracks: np.ndarray  # (M, 6) [track, frame, x1, y1, x2, y2] GT regions
     num_frames: int  # N
@@ -63,14 +68,37 @@ class Sample:
     extra: dict = field(default_factory=dict)
 
 
+def _get_masks(self) -> torch.Tensor | None:
+    m = self.__dict__.get("_masks")
+    return m.load() if isinstance(m, LazyMasks) else m
+
+
+def _set_masks(self, m) -> None:
+    self.__dict__["_masks"] = m
+
+
+Sample.masks = property(_get_masks, _set_masks, doc="(T, H, W) bool pair-merged masks (read on access when lazy)")
+
+
+def _feature_rows(s: Sample, l: int, a: int, b: int) -> torch.Tensor:
+    """(b - a, h, w, D_l) float16 rows [a, b) of block l (a lazy Sample reads only what it needs)."""
+    f = s.features
+    return f.rows(l, a, b) if isinstance(f, LazyFeatures) else f[l][a:b]
+
+
+def _num_tokens(s: Sample) -> int:
+    """T of a Sample's features, without reading them."""
+    f = s.features
+    return f.entry.num_tokens if isinstance(f, LazyFeatures) else next(iter(f.values())).shape[0]
+
+
+def _mask_shape(s: Sample) -> tuple[int, ...]:
+    """(T, H, W) of a Sample's masks, without reading them."""
+    m = s.__dict__.get("_masks")
+    return tuple(m.shape)
+
+
 # -- data -----------------------------------------------------------------------------------------
-
-def video_name(v) -> str:
-    for a in ("name", "id", "key", "video_id"):
-        if getattr(v, a, None):
-            return str(getattr(v, a))
-    return str(getattr(v, "path", v))
-
 
 def video_anomaly_type(v) -> str:
     t = getattr(v, "anomaly_types", None)
@@ -86,47 +114,30 @@ def video_anomaly_type(v) -> str:
 
 def prepare(videos: Sequence, cache, fps: float | None = None, progress: bool = True,
             desc: str = "features") -> list[Sample]:
-    """Video records (tvad.data: read_frames, read_masks, frame_labels, gt_tracks) -> Samples,
-    features from `cache` (computed once)."""
+    """Video or clip records (tvad.data: read_frames, read_masks, frame_labels, gt_tracks) -> Samples
+    whose features and pair-merged masks stay in `cache`'s files (computed once, masks stored packed
+    beside them) and are read when used: one clip's tensors in memory at a time here, and afterwards
+    at most the cache's LRU bound (`FeatureCache(memory_bytes=...)`)."""
 
     out = []
     for v in tqdm(list(videos), desc=desc, disable=not progress):
         name = video_name(v)
-        key = cache_key(v)
-        frames = None
-
-        def load():
-            nonlocal frames
-            frames = np.asarray(v.read_frames())
-            return frames
-
         n = int(getattr(v, "num_frames", 0) or len(np.asarray(v.frame_labels)))
-        idx = list(range(n))
-        feats = cache.get_or_compute(key, idx, load, fps=fps or getattr(v, "fps", None))
         masks = np.asarray(v.read_masks())
         if masks.shape[0] != n:
             raise ValueError(f"{name}: {masks.shape[0]} mask frames for {n} video frames")
+        merged = pair_merge(torch.from_numpy(masks))  # (ceil(N/2), H, W) bool
         gt = v.gt_tracks() if callable(getattr(v, "gt_tracks", None)) else tracks_from_masks(masks)
+        frame_size = tuple(masks.shape[1:3])
+        del masks
+        entry = cache.ensure(cache_key(v), cache_indices(v), lambda: np.asarray(v.read_frames()),
+                             fps=fps or getattr(v, "fps", None), masks=merged)
+        del merged
         out.append(Sample(
-            name=name, features={l: f.to(torch.float16) for l, f in feats.items()},
-            masks=pair_merge(torch.from_numpy(masks)), frame_labels=np.asarray(v.frame_labels).astype(int),
-            gt_tracks=np.asarray(gt).reshape(-1, 6), num_frames=n, frame_size=tuple(masks.shape[1:3]),
-            anomaly_type=video_anomaly_type(v), extra={"video": v}))
+            name=name, features=LazyFeatures(entry), masks=LazyMasks(entry),
+            frame_labels=np.asarray(v.frame_labels).astype(int), gt_tracks=np.asarray(gt).reshape(-1, 6),
+            num_frames=n, frame_size=frame_size, anomaly_type=video_anomaly_type(v), extra={"video": v}))
     return out
-
-
-def cache_key(v) -> str:
-    """The cache's video key: the file path with its size and mtime (a regenerated file is new)."""
-    p = Path(getattr(v, "path", "") or "")
-    frames = (getattr(v, "meta", None) or {}).get("frame_indices")
-    clip = ""
-    if frames is not None:  # a clip: several share the source file
-        h = hashlib.sha256(json.dumps([int(f) for f in frames]).encode()).hexdigest()[:16]
-        clip = f"|{video_name(v)}|{'x'.join(str(int(x)) for x in v.size)}|{h}"
-    if p.is_file():
-        st = p.stat()
-        return f"{p.resolve()}|{st.st_size}|{st.st_mtime_ns}{clip}"
-    return f"{getattr(v, 'split', '')}/{video_name(v)}{clip}"
 
 
 def clips(samples: Sequence[Sample], clip_frames: int) -> list[tuple[int, int, int]]:
@@ -136,7 +147,7 @@ def clips(samples: Sequence[Sample], clip_frames: int) -> list[tuple[int, int, i
     k = clip_frames // 2
     out = []
     for i, s in enumerate(samples):
-        T = next(iter(s.features.values())).shape[0]
+        T = _num_tokens(s)
         for a in range(0, T, k):
             out.append((i, a, min(T, a + k)))
     return out
@@ -382,13 +393,14 @@ def train(ahd: AHD, train_samples: Sequence[Sample], val_samples: Sequence[Sampl
         on_main(save_last)
 
     def clip_loss(batch):
-        feats = {l: torch.stack([smp.features[l][a:b] for smp, a, b in batch]).to(dev).float() for l in ahd.layers}
+        feats = {l: torch.stack([_feature_rows(smp, l, a, b) for smp, a, b in batch]).to(dev).float()
+                 for l in ahd.layers}
         masks = torch.stack([smp.masks[a:b] for smp, a, b in batch]).to(dev)
         return ahd_loss(ahd, model(feats), masks, cfg.pos_weight, cfg.dice_weight, cfg.frame_ce)
 
     def step_loss(parts) -> float:
         """Backward of one optimizer step's group of clips; returns the group's mean loss."""
-        shapes = {(b - a, *smp.masks.shape[1:]) for smp, a, b in parts}
+        shapes = {(b - a, *_mask_shape(smp)[1:]) for smp, a, b in parts}
         if world == 1:
             if len(shapes) == 1:
                 # The accumulation group in one batched pass: equal-sized clips, so the mean loss of
