@@ -54,7 +54,12 @@ def test_01_dataset_construction(chain_run, request):
         assert "corpus.real_trajectory_bleu4" not in r and "real.frames" not in r
     for split in ("pretrain", "train", "validation", "test", "test_seen"):
         assert r[f"data.{split}.videos"] > 0 and 0 < r[f"data.{split}.abnormal_frame_ratio"] < 1
-    assert r["clips.count"] == r["clips.train.clips"] + r["clips.validation.clips"]
+    # the clip protocol: every split cut into clips, the corpus built from the training and validation
+    # clips (one dialogue of each phase per clip), each clip 8 frames of its 24-frame source video
+    assert r["clips.count"] == sum(r[f"clips.{s}.clips"] for s in ("train", "validation", "test", "test_seen"))
+    assert r["clips.train.clips"] == 3 * r["data.train.videos"] and r["clips.skipped_videos"] == 0
+    assert r["corpus.phase_b.train.dialogues"] == r["clips.train.clips"]
+    assert r["corpus.phase_b.val.dialogues"] == r["clips.validation.clips"]
     for name in ("phase_a.train", "phase_a.val", "phase_b.train", "phase_b.val"):
         assert r[f"corpus.{name}.dialogues"] > 0
         assert (chain_run / "corpus" / f"{name}.jsonl").exists()
