@@ -276,18 +276,13 @@ def describe_targets(tracks: Mapping[str | int, Sequence[Sequence[float] | None]
 
 # -- scene and temporal anchors -------------------------------------------------------------------
 
-def scene_phrasings(timelines: Sequence[Timeline], num_frames: int) -> list[str]:
-    """Three phrasings of the overall scene: how many targets of which kinds, where and when."""
-    if not timelines:
-        return [f"The clip has {num_frames} frames and shows no moving targets.",
-                "No targets are visible in this clip.",
-                "The scene is empty: there are no people or vehicles to describe."]
+def _kinds_and_places(timelines: Sequence[Timeline]) -> tuple[str, list[str]]:
+    """("two persons and a car", ["Target 1 (...) moves from the left area to ... frames 3 to 9", ...])."""
     cats: dict[str, int] = {}
     for t in timelines:
         cats[t.category] = cats.get(t.category, 0) + 1
     kinds = [count_phrase(n, c) for c, n in cats.items()]
     kinds_txt = kinds[0] if len(kinds) == 1 else ", ".join(kinds[:-1]) + " and " + kinds[-1]
-    n = len(timelines)
     per = []
     for t in timelines:
         v = _regions_visited(t)
@@ -295,6 +290,17 @@ def scene_phrasings(timelines: Sequence[Timeline], num_frames: int) -> list[str]
                  f"moves from the {region_phrase(v[0])} to the {region_phrase(v[-1])}")
         per.append(f"Target {t.target} ({describe_appearance(t.category, t.attributes)}) {where} "
                    f"{frame_span(t.entry, t.exit)}")
+    return kinds_txt, per
+
+
+def scene_phrasings(timelines: Sequence[Timeline], num_frames: int) -> list[str]:
+    """Three phrasings of the overall scene: how many targets of which kinds, where and when."""
+    if not timelines:
+        return [f"The clip has {num_frames} frames and shows no moving targets.",
+                "No targets are visible in this clip.",
+                "The scene is empty: there are no people or vehicles to describe."]
+    kinds_txt, per = _kinds_and_places(timelines)
+    n = len(timelines)
     s0 = f"The clip has {num_frames} frames and shows {count_phrase(n, 'target')}: {kinds_txt}. " + "; ".join(per) + "."
     s1 = f"There {'is' if n == 1 else 'are'} {kinds_txt} in this {num_frames}-frame clip."
     s2 = f"{count_phrase(n, 'target').capitalize()} can be seen: " + ", ".join(
@@ -309,19 +315,8 @@ def anomaly_scene_phrasings(timelines: Sequence[Timeline], num_frames: int) -> l
         return [f"The clip has {num_frames} frames and no anomalous target appears in it.",
                 "No anomalous target appears in this clip.",
                 "None: nothing abnormal happens in this clip."]
-    cats: dict[str, int] = {}
-    for t in timelines:
-        cats[t.category] = cats.get(t.category, 0) + 1
-    kinds = [count_phrase(n, c) for c, n in cats.items()]
-    kinds_txt = kinds[0] if len(kinds) == 1 else ", ".join(kinds[:-1]) + " and " + kinds[-1]
+    kinds_txt, per = _kinds_and_places(timelines)
     n = len(timelines)
-    per = []
-    for t in timelines:
-        v = _regions_visited(t)
-        where = (("is in" if t.entry == t.exit else "stays in") + f" the {region_phrase(v[0])}" if len(v) == 1 else
-                 f"moves from the {region_phrase(v[0])} to the {region_phrase(v[-1])}")
-        per.append(f"Target {t.target} ({describe_appearance(t.category, t.attributes)}) {where} "
-                   f"{frame_span(t.entry, t.exit)}")
     s0 = (f"The clip has {num_frames} frames and shows {count_phrase(n, 'anomalous target')}: {kinds_txt}. "
           + "; ".join(per) + ".")
     s1 = f"There {'is' if n == 1 else 'are'} {count_phrase(n, 'anomalous target')} in this {num_frames}-frame clip."
