@@ -409,7 +409,7 @@ def bench_stage2(model, S: dict, device, dtype) -> dict:
     torch.manual_seed(0)
     rae = RegionAwareAnomalyEncoder(D, rc.channels, rc.conv_layers, rc.grid, rc.num_base, rc.variant)
     rows = model.get_input_embeddings().weight[list(ROT.values())].detach().float()
-    inj = PromptInjector(rae, ROT, rows)
+    inj = PromptInjector(rae, ROT, rows, video_token_id=int(cfg.video_token_id))  # the heatmap onto the token grid
     attach_injector(model, inj)
     lcfg = LoraConfig(r=16, lora_alpha=32, lora_dropout=0.05, target_modules=["q_proj", "v_proj"], bias="none",
                       task_type="CAUSAL_LM")
