@@ -66,6 +66,18 @@ def run_clips(run, split: str, dataset: str | None = None) -> list:
     return protocol.load_clips(path, cfg.data, split, dataset=dataset, seed=cfg.seed)
 
 
+def clip_budgets(run) -> dict[str, int]:
+    """Notebook 03's per-clip video token budgets (stage2/clip_budgets.json; {} when absent), so that the
+    models here see each clip as stage 2 did."""
+    p = run.dir / "stage2" / "clip_budgets.json"
+    if not p.exists():
+        return {}
+    try:
+        return {str(k): int(v) for k, v in json.loads(p.read_text()).items()}
+    except (ValueError, TypeError, AttributeError) as e:
+        raise EvalError(f"{p}: not a {{clip: tokens}} mapping ({type(e).__name__}: {e})") from None
+
+
 def all_clips(run) -> list:
     """Every clip of the run's index (all datasets and splits) as `ClipVideo`s."""
     cfg = run.config
@@ -358,7 +370,7 @@ def predict_dialogues(run, force: bool = False, variants: Sequence[str] = ("back
             if v == "no_ahd":
                 model = load(rae_final)
                 clips = ClipStore(model, resolver, d / "stage2" / "clips",
-                                         video_embeds=cfg.stage2.video_input == "embeds")
+                                  video_embeds=cfg.stage2.video_input == "embeds", budgets=clip_budgets(run))
                 _, preds = evaluate_model(model, records, HeatmapView(clips, "zeros"),
                                                  cfg.stage2.eval_max_new_tokens, progress=progress)
             elif v == "backbone_one_shot":
@@ -368,7 +380,7 @@ def predict_dialogues(run, force: bool = False, variants: Sequence[str] = ("back
                         "system_prompt": records[0]["messages"][0]["content"]}
                 model = build_model(cfg, find_checkpoint(d), use_rae=False, meta=meta)
                 clips = ClipStore(model, resolver, d / "stage2" / "clips",
-                                         video_embeds=cfg.stage2.video_input == "embeds")
+                                  video_embeds=cfg.stage2.video_input == "embeds", budgets=clip_budgets(run))
                 _, preds = evaluate_model(model, one_shot_records(records, example), clips,
                                                  cfg.stage2.eval_max_new_tokens, progress=progress)
             else:
@@ -396,7 +408,7 @@ def save_dialogue_example(run, force: bool = False, max_new_tokens: int | None =
     cfg = run.config
     model = load(rae_final)
     clips = ClipStore(model, ClipResolver(all_clips(run)), d / "stage2" / "clips",
-                             video_embeds=cfg.stage2.video_input == "embeds")
+                      video_embeds=cfg.stage2.video_input == "embeds", budgets=clip_budgets(run))
     ex = example_dialogue(model, load_records(test_file), clips,
                                  max_new_tokens or cfg.stage2.eval_max_new_tokens)
     _save_npz(_pred_dir(d) / "dialogue_example.npz", {"frames": np.asarray(ex["frames"], np.uint8),

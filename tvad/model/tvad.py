@@ -507,13 +507,21 @@ class TVAD:
                 frames = frames[pick]
         return frames, fps
 
-    def preprocess(self, frames: np.ndarray, fps: float | None = None) -> dict:
-        """The processor's tensors of a uint8 (N, H, W, 3) clip under this model's video token budget
-        (`video_max_tokens`): the one resolution training, evaluation and chat all see."""
-        return self.backbone.preprocess(frames, float(fps or self.fps), max_tokens=self.video_max_tokens)
+    def budget(self, max_tokens: int | None = None) -> int | None:
+        """A clip's merged-video-token budget: `max_tokens` (the clip's own, e.g. the room its longest
+        dialogue leaves under stage2.max_length, `tvad.train.clips.dialogue_budgets`) capped by this
+        model's `video_max_tokens`; None: no cap (every frame at the backbone's max_pixels)."""
+        caps = [int(b) for b in (max_tokens, self.video_max_tokens) if b is not None]
+        return min(caps) if caps else None
+
+    def preprocess(self, frames: np.ndarray, fps: float | None = None, max_tokens: int | None = None) -> dict:
+        """The processor's tensors of a uint8 (N, H, W, 3) clip under its video token budget
+        (`budget(max_tokens)`): the one resolution training, evaluation and chat all see."""
+        return self.backbone.preprocess(frames, float(fps or self.fps), max_tokens=self.budget(max_tokens))
 
     @torch.no_grad()
-    def encode_clip(self, frames: np.ndarray, fps: float | None = None, pixel_values: bool = False) -> ClipInputs:
+    def encode_clip(self, frames: np.ndarray, fps: float | None = None, pixel_values: bool = False,
+                    max_tokens: int | None = None) -> ClipInputs:
         """A clip (uint8 (N, H, W, 3)) for the decoder: the merged video tokens V (at most
         `video_max_tokens`) and the AHD heatmap (T', h_a, w_a) at the AHD's resolution (`clip_heatmap`:
         the frames at the backbone's `max_pixels`; zeros there if use_ahd is off or there is no AHD).
@@ -524,9 +532,10 @@ class TVAD:
         fps = float(fps or self.fps)
         bb = self.backbone
         with_ahd = self.ahd is not None and self.use_ahd
-        inp = self.preprocess(frames, fps) if (self.video_max_tokens is not None or pixel_values) else None
+        budget = self.budget(max_tokens)  # `max_tokens`: this clip's own budget, capped by video_max_tokens
+        inp = self.preprocess(frames, fps, max_tokens) if (budget is not None or pixel_values) else None
         try:
-            if self.video_max_tokens is None:  # one pass: the heatmap's features and the tokens together
+            if budget is None:  # one pass: the heatmap's features and the tokens together
                 layers = self.ahd.layers if with_ahd else (self.layers or [bb.depth - 1])
                 vf = clip_features(bb, frames, layers, fps, self.window, merged=True)
                 tokens = vf.merged

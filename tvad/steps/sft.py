@@ -22,10 +22,12 @@ from tvad.model import load
 from tvad.model.build import build_model
 from tvad.model.detector import find_checkpoint
 from tvad.steps.dataset import clip_split, heldout_clips
-from tvad.train.clips import ClipResolver, ClipStore, HeatmapView, check_clips, corpus_records, load_records
+from tvad.train.clips import (ClipResolver, ClipStore, HeatmapView, check_clips, corpus_records, dialogue_budgets,
+                              load_records)
 from tvad.train.common import torch_threads
 from tvad.train.stage2 import lora_layers, train_phase
 
+CLIP_BUDGETS = "clip_budgets.json"  # in stage2/: {clip name: merged video tokens} (`dialogue_budgets`)
 VARIANTS = ("rae", "no_rae")  # trained on the same data for the same steps; "backbone" is the untrained one
 
 
@@ -55,6 +57,12 @@ def test_records(run, videos: Sequence[Any], force: bool = False, seed: int = 0,
     name, kw = annotator_from_config(run.config.corpus)
     build_corpora({"validation": list(videos)}, d, annotator=name, annotator_kw=kw, seed=seed)
     return load_records(d / "phase_b.val.jsonl")
+
+
+def rae_prompts(cfg) -> int:
+    """Prompts per temporal token of the full model's RAE (eq. 12: n_base + G*G region prompts + 1 global;
+    the "released" variant adds its base prompt instead of concatenating it)."""
+    return (int(cfg.rae.num_base) if cfg.rae.variant == "paper" else 0) + int(cfg.rae.grid) ** 2 + 1
 
 
 def truncated_dialogues(model, records: Sequence[dict], clips: ClipStore, max_length: int) -> list[str]:
@@ -140,7 +148,18 @@ def _run_stage2(run, force: bool = False, progress: bool = True, log: Callable[[
             model = (load(a_final) if (a_final / "tvad.json").exists()
                      else build_model(cfg, ahd_dir, use_rae=(variant != "no_rae"), meta={**meta, "variant": variant}))
         if clips is None:
-            clips = ClipStore(model, resolver, out / "clips", video_embeds=s2.video_input == "embeds")
+            # Per clip, the video tokens its longest dialogue leaves under max_length (with the full
+            # model's prompt block, so every variant sees the same video): no training sequence is cut
+            # (paper: max_length 2048, 8-40-frame clips); also read by notebook 04 (CLIP_BUDGETS)
+            everything = [r for k in ("a.train", "a.val", "b.train", "b.val") for r in recs[k]] + \
+                [r for split, rs in heldout.items() if split != "val" for r in rs]
+            budgets = dialogue_budgets(model, everything, s2.max_length, num_prompts=rae_prompts(cfg))
+            atomic_write_json(out / CLIP_BUDGETS, budgets)
+            results["stage2.budgeted_clips"] = len(budgets)
+            if budgets:
+                log(f"[stage2] {len(budgets)} clip(s) get fewer video tokens so that their dialogues fit max_length "
+                    f"{s2.max_length} (smallest budget {min(budgets.values())})")
+            clips = ClipStore(model, resolver, out / "clips", video_embeds=s2.video_input == "embeds", budgets=budgets)
             t2 = time.time()
             for k in ("a.train", "a.val", "b.train", "b.val"):
                 check_clips(recs[k], clips, progress=progress, desc=f"clips {k}")

@@ -33,7 +33,8 @@ from tvad.data.video import probe, read_frames, resize_frames
 from tvad.io import atomic_path
 from tvad.model.ahd import pair_merge
 from tvad.model.backbone import vision_hash
-from tvad.model.tvad import TVAD, ClipInputs, TVADError
+from tvad.model.tvad import TVAD, ClipInputs, TVADError, encode_dialogue
+from tvad.train.features import feature_grid
 
 
 class ClipMissing(TVADError):
@@ -132,13 +133,16 @@ class ClipStore:
     frames, never cached: for the 7B they are large)."""
 
     def __init__(self, model: TVAD, resolver: Callable[[Mapping], np.ndarray], root: str | os.PathLike | None = None,
-                 video_embeds: bool = True, pixels: bool = False):
+                 video_embeds: bool = True, pixels: bool = False, budgets: Mapping[str, int] | None = None):
         self.model = model
         self.resolver = resolver
         self.root = Path(root) if root is not None else None
         self.video_embeds = video_embeds
         self.pixels = pixels
         self._mem: dict[str, ClipInputs] = {}
+        # {clip name: merged video tokens}: the clips whose dialogues leave less room than their full video
+        # (`dialogue_budgets`); a clip not named here gets the model's budget
+        self.budgets: dict[str, int] = {str(k): int(v) for k, v in (budgets or {}).items()}
         h = hashlib.sha256(vision_hash(model.qwen).encode())
         if model.ahd is not None:
             for k, v in sorted(model.ahd.state_dict().items()):
@@ -156,6 +160,9 @@ class ClipStore:
 
     def key(self, clip: Mapping) -> str:
         d = {k: clip.get(k) for k in ("name", "source_video", "frame_indices", "num_frames", "fps", "path", "size")}
+        b = self.budgets.get(str(clip.get("name")))
+        if b is not None:  # a clip's own budget (keys of clips without one are unchanged)
+            d["budget"] = b
         return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:24]
 
     def fps(self, clip: Mapping) -> float:
@@ -182,14 +189,14 @@ class ClipStore:
         k = self.key(clip)
         c = self._mem.get(k) or self._read(k)
         if c is None or (self.video_embeds and c.video_embeds is None):
-            c = self.model.encode_clip(self.frames(clip), self.fps(clip))
+            c = self.model.encode_clip(self.frames(clip), self.fps(clip), max_tokens=self.budgets.get(str(clip.get("name"))))
             if not self.video_embeds:
                 c.video_embeds = None
             self.computed += 1
             self._write(k, c, clip)
         self._mem[k] = c
         if self.pixels:
-            inp = self.model.preprocess(self.frames(clip), self.fps(clip))
+            inp = self.model.preprocess(self.frames(clip), self.fps(clip), max_tokens=self.budgets.get(str(clip.get("name"))))
             return ClipInputs(**{**c.__dict__, "pixel_values": inp["pixel_values_videos"]})
         return c
 
@@ -286,3 +293,41 @@ def corpus_records(run) -> dict[str, list[dict]]:
     """{"a.train", "a.val", "b.train", "b.val"}: the corpora notebook 01 wrote into the run dir."""
     d = run.dir / "corpus"
     return {f"{ph}.{sp}": load_records(d / f"phase_{ph}.{sp}.jsonl") for ph in ("a", "b") for sp in ("train", "val")}
+
+
+def dialogue_budgets(model: TVAD, records: Sequence[dict], max_length: int, num_prompts: int | None = None) -> dict[str, int]:
+    """{clip name: merged video tokens} for the clips whose longest dialogue would not fit
+    `max_length` beside their video at the model's budget: each gets the room that dialogue leaves
+    (`max_length` minus its text and its T' x num_prompts prompt block), so no training sequence is cut
+    and the video shrinks instead (qwen-vl-utils' total_pixels, per clip). Clips that fit are not
+    named: they keep the model's budget (`TVAD.budget`). `num_prompts`: per temporal token (default the
+    model's; give the full model's so every variant sees the same video). A dialogue too long for any
+    video is a `TVADError` naming it."""
+    k = model.num_prompts if num_prompts is None else int(num_prompts)
+    room: dict[str, int] = {}
+    clips: dict[str, Mapping] = {}
+    for r in records:
+        c = r["clip"]
+        name = str(c["name"])
+        groups = -(-int(c["num_frames"]) // 2)
+        enc = encode_dialogue(model.tokenizer, r["messages"], 0, groups * k, model.video_token_id)
+        left = int(max_length) - int(enc.input_ids.numel())
+        if left < groups:  # not even one merged token per temporal patch
+            raise TVADError(f"corpus record {r.get('id')!r}: {enc.input_ids.numel()} tokens of text and prompts leave "
+                            f"no room for the {int(c['num_frames'])}-frame video under max_length {max_length}")
+        room[name] = min(room.get(name, left), left)
+        clips[name] = c
+    out = {}
+    for name, left in room.items():
+        c = clips[name]
+        H, W = (int(x) for x in (c.get("size") or (0, 0)))
+        if H and W:
+            t, h, w = feature_grid(model.backbone, int(c["num_frames"]), H, W)
+            full = t * h * w // 4  # merged tokens at the backbone's max_pixels (2x2 merge)
+        else:
+            full = None
+        cap = model.budget()
+        natural = full if cap is None else (cap if full is None else min(cap, full))
+        if natural is None or natural > left:
+            out[name] = left
+    return out
