@@ -1,0 +1,226 @@
+"""The paper preset's rehearsal: the whole notebook chain (01..05, papermill) with `--preset paper`,
+changed only by the tiny backbone on the CPU and the two data roots, on long small-pixel fixture
+trees in UBnormal's and ShanghaiTech's real layouts (tests/paper_fixtures.py).
+
+    python -m tvad.cli pipeline --preset paper --run-dir RUN -p backbone.path=assets/tiny-qwen2.5-vl \
+        -p backbone.device=cpu -p data.root=<ubnormal tree> -p data.shanghaitech_root=<shanghaitech tree>
+
+Then, from RUN: the clip index follows the paper's protocol (1 fps, 8-40 frames, both datasets);
+no stage-2 dialogue was truncated; Tables 2 and 3 have the paper's splits and datasets; the
+feature cache and the chain's peak memory stay under bounds stated here. On failure the chain's
+output tail and the failing notebook's traceback are shown.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from tests.paper_fixtures import write_shanghaitech_tree, write_ubnormal_tree
+
+REPO = Path(__file__).resolve().parents[1]
+BACKBONE = "assets/tiny-qwen2.5-vl"
+CHAIN_TIMEOUT_S = 15 * 60  # the chain's wall-clock limit (a few minutes expected on 2 cores)
+# Peak RSS of the largest process of the chain (cli, papermill, a notebook kernel). The tiny
+# backbone's weights are ~10 MB; the largest arrays are one 40-frame 476x868 clip (uint8: 50 MB;
+# its processor patches in fp32: ~200 MB) and its ViT activations (20 x 34 x 62 tokens x 128 dims);
+# torch + transformers + trl imported are ~1 GB. 6 GiB leaves room for all of those several times.
+RSS_BOUND_BYTES = 6 * 2**30
+SOURCE_RATE = {"ubnormal": 30.0, "shanghaitech": 24.0}  # the fixture trees' frame rates
+CLIP_FIELDS = {"name", "video", "path", "source", "split", "frames", "labels", "size", "fps", "video_split"}
+
+pytestmark = [pytest.mark.notebook, pytest.mark.timeout(CHAIN_TIMEOUT_S + 300)]
+
+# Runs the chain as its child and reports the child's peak RSS: getrusage(RUSAGE_CHILDREN) in a
+# fresh process counts only the chain's processes (the largest one waited for), not pytest's others.
+_WRAPPER = """
+import json, resource, subprocess, sys, time
+t = time.monotonic()
+rc = subprocess.call(sys.argv[2:])
+ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+json.dump({"rc": rc, "wall_s": time.monotonic() - t, "maxrss_kib": ru.ru_maxrss}, open(sys.argv[1], "w"))
+sys.exit(rc)
+"""
+
+
+def _notebook_errors(run_dir: Path) -> str:
+    """The first error output of the executed notebooks: notebook, exception, traceback tail."""
+    for nb_path in sorted((run_dir / "notebooks").glob("*.ipynb")):
+        try:
+            nb = json.loads(nb_path.read_text())
+        except (OSError, ValueError):
+            continue
+        for cell in nb.get("cells", []):
+            for o in cell.get("outputs", []) if cell.get("cell_type") == "code" else []:
+                if o.get("output_type") == "error":
+                    tb = "\n".join(o.get("traceback", [])[-6:])
+                    return f"{nb_path.name}: {o.get('ename')}: {o.get('evalue')}\n{_strip_ansi(tb)}"
+    return "(no error output in the executed notebooks)"
+
+
+def _strip_ansi(s: str) -> str:
+    import re
+
+    return re.sub(r"\x1b\[[0-9;]*m", "", s)
+
+
+def _du(path: Path) -> int:
+    """Bytes on disk under `path` (allocated blocks; 0 when absent)."""
+    return sum(p.stat().st_blocks * 512 for p in path.rglob("*") if p.is_file()) if path.exists() else 0
+
+
+@pytest.fixture(scope="module")
+def rehearsal(tmp_path_factory) -> dict:
+    root = tmp_path_factory.mktemp("rehearsal")
+    t = time.monotonic()
+    ub = write_ubnormal_tree(root / "ubnormal")
+    st = write_shanghaitech_tree(root / "shanghaitech")
+    trees_s = time.monotonic() - t
+    run_dir, log, usage = root / "run", root / "chain.log", root / "usage.json"
+    cmd = [sys.executable, "-c", _WRAPPER, str(usage), sys.executable, "-m", "tvad.cli", "pipeline",
+           "--preset", "paper", "--run-dir", str(run_dir),
+           "-p", f"backbone.path={BACKBONE}", "-p", "backbone.device=cpu",
+           "-p", f"data.root={ub.root}", "-p", f"data.shanghaitech_root={st.root}"]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "MPLBACKEND": "Agg"}
+    with open(log, "w") as out:
+        proc = subprocess.Popen(cmd, cwd=REPO, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+        try:
+            proc.wait(timeout=CHAIN_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)  # the wrapper, the cli, papermill and its kernels
+            proc.wait()
+    tail = log.read_text(errors="replace")[-6000:]
+    measured = json.loads(usage.read_text()) if usage.exists() else {}
+    info = {"run_dir": run_dir, "ub": ub, "st": st, "trees_s": trees_s, "usage": measured, "log": log,
+            "trees_bytes": ub.bytes + st.bytes}
+    print(f"\nrehearsal: trees written in {trees_s:.1f} s, {ub.files + st.files} files, "
+          f"{(ub.bytes + st.bytes) / 1e6:.1f} MB; chain {measured}")
+    if proc.returncode != 0:
+        why = "timed out" if proc.returncode == -signal.SIGKILL else f"exit {proc.returncode}"
+        pytest.fail(f"the paper-preset chain failed ({why}) in {run_dir}\n--- failing notebook ---\n"
+                    f"{_notebook_errors(run_dir)}\n--- chain output (tail) ---\n{tail}", pytrace=False)
+    return info
+
+
+def _clips(run_dir: Path) -> list[dict]:
+    p = run_dir / "clips.jsonl"
+    assert p.exists(), f"{p}: no clip index"
+    return [json.loads(line) for line in p.read_text().splitlines() if line.strip()]
+
+
+def _config(run_dir: Path) -> dict:
+    return yaml.safe_load((run_dir / "config.yaml").read_text())
+
+
+def test_the_overrides_are_the_only_changes(rehearsal):
+    """The run's recorded config is the paper preset with exactly the four overrides."""
+    from tvad.config import preset
+
+    ub, st = rehearsal["ub"], rehearsal["st"]
+    want = preset("paper", {"backbone.path": BACKBONE, "backbone.device": "cpu", "data.root": str(ub.root),
+                            "data.shanghaitech_root": str(st.root)}).to_dict()
+    got = _config(rehearsal["run_dir"])
+    diff = {f"{s}.{k}": (got.get(s, {}).get(k), v) for s, sec in want.items() if isinstance(sec, dict)
+            for k, v in sec.items() if got.get(s, {}).get(k) != v}
+    diff.update({s: (got.get(s), v) for s, v in want.items() if not isinstance(v, dict) and got.get(s) != v})
+    assert not diff, f"config.yaml differs from the paper preset + overrides (got, want): {diff}"
+
+
+def test_clip_index_follows_the_paper_protocol(rehearsal):
+    clips = _clips(rehearsal["run_dir"])
+    assert clips
+    cfg = _config(rehearsal["run_dir"])
+    for c in clips:
+        assert CLIP_FIELDS <= set(c), f"{c.get('name')}: missing fields {CLIP_FIELDS - set(c)}"
+        n = len(c["frames"])
+        assert 8 <= n <= 40, f"{c['name']}: {n} frames"
+        assert c["fps"] == 1.0 and len(c["labels"]) == n and list(c["size"]) == cfg["data"]["clip_size"], c["name"]
+        gaps = np.diff(c["frames"])
+        rate = SOURCE_RATE[c["source"]]
+        assert np.all(np.abs(gaps - rate) <= 1), f"{c['name']}: source frames {c['frames'][:4]}... not ~{rate} apart"
+    assert {c["source"] for c in clips} == {"ubnormal", "shanghaitech"}
+    by_video: dict[str, list[dict]] = {}
+    for c in clips:
+        by_video.setdefault(c["video"], []).append(c)
+    assert "normal_scene_2_scenario_4" not in by_video  # 6 s: too short for 8 frames at 1 fps
+    for tree in (rehearsal["ub"], rehearsal["st"]):
+        for v in tree.videos:
+            if v.seconds > 40 and v.name in by_video:  # several overlapping clips, starts 8 s apart
+                starts = sorted(c["frames"][0] for c in by_video[v.name])
+                assert len(starts) >= 2 and abs(starts[1] - starts[0] - 8 * tree.fps) <= 8, (v.name, starts)
+    # every UBnormal split reaches the chain, and ShanghaiTech's test videos too
+    assert {c["video_split"] for c in clips if c["source"] == "ubnormal"} >= {"train", "validation", "test"}
+    assert "test" in {c["video_split"] for c in clips if c["source"] == "shanghaitech"}
+    # labels: a clip of an abnormal fixture video covering its anomaly is labelled abnormal
+    ub = rehearsal["ub"]
+    for c in clips:
+        if c["source"] != "ubnormal":
+            continue
+        a = ub.by_name(c["video"]).anomaly_frames(ub.fps)
+        inside = [a is not None and a[0] <= f <= a[1] for f in c["frames"]]
+        assert [int(x) for x in inside] == [int(x) for x in c["labels"]], c["name"]
+
+
+def test_no_stage2_dialogue_was_truncated(rehearsal):
+    p = rehearsal["run_dir"] / "results" / "03_rae_sft.json"
+    r = json.loads(p.read_text())
+    assert "stage2.truncated_dialogues" in r, f"{p}: no key stage2.truncated_dialogues"
+    assert r["stage2.truncated_dialogues"] == 0
+
+
+def test_table2_has_the_validation_and_test_splits(rehearsal):
+    t = json.loads((rehearsal["run_dir"] / "tables" / "table2.json").read_text())
+    splits = {r.get("split_key") for r in t["rows"]}
+    assert {"val", "test"} <= splits, splits
+    for r in t["rows"]:
+        if r.get("split_key") in ("val", "test"):
+            assert r["micro_auc"]["n"] >= 1, r  # a measured cell, not an empty one
+
+
+def test_table3_has_a_column_per_dataset_in_the_papers_order(rehearsal):
+    t = json.loads((rehearsal["run_dir"] / "tables" / "table3.json").read_text())
+    cols = [(k, h.lower()) for k, h in t["columns"]]
+    first = {d: next((i for i, (k, h) in enumerate(cols) if d in k or d in h), None)
+             for d in ("shanghaitech", "ubnormal")}
+    assert None not in first.values(), f"table3 columns {t['columns']}: no column per dataset"
+    assert first["shanghaitech"] < first["ubnormal"]  # the paper's order
+
+
+def test_feature_cache_is_bounded_by_the_clip_index(rehearsal):
+    """Upper bound: every clip of the index cached once at its own frames, fp16, every configured
+    block: ceil(T/2) x (H'/14) x (W'/14) x D x len(layers) x 2 bytes, H'xW' = smart_resize of the
+    clip size under max_pixels; +10% and 64 KiB per clip for safetensors headers and file blocks.
+    Caching whole source videos at the clip rate, or clips at a smaller size, stays under it."""
+    from tvad.data.video import smart_resize
+
+    run_dir = rehearsal["run_dir"]
+    cfg = _config(run_dir)
+    vision = json.loads((REPO / BACKBONE / "config.json").read_text())["vision_config"]
+    dims = max(vision["hidden_size"], vision["out_hidden_size"])
+    layers = len(cfg["backbone"]["layers"])
+    bound = 0
+    for c in _clips(run_dir):
+        h, w = smart_resize(*c["size"], max_pixels=cfg["backbone"]["max_pixels"])
+        bound += math.ceil(len(c["frames"]) / 2) * (h // 14) * (w // 14) * dims * layers * 2
+    bound = int(bound * 1.1) + 64 * 1024 * len(_clips(run_dir))
+    size = _du(run_dir / "features")
+    print(f"\nfeature cache {size / 1e6:.1f} MB on disk, bound {bound / 1e6:.1f} MB")
+    assert 0 < size <= bound
+
+
+def test_peak_memory_of_the_chain(rehearsal):
+    u = rehearsal["usage"]
+    peak = u["maxrss_kib"] * 1024  # Linux: KiB
+    print(f"\nchain peak RSS {peak / 2**30:.2f} GiB (bound {RSS_BOUND_BYTES / 2**30:.0f} GiB), "
+          f"wall {u['wall_s']:.0f} s")
+    assert 0 < peak < RSS_BOUND_BYTES
