@@ -8,7 +8,9 @@ trees in UBnormal's and ShanghaiTech's real layouts (tests/paper_fixtures.py).
 Then, from RUN: the clip index follows the paper's protocol (1 fps, 8-40 frames, both datasets);
 no stage-2 dialogue was truncated; Tables 2 and 3 have the paper's splits and datasets; the
 feature cache and the chain's peak memory stay under bounds stated here. On failure the chain's
-output tail and the failing notebook's traceback are shown.
+output tail and the failing notebook's traceback are shown. TVAD_REHEARSAL_DIR=<empty folder> keeps
+the trees, the run dir and chain.log there for a post-mortem (pytest's own tmp dirs are rotated
+away by later pytest sessions).
 """
 
 from __future__ import annotations
@@ -81,7 +83,11 @@ def _du(path: Path) -> int:
 
 @pytest.fixture(scope="module")
 def rehearsal(tmp_path_factory) -> dict:
-    root = tmp_path_factory.mktemp("rehearsal")
+    keep = os.environ.get("TVAD_REHEARSAL_DIR")  # a folder to keep trees + run in (pytest's tmp rotates)
+    root = Path(keep) if keep else tmp_path_factory.mktemp("rehearsal")
+    if keep and any(root.iterdir() if root.exists() else ()):
+        pytest.fail(f"{root}: TVAD_REHEARSAL_DIR must be empty or absent", pytrace=False)
+    root.mkdir(parents=True, exist_ok=True)
     t = time.monotonic()
     ub = write_ubnormal_tree(root / "ubnormal")
     st = write_shanghaitech_tree(root / "shanghaitech")
