@@ -75,8 +75,11 @@ def settings(small: bool) -> dict:
 
 
 def chosen_blocks(vcfg) -> list[int]:
-    """The first block and the full-attention blocks (7B: 0, 7, 15, 23, 31), as in METHOD.md."""
-    return sorted({0, *[int(i) for i in vcfg.fullatt_block_indexes]})
+    """The first block and the full-attention blocks (7B: 0, 7, 15, 23, 31), as in METHOD.md: the
+    paper preset's `backbone.layers: auto`."""
+    from tvad.model.backbone import resolve_layers
+
+    return resolve_layers("auto", vcfg)
 
 
 # -- analytical FLOPs -----------------------------------------------------------------------------

@@ -19,13 +19,14 @@ REPO = Path(__file__).resolve().parents[1]
 BAD = [  # (key, value, first line of the error)
     ("stage1.epochs", "abc", "config key 'stage1.epochs': expected an integer > 0, got 'abc'"),
     ("stage1.lr", "fast", "config key 'stage1.lr': expected a number > 0, got 'fast'"),
-    ("backbone.layers", "3", "config key 'backbone.layers': expected a non-empty list of integers >= 0, got '3'"),
+    ("backbone.layers", "3", "config key 'backbone.layers': expected 'auto' or a non-empty list of integers >= 0, "
+                             "got '3'"),
     ("stage1.epochs", "-3", "config key 'stage1.epochs': expected an integer > 0, got '-3'"),
     ("stage1.epochs", "2.5", "config key 'stage1.epochs': expected an integer > 0, got '2.5'"),
     ("stage1.lr", "nan", "config key 'stage1.lr': expected a number > 0, got 'nan'"),
     ("data.generate", "maybe", "config key 'data.generate': expected true/false, got 'maybe'"),
     ("stage2.bf16", "2", "config key 'stage2.bf16': expected true/false, got '2'"),
-    ("backbone.layers", "[0, a]", "config key 'backbone.layers': expected a non-empty list of integers >= 0, "
+    ("backbone.layers", "[0, a]", "config key 'backbone.layers': expected 'auto' or a non-empty list of integers >= 0, "
                                   "got '[0, a]'"),
     ("data.clip_size", "[224]", "config key 'data.clip_size': expected a list of 2 integers > 0, got '[224]'"),
     ("ahd.text_dim", "0", "config key 'ahd.text_dim': expected an integer > 0 or null, got '0'"),
@@ -102,7 +103,8 @@ def _tvad(*args: str) -> subprocess.CompletedProcess:
 @pytest.mark.parametrize("param,message", [
     ("stage1.epochs=abc", "config key 'stage1.epochs': expected an integer > 0, got 'abc'"),
     ("stage1.lr=fast", "config key 'stage1.lr': expected a number > 0, got 'fast'"),
-    ("backbone.layers=3", "config key 'backbone.layers': expected a non-empty list of integers >= 0, got '3'"),
+    ("backbone.layers=3", "config key 'backbone.layers': expected 'auto' or a non-empty list of integers >= 0, "
+                          "got '3'"),
     ("stage1.epochs=-3", "config key 'stage1.epochs': expected an integer > 0, got '-3'"),
 ])
 def test_bad_override_through_the_cli(command, param, message, tmp_path):

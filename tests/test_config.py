@@ -23,7 +23,7 @@ def test_preset_yaml_roundtrip(name, tmp_path):
 
 def test_paper_preset_has_section_4_1_settings():
     p = preset("paper")
-    assert p.backbone.path == "Qwen/Qwen2.5-VL-7B-Instruct" and p.backbone.layers == [0, 7, 15, 23, 31]
+    assert p.backbone.path == "Qwen/Qwen2.5-VL-7B-Instruct" and p.backbone.layers == "auto"  # [0, 7, 15, 23, 31]
     assert (p.stage1.batch_size, p.stage1.grad_accum, p.stage1.warmup_ratio) == (1, 8, 0.1)
     assert (p.stage2.lora_r, p.stage2.lora_alpha, p.stage2.lora_dropout) == (16, 32, 0.05)
     assert (p.stage2.max_length, p.stage2.eval_steps, p.stage2.grad_accum) == (2048, 100, 8)
@@ -54,3 +54,27 @@ def test_overrides_typed_and_unknown_keys_rejected():
         preset("gpu")
     with pytest.raises(ValueError, match="true/false"):
         preset("cpu", {"data.generate": "maybe"})
+
+
+def test_backbone_layers_auto_or_a_list(tmp_path, capsys):
+    import yaml
+
+    from tvad.cli import main
+    from tvad.config import ConfigError
+
+    assert preset("cpu").backbone.layers == [0, 1, 2, 3] and preset("paper").backbone.layers == "auto"
+    assert preset("cpu", {"backbone.layers": "auto"}).backbone.layers == "auto"
+    assert preset("paper", {"backbone.layers": "[0,2]"}).backbone.layers == [0, 2]
+    assert preset("paper", {"backbone": {"layers": [1]}}).backbone.layers == [1]
+    cfg = preset("cpu", {"backbone.layers": "auto"})
+    cfg.to_yaml(tmp_path / "c.yaml")
+    assert "layers: auto" in (tmp_path / "c.yaml").read_text()
+    assert Config.from_yaml(tmp_path / "c.yaml") == cfg
+    for value, want in (("auto", "auto"), ("[0,2]", [0, 2])):  # the command line's -p
+        assert main(["config", "--preset", "cpu", "-p", f"backbone.layers={value}"]) == 0
+        assert yaml.safe_load(capsys.readouterr().out)["backbone"]["layers"] == want
+    for bad in ("sometimes", "[]", "[-1]", "AUTO", "null", "[auto]"):
+        with pytest.raises(ConfigError) as e:
+            preset("cpu", {"backbone.layers": bad})
+        assert str(e.value) == (f"config key 'backbone.layers': expected 'auto' or a non-empty list of integers "
+                                f">= 0, got {bad!r}")

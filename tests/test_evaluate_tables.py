@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from tvad import evaluate as ev
+from tvad.evaluate import tables
 from tvad.metrics import bleu4, dialogue_metrics, macro_auc, micro_auc, rbdc_tbdc, regions_from_heatmaps
 
 
@@ -146,3 +147,24 @@ def test_cli_eval(run_dir, capsys):
     assert "no predictions" in capsys.readouterr().err
 
 
+
+
+def test_table3_per_dataset_in_the_papers_column_order(tmp_path):
+    """Answers about clips of two datasets: a row per variant over all, then per dataset (ShanghaiTech
+    before UBnormal, as the paper's columns), each computed on that dataset's answers only."""
+    def preds(ds, right):
+        return [{"id": f"{ds}{i}", "turn": 0, "type": "yes_no", "answer": "Yes." if right else "No.",
+                 "truth": "Yes", "references": ["Yes."], "dataset": ds} for i in range(3)]
+
+    ev.save_dialogue_predictions(tmp_path, "rae", preds("ubnormal", True) + preds("shanghaitech", False))
+    t = tables.table3(tmp_path)
+    assert [(r["dataset"], r["variant_key"]) for r in t.rows] == [
+        ("all", "rae"), ("shanghaitech", "shanghaitech.rae"), ("ubnormal", "ubnormal.rae")]
+    acc = {r["dataset"]: r["yes_no_accuracy"].to_json()["mean"] for r in t.rows}
+    assert acc == {"all": 0.5, "shanghaitech": 0.0, "ubnormal": 1.0}
+    keys = tables.table_results({"table3": t})
+    assert keys["table3.rae.yes_no_accuracy.mean"] == 0.5 and keys["table3.ubnormal.rae.yes_no_accuracy.mean"] == 1.0
+    assert t.columns[0] == ("dataset", "Dataset") and "| shanghaitech |" in t.to_markdown()
+    # one dataset: the table as before (no dataset column)
+    ev.save_dialogue_predictions(tmp_path, "rae", preds("ubnormal", True))
+    assert [r["variant_key"] for r in tables.table3(tmp_path).rows] == ["rae"]

@@ -38,7 +38,8 @@ def clip_reference(video: Any) -> dict:
             "num_frames": int(video.num_frames), "fps": float(getattr(video, "fps", 0.0) or 0.0),
             "size": [int(video.size[0]), int(video.size[1])],
             "label": int(np.asarray(labels).any()) if labels is not None else 0,
-            "path": str(getattr(video, "path", ""))}
+            "path": str(getattr(video, "path", "")),
+            "source": str(meta.get("dataset") or getattr(video, "source", "") or "")}  # the dataset (Table 3's column)
 
 
 def dialogue_seed(*parts: Any) -> int:

@@ -25,7 +25,7 @@ from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 
-from tvad.data.record import DataError, Video
+from tvad.data.record import DataError, Problems, Skipped, Video, VideoObject
 from tvad.data.video import read_frames, resize_frames, sample_indices, write_video
 from tvad.io import atomic_write_text
 
@@ -88,13 +88,26 @@ def _resample(v: Video, fps: float | None) -> np.ndarray:
     return sample_indices(v.num_frames, v.fps, fps) if fps else np.arange(v.num_frames)
 
 
+class ClipList(list):
+    """A list of `Clip` plus `.skipped`: the source videos a ``strict=False`` partition left out
+    (too short for the shortest clip at the clip rate), and why."""
+
+    def __init__(self, clips: Iterable[Clip] = (), skipped: Iterable[Skipped] = ()):
+        super().__init__(clips)
+        self.skipped: list[Skipped] = list(skipped)
+
+
 def partition(videos: Iterable[Video], fps: float | None = 1.0, min_frames: int = 8, max_frames: int = 40,
               stride: int | None = None, size: Sequence[int] = (476, 868), val_fraction: float | None = 0.2,
-              seed: int = 0, length: int | None = None) -> list[Clip]:
+              seed: int = 0, length: int | None = None, strict: bool | None = None) -> ClipList:
     """Cut videos into clips and split them train/validation by source video (see module doc).
 
     stride: between window starts in resampled frames (default `length`: no overlap).
+    strict: a video shorter than `min_frames` at `fps` is a `DataError` naming its file (True), or
+            skipped and listed in the result's `.skipped` (False); None (the default) leaves it out
+            silently, as before.
     """
+    problems = Problems(bool(strict)) if strict is not None else None
     length = int(length or max_frames)
     if not min_frames <= length <= max_frames:
         raise ValueError(f"clip length {length} outside [{min_frames}, {max_frames}]")
@@ -108,6 +121,10 @@ def partition(videos: Iterable[Video], fps: float | None = 1.0, min_frames: int 
         if v.name in per_video:
             raise DataError(f"{v.path}: duplicate source video name {v.name!r}")
         idx = _resample(v, fps)
+        if len(idx) < min_frames and problems is not None:
+            problems(v.path, f"too short for a clip: {len(idx)} frame(s) at {fps or v.fps:g} fps "
+                             f"({v.num_frames} frames at {v.fps:g} fps), the shortest clip has {min_frames}",
+                     item=v.name)
         cl = []
         for s, e in windows(len(idx), length, stride, min_frames):
             fr = idx[s:e]
@@ -142,7 +159,7 @@ def partition(videos: Iterable[Video], fps: float | None = 1.0, min_frames: int 
                 split_of[names[0]] = "validation"
             if len(names) >= 2 and not any(split_of[n] == "train" for n in names):
                 split_of[names[-1]] = "train"
-    clips = []
+    clips = ClipList(skipped=problems.skipped if problems is not None else ())
     for n in order:
         for c in per_video[n]:
             clips.append(Clip(split=split_of.get(n, "train"), **c))
@@ -247,3 +264,119 @@ def export(clips: Iterable[Clip], videos, out_dir: str | os.PathLike, index_name
     for c in clips:
         write_video(out / f"{c.name}.mp4", read_clip(c, videos), c.fps)
     return write_index(clips, out / index_name)
+
+
+# ------------------------------------------------------------------------------ clips as videos
+def _runs(positions: np.ndarray) -> list[tuple[int, int]]:
+    """Sorted positions -> inclusive (first, last) runs of consecutive positions."""
+    out: list[tuple[int, int]] = []
+    for k in positions.tolist():
+        if out and k == out[-1][1] + 1:
+            out[-1] = (out[-1][0], k)
+        else:
+            out.append((k, k))
+    return out
+
+
+class ClipVideo(Video):
+    """A clip seen as a `Video`: its source video at the clip's frame indices, resized to the
+    clip's size. Every stage reads clips through this view (stage 1, the corpus, stage 2,
+    evaluation), so whatever takes a `Video` takes a clip.
+
+    Frame numbers are the clip's own (0 .. T-1): `read_frames`, `read_masks`, `frame_labels`,
+    `anomaly_rows`, the objects' boxes and ranges, `gt_tracks`. Boxes and masks are scaled to the
+    clip's size (masks nearest-neighbour: ids are never blended). `gt_tracks` numbers tracks by the
+    source video's anomaly rows (in order of object id, as `Video.gt_tracks`), so the clips of one
+    source video share track ids and concatenate into the source's tracks.
+
+        v = ClipVideo(clip, source)     # clip: a `Clip`; source: its source `Video`
+        v.meta["source_video"], v.meta["frame_indices"], v.meta["dataset"]
+    """
+
+    def __init__(self, clip: Clip, source: Video):
+        frames = np.asarray(clip.frames, dtype=np.int64)
+        if source.name != clip.video:
+            raise DataError(f"{source.path}: clip {clip.name} is of video {clip.video!r}, not {source.name!r}")
+        if len(frames) and (frames.min() < 0 or frames.max() >= source.num_frames):
+            raise DataError(f"{source.path}: clip {clip.name} names frame {int(frames.max())}, the video has "
+                            f"{source.num_frames} frames (a clip index of another version of the dataset?)")
+        labels = source.frame_labels[frames]
+        if tuple(int(x) for x in labels) != tuple(clip.labels):
+            raise DataError(f"{source.path}: the frame labels of clip {clip.name} differ from the clip index's "
+                            f"(the annotations changed since the index was written: rebuild it)")
+        src_rows = source.anomaly_rows[np.argsort(source.anomaly_rows[:, 0], kind="stable")]
+        rows, track_of = [], []
+        for tid, (oid, s, e) in enumerate(src_rows):
+            for a, b in _runs(np.flatnonzero((frames >= s) & (frames <= e))):
+                rows.append((int(oid), a, b))
+                track_of.append(tid)
+        super().__init__(clip.name, source.path, len(frames), clip.fps, tuple(clip.size), labels, split=clip.split,
+                         anomaly_rows=np.asarray(rows, np.int64).reshape(-1, 3),
+                         meta={**source.meta, "source_video": source.name, "frame_indices": frames.tolist(),
+                               "dataset": clip.source or source.source, "video_split": source.split},
+                         has_masks=source.has_masks, source=clip.source or source.source)
+        self.clip = clip
+        self.source_record = source  # the source `Video`
+        self.frames = frames
+        self._track_of = track_of  # source track id of each (clip-local) anomaly row
+
+    def _scale(self) -> tuple[float, float]:
+        h, w = self.source_record.size
+        return self.size[1] / w, self.size[0] / h
+
+    def read_frames(self, indices: Sequence[int] | None = None) -> np.ndarray:
+        """uint8 (T, H, W, 3): the source's frames at the clip's indices, resized to the clip size."""
+        idx = self._indices(indices)
+        return resize_frames(np.asarray(self.source_record.read_frames(self.frames[idx])), self.size)
+
+    def _read_id_maps(self, idx: np.ndarray) -> np.ndarray:
+        return resize_masks(np.asarray(self.source_record._read_id_maps(self.frames[idx])), self.size)
+
+    def _load_objects(self) -> list[VideoObject]:
+        sx, sy = self._scale()
+        out = []
+        for o in self.source_record.objects:
+            boxes = np.asarray(o.boxes).reshape(-1, 4)
+            b = boxes[self.frames] if len(boxes) else np.full((self.num_frames, 4), -1, np.int64)
+            vis = b[:, 0] >= 0
+            b = b.astype(np.float64)
+            b[:, [0, 2]] *= sx
+            b[:, [1, 3]] *= sy
+            nb = np.where(vis[:, None], np.stack([np.floor(b[:, 0]), np.floor(b[:, 1]), np.ceil(b[:, 2]),
+                                                  np.ceil(b[:, 3])], 1), -1).astype(np.int64)
+            cents = None
+            if o.centroids is not None and len(o.centroids):
+                cents = np.asarray(o.centroids, np.float64)[self.frames] * np.array([sx, sy])
+            ranges = self._ranges_of(o.id)
+            anomalous = bool(ranges)
+            behaviour = o.behaviour
+            if not anomalous and o.anomaly_type and behaviour == o.anomaly_type:
+                behaviour = None  # its anomaly happens outside this clip
+            out.append(VideoObject(id=o.id, category=o.category, attributes=dict(o.attributes), boxes=nb,
+                                   anomalous=anomalous, anomaly_type=o.anomaly_type if anomalous else None,
+                                   anomaly_ranges=ranges, behaviour=behaviour,
+                                   caption=o.caption if anomalous == o.anomalous else None, centroids=cents,
+                                   extra=dict(o.extra)))
+        return out
+
+    def gt_tracks(self) -> np.ndarray:
+        """(M, 6) int64 ``[track_id, frame, x1, y1, x2, y2]`` in clip frames at the clip size; track
+        ids are the source video's (see the class doc)."""
+        rows = self.anomaly_rows
+        if not len(rows):
+            return np.zeros((0, 6), np.int64)
+        boxes = self._anomalous_boxes(rows)
+        out = []
+        for tid, (oid, s, e) in zip(self._track_of, rows):
+            for t in range(int(s), int(e) + 1):
+                b = boxes.get((int(oid), t))
+                if b is not None:
+                    out.append((tid, t, *b))
+        return np.array(out, dtype=np.int64).reshape(-1, 6)
+
+
+def clip_videos(clips: Iterable[Clip], videos: Mapping[str, Video] | Iterable[Video]) -> list[ClipVideo]:
+    """The clips as `ClipVideo`s over their source videos (given as a list or {name: Video})."""
+    if not isinstance(videos, Mapping):
+        videos = {v.name: v for v in videos}
+    return [ClipVideo(c, _video_for(c, videos)) for c in clips]

@@ -37,7 +37,8 @@ def evaluate_dialogues(model: TVAD, records: Sequence[dict], clips: ClipStore,
         ans = model.answer(msgs, clip, n)
         preds.append({"id": r["id"], "turn": i, "type": t["type"], "kind": t.get("kind"),
                       "question": msgs[-1]["content"], "answer": ans, "references": t["references"],
-                      "truth": t.get("truth"), "label": r["clip"].get("label")})
+                      "truth": t.get("truth"), "label": r["clip"].get("label"),
+                      "dataset": r["clip"].get("source") or ""})  # Table 3's column
     return dialogue_metrics(preds), preds
 
 

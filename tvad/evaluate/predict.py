@@ -20,7 +20,7 @@ import torch
 from tqdm.auto import tqdm
 
 from tvad.baselines import framediff_heatmaps
-from tvad.data import load_split
+from tvad.data import protocol
 from tvad.evaluate.dialogues import evaluate_model, example_dialogue
 from tvad.evaluate.store import (
     HEATMAP_METHODS,
@@ -49,10 +49,29 @@ from tvad.model.decoder_heatmap import decoder_heatmaps
 from tvad.model.detector import find_checkpoint
 from tvad.model.tvad import TVAD
 from tvad.train import stage1
+from tvad.train.coverage import source_sequences
 from tvad.train.clips import ClipResolver, ClipStore, HeatmapView, corpus_records, load_records
 from tvad.train.features import FeatureCache
 
-HEATMAP_SPLITS = {"val": "validation", "test_seen": "test_seen", "test": "test"}  # result key -> dataset split
+HEATMAP_SPLITS = {"val": "validation", "test_seen": "test_seen", "test": "test"}  # result key -> clip split
+CLIP_INDEX = "clips.jsonl"  # notebook 01's clip index in the run dir (tvad.data.protocol)
+
+
+def run_clips(run, split: str, dataset: str | None = None) -> list:
+    """The run's clips of `split` (one dataset, or all) as `ClipVideo`s, from notebook 01's index."""
+    cfg = run.config
+    path = run.dir / CLIP_INDEX
+    if not path.exists():
+        raise EvalError(f"{path}: no clip index (run notebook 01_dataset_construction first)")
+    return protocol.load_clips(path, cfg.data, split, dataset=dataset, seed=cfg.seed)
+
+
+def all_clips(run) -> list:
+    """Every clip of the run's index (all datasets and splits) as `ClipVideo`s."""
+    cfg = run.config
+    index = protocol.read_clip_index(run.dir / CLIP_INDEX, cfg.data, cfg.seed)
+    return [v for sp in dict.fromkeys(c.split for c in index.clips)
+            for v in protocol.load_clips(index, cfg.data, sp, seed=cfg.seed)]
 
 
 DIALOGUE_IMPORTS = {"rae": "rae", "no_rae": "no_rae", "backbone": "backbone_zero_shot",  # stage-2 file -> variant
@@ -111,11 +130,13 @@ def predict_heatmaps(run, force: bool = False, methods: Sequence[str] = ("ahd", 
         _log(log, f"[eval] heatmap predictions exist for {list(splits)} x {list(methods)} (force=True redoes them)")
         return HeatmapRun(list(splits), list(methods), {}, [f"{sp}/{m}" for sp in splits for m in methods])
     bb = from_config(cfg.backbone)
-    cache = FeatureCache(d / "features", bb, cfg.backbone.layers)
-    vids = {k: load_split(cfg.data, HEATMAP_SPLITS.get(k, k), root=run.resolve(cfg.data.root), seed=cfg.seed)
-            for k in set(splits) | {"train"}}
-    samples = {k: stage1.prepare(v, cache, fps=cfg.data.video_fps, progress=progress, desc=f"features {k}")
-               for k, v in vids.items()}
+    cache = FeatureCache(d / "features", bb, bb.resolve_layers(cfg.backbone.layers))
+    # the configured dataset's clips (Table 2 is the AHD's); a split it lacks (test_seen beyond the
+    # synthetic set) is left out
+    vids = {k: run_clips(run, HEATMAP_SPLITS.get(k, k), dataset=cfg.data.dataset) for k in set(splits) | {"train"}}
+    vids = {k: v for k, v in vids.items() if v or k == "train"}
+    splits = [sp for sp in splits if sp in vids]
+    samples = {k: stage1.prepare(v, cache, progress=progress, desc=f"features {k}") for k, v in vids.items()}
     seconds["features"] = time.time() - t0
     meta = stage1.backbone_meta(bb, cfg)
     best = find_checkpoint(d)
@@ -128,40 +149,45 @@ def predict_heatmaps(run, force: bool = False, methods: Sequence[str] = ("ahd", 
             return out / "best"
         s1 = dataclasses.replace(cfg.stage1, seed=seed)
         train = samples["train"] if method == "ahd" else one_shot_samples(samples["train"], seed)
-        ahd = build_ahd(bb, cfg.ahd, cfg.backbone.layers, cfg.data.dataset, cfg.backbone.text_encoder, seed=seed)
+        ahd = build_ahd(bb, cfg.ahd, bb.resolve_layers(cfg.backbone.layers), cfg.data.dataset, cfg.backbone.text_encoder, seed=seed)
         _log(log, f"[eval] training {method} (seed {seed}) on {len(train)} clips' videos")
         res = stage1.train(ahd, train, samples.get("val") or [], s1, out, eval_cfg=cfg.eval, meta=meta,
                            frame_score=cfg.ahd.frame_score, topk=cfg.ahd.topk, progress=progress, resume=not force)
         return res.best_dir
 
-    heat_cache: dict[tuple[str, str], dict] = {}
+    heat_cache: dict[tuple[str, str], dict] = {}  # per clip, for the examples
+
+    def save(split, method, heat, **kw):
+        """Per-clip heatmaps -> per source video over its covered frames (tvad.train.coverage), saved."""
+        _, h, _ = source_sequences(samples[split], heat, {n: np.zeros(len(x)) for n, x in heat.items()})
+        save_heatmap_predictions(d, split, method, *scores_and_regions(h, thr, *kw.pop("score", ())), **kw)
+
     for split in splits:
         ss = samples[split]
-        save_heatmap_gt(d, split, {s.name: s.frame_labels for s in ss}, {s.name: s.gt_tracks for s in ss},
-                        {s.name: s.anomaly_type for s in ss})
+        seqs, _, _ = source_sequences(ss, {s.name: np.zeros(1) for s in ss}, {s.name: np.zeros(1) for s in ss})
+        save_heatmap_gt(d, split, {s.name: s.frame_labels for s in seqs}, {s.name: s.gt_tracks for s in seqs},
+                        {s.name: s.anomaly_type for s in seqs})
         for method in todo[split]:
             t1 = time.time()
             if method in ("ahd", "ahd_one_shot"):
                 for seed in seeds:
-                    ahd, _ = load_ahd(ahd_for(method, seed), backbone_identity=bb.identity, layers=cfg.backbone.layers)
+                    ahd, _ = load_ahd(ahd_for(method, seed), backbone_identity=bb.identity, layers=bb.resolve_layers(cfg.backbone.layers))
                     ahd = ahd.to(bb.device)
                     heat = {s.name: stage1.predict(ahd, s, cfg.ahd.frame_score, cfg.ahd.topk)[0] for s in ss}
                     if seed == seeds[0]:
                         heat_cache[(split, method)] = heat
-                    save_heatmap_predictions(d, split, method, *scores_and_regions(heat, thr, cfg.ahd.frame_score,
-                                                                                    cfg.ahd.topk), seed=seed)
+                    save(split, method, heat, score=(cfg.ahd.frame_score, cfg.ahd.topk), seed=seed)
             elif method == "framediff":
                 heat = {s.name: framediff_heatmaps(np.asarray(v.read_frames())) for s, v in zip(ss, vids[split])}
                 heat_cache[(split, method)] = heat
-                save_heatmap_predictions(d, split, method, *scores_and_regions(heat, thr))
+                save(split, method, heat)
             elif method == "decoder":
                 heat = _decoder_split(run, bb, vids[split], ss, decoder_max_videos, progress)
                 if heat is None:
                     skipped.append(f"{split}/decoder")
                     continue
                 heat_cache[(split, method)] = heat
-                save_heatmap_predictions(d, split, method, *scores_and_regions(heat, thr),
-                                         meta={"videos": len(heat)})
+                save(split, method, heat, meta={"videos": len(heat)})
             else:
                 raise EvalError(f"unknown heatmap method {method!r}; known: {list(HEATMAP_METHODS)}")
             seconds[f"{split}.{method}"] = time.time() - t1
@@ -185,7 +211,7 @@ def _decoder_model(run, bb):
     if key not in _DECODER_MODEL:
         _DECODER_MODEL.clear()
         _DECODER_MODEL[key] = TVAD(bb, None, None, rae=None, use_rae=False, use_ahd=False,
-                                   meta={"fps": float(run.config.data.video_fps)})
+                                   meta={"fps": float(run.config.data.clip_fps or run.config.data.video_fps)})
     return _DECODER_MODEL[key]
 
 
@@ -201,7 +227,7 @@ def _decoder_split(run, bb, videos, samples, max_videos, progress) -> dict | Non
         return None
     out = {}
     for s, v in tqdm(pairs, desc="decoder heatmaps", disable=not progress):
-        out[s.name] = decoder_heatmaps(model, np.asarray(v.read_frames()), fps=run.config.data.video_fps)
+        out[s.name] = decoder_heatmaps(model, np.asarray(v.read_frames()), fps=v.fps)
     if max_videos is not None:  # the metrics need every video of the split: the others get zero heat
         for s in samples:
             if s.name not in out:
@@ -225,11 +251,11 @@ def _save_examples(run, bb, videos, samples, heat_cache, n, best_dir, progress, 
             if h is None or (m == "decoder" and not np.asarray(h).any()):
                 if m == "ahd":
                     if ahd is None:
-                        ahd, _ = load_ahd(best_dir, backbone_identity=bb.identity, layers=cfg.backbone.layers)
+                        ahd, _ = load_ahd(best_dir, backbone_identity=bb.identity, layers=bb.resolve_layers(cfg.backbone.layers))
                         ahd = ahd.to(bb.device)
                     h = stage1.predict(ahd, s, cfg.ahd.frame_score, cfg.ahd.topk)[0]
                 elif m == "decoder":
-                    h = decoder_heatmaps(_decoder_model(run, bb), frames, fps=cfg.data.video_fps)
+                    h = decoder_heatmaps(_decoder_model(run, bb), frames, fps=v.fps)
                 else:
                     h = framediff_heatmaps(frames)
             heat[m] = h
@@ -243,7 +269,7 @@ def _save_examples(run, bb, videos, samples, heat_cache, n, best_dir, progress, 
             tracks = tracks[(tracks[:, 1] >= a) & (tracks[:, 1] < a + max_frames)].copy()
             tracks[:, 1] -= a
         save_example(run.dir, s.name, frames, masks, heat, tracks, {"type": s.anomaly_type, "first_frame": a,
-                                                                     "fps": float(cfg.data.video_fps)})
+                                                                     "fps": float(v.fps)})
     torch.set_grad_enabled(True)
 
 
@@ -325,9 +351,7 @@ def predict_dialogues(run, force: bool = False, variants: Sequence[str] = ("back
     if todo:
 
         records = load_records(test_file)
-        vids = [v for s in ("train", "validation", "test")
-                for v in load_split(cfg.data, s, root=run.resolve(cfg.data.root), seed=cfg.seed)]
-        resolver = ClipResolver(vids)
+        resolver = ClipResolver(all_clips(run))
         for v in todo:
             t0 = time.time()
             if v == "no_ahd":
@@ -370,8 +394,7 @@ def save_dialogue_example(run, force: bool = False, max_new_tokens: int | None =
 
     cfg = run.config
     model = load(rae_final)
-    vids = [v for v in load_split(cfg.data, "test", root=run.resolve(cfg.data.root), seed=cfg.seed)]
-    clips = ClipStore(model, ClipResolver(vids), d / "stage2" / "clips",
+    clips = ClipStore(model, ClipResolver(all_clips(run)), d / "stage2" / "clips",
                              video_embeds=cfg.stage2.video_input == "embeds")
     ex = example_dialogue(model, load_records(test_file), clips,
                                  max_new_tokens or cfg.stage2.eval_max_new_tokens)

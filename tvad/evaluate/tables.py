@@ -119,15 +119,31 @@ def _heatmap_seeds(run_dir, split: str, method: str, gt: GroundTruth, eval_cfg) 
     return out
 
 
-def _dialogue_seeds(run_dir, variant: str) -> list[dict[str, float]]:
-    """dialogue_metrics of each saved seed of one variant; an error names the prediction file."""
+def _dialogue_seeds(run_dir, variant: str, dataset: str | None = None) -> list[dict[str, float]]:
+    """dialogue_metrics of each saved seed of one variant (only the answers about clips of `dataset`,
+    when given); an error names the prediction file."""
     out = []
     for seed, preds in load_dialogue_predictions(run_dir, variant).items():
+        if dataset is not None:
+            preds = [p for p in preds if (p.get("dataset") or "") == dataset]
+            if not preds:
+                continue
         try:
             out.append(dialogue_metrics(preds))
         except (ValueError, KeyError, TypeError) as e:
             raise EvalError(f"{dialogue_path(run_dir, variant, seed)}: {e}") from None
     return out
+
+
+DATASET_ORDER = ("shanghaitech", "ubnormal", "synthetic")  # Table 3's columns in the paper's order
+
+
+def dialogue_datasets(run_dir) -> list[str]:
+    """The datasets the saved dialogue answers are about (their clips' source), paper order first;
+    answers saved before the field existed count as one unnamed dataset ("")."""
+    have = {p.get("dataset") or "" for v in dialogue_variants(run_dir)
+            for preds in load_dialogue_predictions(run_dir, v).values() for p in preds}
+    return [d for d in DATASET_ORDER if d in have] + sorted(have - set(DATASET_ORDER))
 
 
 def roc_curve(scores: Mapping[str, Any], gt: GroundTruth) -> tuple[np.ndarray, np.ndarray, float]:
@@ -295,20 +311,33 @@ def table2(run_dir, cfg=None) -> Table:
 
 
 def table3(run_dir, cfg=None) -> Table:
-    """Target / Trajectory BLEU-4 and Yes/No (balanced) accuracy of each dialogue variant."""
+    """Target / Trajectory BLEU-4 and Yes/No (balanced) accuracy of each dialogue variant: over all
+    held-out dialogues, and per dataset (the paper's ShanghaiTech / UBnormal columns) when the
+    answers are about clips of more than one."""
+    sets = dialogue_datasets(run_dir)
+    per_dataset = len(sets) > 1
     rows = []
-    for v in [v for v in dialogue_variants(run_dir) if v not in TABLE4_ONLY]:
-        per_seed = _dialogue_seeds(run_dir, v)
-        rows.append({"variant_key": v, "method": DIALOGUE_VARIANTS.get(v, v),
-                     "bleu4_target": _cell((m["bleu4_target"] for m in per_seed), 1.0, 2),
-                     "bleu4_trajectory": _cell((m["bleu4_trajectory"] for m in per_seed), 1.0, 2),
-                     "yes_no_accuracy": _cell(m.get("yes_no_accuracy", math.nan) for m in per_seed),
-                     "yes_no_balanced_accuracy": _cell(m.get("yes_no_balanced_accuracy", math.nan) for m in per_seed)})
+    for ds in ([None] + sets if per_dataset else [None]):
+        for v in [v for v in dialogue_variants(run_dir) if v not in TABLE4_ONLY]:
+            per_seed = _dialogue_seeds(run_dir, v, ds)
+            if ds is not None and not per_seed:
+                continue
+            row = {"variant_key": v if ds is None else f"{ds}.{v}", "method": DIALOGUE_VARIANTS.get(v, v),
+                   "bleu4_target": _cell((m["bleu4_target"] for m in per_seed), 1.0, 2),
+                   "bleu4_trajectory": _cell((m["bleu4_trajectory"] for m in per_seed), 1.0, 2),
+                   "yes_no_accuracy": _cell(m.get("yes_no_accuracy", math.nan) for m in per_seed),
+                   "yes_no_balanced_accuracy": _cell(m.get("yes_no_balanced_accuracy", math.nan) for m in per_seed)}
+            if per_dataset:
+                row = {"dataset": ds or "all", **row}
+            rows.append(row)
+    cols = [("method", "Method"), ("bleu4_target", "Target BLEU-4"), ("bleu4_trajectory", "Trajectory BLEU-4"),
+            ("yes_no_accuracy", "Yes/No acc."), ("yes_no_balanced_accuracy", "Yes/No bal. acc.")]
     return Table("table3", "Table 3 analogue: dialogue answers on held-out clips (BLEU-4, accuracy %)",
-                 [("method", "Method"), ("bleu4_target", "Target BLEU-4"), ("bleu4_trajectory", "Trajectory BLEU-4"),
-                  ("yes_no_accuracy", "Yes/No acc."), ("yes_no_balanced_accuracy", "Yes/No bal. acc.")], rows,
+                 ([("dataset", "Dataset")] if per_dataset else []) + cols, rows,
                  ["BLEU-4: sacrebleu sentence BLEU against the best reference, macro over answers; Yes/No "
-                  "from the answer's leading word (unparsed answers count as wrong)"])
+                  "from the answer's leading word (unparsed answers count as wrong)"]
+                 + (["Dataset: the clips' source (ShanghaiTech: its held-out validation clips; UBnormal and the "
+                     "synthetic set: their test clips); 'all': every held-out dialogue"] if per_dataset else []))
 
 
 def table4(run_dir, cfg=None, split: str | None = None) -> Table:

@@ -7,7 +7,7 @@ full T-VAD with prompt injection (eq. 13); detection, chat, building and loading
     answer, history = model.chat("clip.mp4", "Is there any anomaly in this video?")
 
     detector = load_detector("runs/cpu")   # the backbone + stage-1 AHD alone (TVADDetector)
-    ahd = build_ahd(backbone, cfg.ahd, cfg.backbone.layers)          # stage 1's fresh AHD
+    ahd = build_ahd(backbone, cfg.ahd, backbone.resolve_layers(cfg.backbone.layers))  # stage 1's fresh AHD
     model = build_model(cfg, ahd_dir, use_rae=True, meta={})         # stage 2's fresh model
     save_model(model, out_dir)                                       # a checkpoint `load` restores
 

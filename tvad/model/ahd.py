@@ -283,6 +283,9 @@ def load_ahd(path: str | os.PathLike, backbone_identity: str | None = None,
     if backbone_identity is not None and bb.get("identity") != backbone_identity:
         raise ValueError(f"{p}: checkpoint was trained on backbone {bb.get('identity')} ({bb.get('path')}), "
                          f"not on the loaded backbone {backbone_identity}")
+    if isinstance(layers, str):  # e.g. "auto": the caller must resolve it on its backbone first
+        raise ValueError(f"{p}: load_ahd needs the resolved list of ViT blocks, got {layers!r} "
+                         f"(pass Backbone.resolve_layers({layers!r}))")
     if layers is not None and sorted(int(l) for l in layers) != sorted(bb.get("layers", [])):
         raise ValueError(f"{p}: checkpoint uses ViT blocks {bb.get('layers')}, not {sorted(layers)}")
     try:

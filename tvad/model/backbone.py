@@ -6,6 +6,7 @@ pretrained backbone of the `cpu` preset (`assets/tiny-qwen2.5-vl`, same architec
 
     bb = from_pretrained("assets/tiny-qwen2.5-vl")                 # or "Qwen/Qwen2.5-VL-7B-Instruct"
     vf = bb.visual_features(frames, layers=[0, 1, 2, 3], fps=8.0)  # frames uint8 (N, H, W, 3)
+    bb.resolve_layers("auto")  # [0, 1, 3] here: block 0 + the full-attention blocks (7B: [0, 7, 15, 23, 31])
     vf.features[3]            # (T, h, w, D_3), T = ceil(N / 2), raster order
     vf.merged                 # (T * h/2 * w/2, D_p) video tokens, what the decoder sees (or None)
     F_c = bb.text_features(["A short surveillance clip ...", ...])   # (K, D)
@@ -125,6 +126,76 @@ def video_pixel_cap(num_frames: int, height: int, width: int, max_tokens: int, m
                         f"pixels per frame), {groups * least} in all; raise the budget or use fewer frames")
 
 
+AUTO_LAYERS = "auto"  # backbone.layers: block 0 plus the checkpoint's full-attention blocks
+
+
+def _check_blocks(layers: list[int], depth: int) -> list[int]:
+    """`layers` (ints) non-empty, unique and within a ViT of `depth` blocks; BackboneError otherwise."""
+    if not layers:
+        raise BackboneError("no ViT blocks chosen")
+    bad = [l for l in layers if not 0 <= l < depth]
+    if bad:
+        raise BackboneError(f"ViT block(s) {bad} out of range: this backbone has {depth} blocks (0-indexed)")
+    if len(set(layers)) != len(layers):
+        raise BackboneError(f"repeated ViT blocks in {layers}")
+    return layers
+
+
+def _vision_field(vision_config, name: str):
+    """A field of a vision config given as a transformers config object or a plain dict (config.json's
+    "vision_config"); None when absent."""
+    if isinstance(vision_config, dict):
+        return vision_config.get(name)
+    return getattr(vision_config, name, None)
+
+
+def resolve_layers(spec: Sequence[int] | str, vision_config, source: str | None = None) -> list[int]:
+    """The ViT blocks `backbone.layers` names, for a checkpoint with `vision_config` (its
+    `Qwen2_5_VLVisionConfig` or config.json's "vision_config" dict).
+
+    spec "auto": eq. 3's block set S as METHOD.md restores it from the authors' released code, block 0
+    plus the full-attention blocks (`fullatt_block_indexes`), sorted
+    (7B: depth 32, full attention at 7/15/23/31 -> [0, 7, 15, 23, 31]; the tiny asset: depth 4,
+    [1, 3] -> [0, 1, 3]). An explicit list of ints is returned as given after `check_layers`'s
+    checks (non-empty, unique, 0 <= l < depth). Anything else, a block beyond the depth, or "auto"
+    on a config without full-attention blocks raises a one-line BackboneError (naming `source`,
+    the checkpoint, when given).
+    """
+    where = f"backbone {source}: " if source else ""
+    depth = _vision_field(vision_config, "depth")
+    if isinstance(depth, bool) or not isinstance(depth, (int, np.integer)) or depth < 1:
+        raise BackboneError(f"{where}vision config has no valid 'depth' (got {depth!r}); cannot resolve ViT blocks")
+    depth = int(depth)
+    if isinstance(spec, str):
+        if spec != AUTO_LAYERS:
+            raise BackboneError(f"{where}backbone.layers must be {AUTO_LAYERS!r} or a list of ViT block indices, "
+                                f"got {spec!r}")
+        full = _vision_field(vision_config, "fullatt_block_indexes")
+        if full is None or isinstance(full, (str, bytes)) or not hasattr(full, "__iter__") or not list(full):
+            raise BackboneError(f"{where}backbone.layers='auto' needs the vision config's fullatt_block_indexes "
+                                f"(got {full!r}); list the ViT blocks explicitly")
+        full = list(full)
+        if any(isinstance(l, bool) or not isinstance(l, (int, np.integer)) for l in full):
+            raise BackboneError(f"{where}vision config's fullatt_block_indexes {full!r} are not all integers")
+        bad = [int(l) for l in full if not 0 <= int(l) < depth]
+        if bad:
+            raise BackboneError(f"{where}vision config's fullatt_block_indexes {bad} out of range: its ViT has "
+                                f"{depth} blocks (0-indexed)")
+        return sorted({0} | {int(l) for l in full})
+    if isinstance(spec, (bytes, dict)) or not hasattr(spec, "__iter__"):
+        raise BackboneError(f"{where}backbone.layers must be {AUTO_LAYERS!r} or a list of ViT block indices, "
+                            f"got {spec!r}")
+    items = list(spec)
+    bad = [l for l in items if isinstance(l, bool) or not isinstance(l, (int, np.integer))]
+    if bad:
+        raise BackboneError(f"{where}backbone.layers must be {AUTO_LAYERS!r} or a list of ViT block indices, "
+                            f"got {items!r}")
+    try:
+        return _check_blocks([int(l) for l in items], depth)
+    except BackboneError as e:
+        raise BackboneError(f"{where}{e}") from None
+
+
 class Backbone:
     """A frozen Qwen2.5-VL: `model` (Qwen2_5_VLForConditionalGeneration), `processor`."""
 
@@ -164,21 +235,21 @@ class Backbone:
         """D: the width of the text features (the decoder's hidden size)."""
         return int(self.model.config.text_config.hidden_size)
 
-    def layer_dims(self, layers: Sequence[int]) -> dict[int, int]:
-        """{l: D_l}; every block of Qwen2.5-VL's ViT has the same width."""
-        self.check_layers(layers)
-        return {int(l): int(self.vision_config.hidden_size) for l in layers}
+    def layer_dims(self, layers: Sequence[int] | str) -> dict[int, int]:
+        """{l: D_l} for the blocks `layers` names (a list or "auto", `resolve_layers`); every block
+        of Qwen2.5-VL's ViT has the same width."""
+        layers = self.resolve_layers(layers) if isinstance(layers, str) else self.check_layers(layers)
+        return {l: int(self.vision_config.hidden_size) for l in layers}
 
     def check_layers(self, layers: Sequence[int]) -> list[int]:
-        layers = [int(l) for l in layers]
-        if not layers:
-            raise BackboneError("no ViT blocks chosen")
-        bad = [l for l in layers if not 0 <= l < self.depth]
-        if bad:
-            raise BackboneError(f"ViT block(s) {bad} out of range: this backbone has {self.depth} blocks (0-indexed)")
-        if len(set(layers)) != len(layers):
-            raise BackboneError(f"repeated ViT blocks in {layers}")
-        return layers
+        return _check_blocks([int(l) for l in layers], self.depth)
+
+    def resolve_layers(self, spec: Sequence[int] | str) -> list[int]:
+        """`backbone.layers` made concrete for this checkpoint: "auto" -> block 0 plus the
+        full-attention blocks of its vision config (7B: [0, 7, 15, 23, 31]); a list is checked as
+        `check_layers` does and returned as given. See the module function `resolve_layers`."""
+        return resolve_layers(spec, self.vision_config,
+                              source=self.source or getattr(self.model.config, "_name_or_path", None) or None)
 
     @property
     def identity(self) -> str:
@@ -237,15 +308,15 @@ class Backbone:
 
     # -- eq. 3: visual features ------------------------------------------------------------
     @torch.no_grad()
-    def visual_features(self, frames, layers: Sequence[int], merged: bool = False,
+    def visual_features(self, frames, layers: Sequence[int] | str, merged: bool = False,
                         fps: float | None = None) -> VisualFeatures:
         """Block outputs F_l in raster order (eq. 3), and optionally the merged video tokens V.
 
-        frames: uint8 (N, H, W, 3), N >= 2. layers: 0-indexed ViT blocks.
+        frames: uint8 (N, H, W, 3), N >= 2. layers: 0-indexed ViT blocks, or "auto" (`resolve_layers`).
         Returns features {l: (T, h, w, D_l)} (float32 on the model's device). Blocks after
         max(layers) are not run unless `merged=True` (V needs the whole tower).
         """
-        layers = self.check_layers(layers)
+        layers = self.resolve_layers(layers) if isinstance(layers, str) else self.check_layers(layers)
         inputs = self.preprocess(frames, fps)
         return self.features_from_pixels(inputs["pixel_values_videos"], inputs["video_grid_thw"], layers,
                                          merged=merged, num_frames=len(frames))

@@ -1,6 +1,7 @@
 """Building models from a configuration: a fresh AHD for stage 1, a full T-VAD for stage 2.
 
-    ahd = build_ahd(backbone, cfg.ahd, cfg.backbone.layers, cfg.data.dataset, cfg.backbone.text_encoder, seed=0)
+    ahd = build_ahd(backbone, cfg.ahd, backbone.resolve_layers(cfg.backbone.layers), cfg.data.dataset,
+                    cfg.backbone.text_encoder, seed=0)
     model = build_model(cfg, run_dir / "stage1" / "best", use_rae=True, meta={"fps": 1.0})
 
 Restoring a trained model is `tvad.model.load` (`checkpoint.py`); the backbone alone is
@@ -20,9 +21,10 @@ from tvad.model.tvad import TVAD
 from tvad.prompts import class_prompts
 
 
-def build_ahd(backbone, ahd_cfg, layers: Sequence[int], dataset: str = "synthetic", text_encoder: str = "embeddings",
-              seed: int = 0) -> AHD:
-    """An AHD for `backbone`'s chosen blocks with the class text features of `dataset`'s prompts."""
+def build_ahd(backbone, ahd_cfg, layers: Sequence[int] | str, dataset: str = "synthetic",
+              text_encoder: str = "embeddings", seed: int = 0) -> AHD:
+    """An AHD for `backbone`'s chosen blocks (`layers`: a list, or "auto", `Backbone.resolve_layers`) with
+    the class text features of `dataset`'s prompts."""
     torch.manual_seed(seed)
     ahd = AHD(backbone.layer_dims(layers), ahd_cfg.text_dim or backbone.text_dim, ahd_cfg.hidden,
               ahd_cfg.layer_weighting, ahd_cfg.logit_scale, ahd_cfg.learnable_scale)
@@ -35,9 +37,9 @@ def build_ahd(backbone, ahd_cfg, layers: Sequence[int], dataset: str = "syntheti
 
 def build_model(cfg, ahd_dir: Path, use_rae: bool, meta: dict) -> TVAD:
     """A fresh stage-2 model: the configured backbone, the stage-1 AHD checkpoint at `ahd_dir`
-    (checked against that backbone and `cfg.backbone.layers`), and a new RAE (`cfg.rae`, seeded
+    (checked against that backbone and `cfg.backbone.layers` as it resolves on it), and a new RAE (`cfg.rae`, seeded
     with `cfg.stage2.seed`) when `use_rae`; `meta` gains `stage2.video_max_tokens`."""
     bb = from_config(cfg.backbone)
-    ahd, ahd_meta = load_ahd(ahd_dir, backbone_identity=bb.identity, layers=cfg.backbone.layers)
+    ahd, ahd_meta = load_ahd(ahd_dir, backbone_identity=bb.identity, layers=bb.resolve_layers(cfg.backbone.layers))
     meta = {"video_max_tokens": cfg.stage2.video_max_tokens, **meta}
     return TVAD.build(bb, ahd, ahd_meta, cfg.rae, use_rae=use_rae, seed=int(cfg.stage2.seed), meta=meta)

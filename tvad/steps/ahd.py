@@ -1,6 +1,8 @@
-"""Notebook 02 (stage 1, the AHD) in one call: the frozen backbone's features of every split cached,
-the AHD trained (or its checkpoint found), evaluated on val / test_seen / test beside frame
-differencing; results/02_ahd_training.json.
+"""Notebook 02 (stage 1, the AHD) in one call: the frozen backbone's features of every clip of the
+configured dataset cached (the clips of notebook 01's index, `tvad.steps.dataset.clip_split`), the
+AHD trained on the training clips (or its checkpoint found), evaluated on the validation / test
+(/ test_seen) clips beside frame differencing, the metrics per source video over the frames its
+clips cover (`tvad.train.coverage`); results/02_ahd_training.json.
 
     out = run_stage1(run)              # Stage1Outputs: results, history, best_dir, samples
     ex = examples(out, "test", n=4)    # frames, GT, AHD and frame-differencing heatmaps to show
@@ -17,14 +19,15 @@ from typing import Any
 import numpy as np
 
 from tvad.baselines import framediff_heatmaps, framediff_scores
-from tvad.data import load_split
 from tvad.model.ahd import load_ahd
 from tvad.model.backbone import from_config
 from tvad.model.build import build_ahd
 from tvad.train.features import FeatureCache
+from tvad.steps.dataset import clip_split
+from tvad.train.coverage import source_sequences
 from tvad.train.stage1 import ResumeMismatch, backbone_meta, cache_key, evaluate, evaluate_heatmaps, prepare, train
 
-SPLITS = {"train": "train", "val": "validation", "test_seen": "test_seen", "test": "test"}  # result key -> dataset split
+SPLITS = {"train": "train", "val": "validation", "test_seen": "test_seen", "test": "test"}  # result key -> clip split
 
 
 @dataclass
@@ -44,20 +47,23 @@ def run_stage1(run, force: bool = False, progress: bool = True, log=print) -> St
     cfg = run.config
     out_dir = run.dir / "stage1"
     t0 = time.time()
-    videos = {k: load_split(cfg.data, s, root=run.resolve(cfg.data.root), seed=cfg.seed) for k, s in SPLITS.items()}
-    log("[stage1] data: " + ", ".join(f"{k} {len(v)}" for k, v in videos.items()) + f" ({time.time() - t0:.0f}s)")
+    # the configured dataset's clips (stage 1 is the AHD of Table 2: not trained on ShanghaiTech);
+    # test_seen only where the dataset has it (the synthetic set)
+    videos = {k: clip_split(run, s, dataset=cfg.data.dataset) for k, s in SPLITS.items()}
+    videos = {k: v for k, v in videos.items() if v or k != "test_seen"}
+    log("[stage1] clips: " + ", ".join(f"{k} {len(v)}" for k, v in videos.items()) + f" ({time.time() - t0:.0f}s)")
     bb = from_config(cfg.backbone)
-    cache = FeatureCache(run.dir / "features", bb, cfg.backbone.layers)
+    cache = FeatureCache(run.dir / "features", bb, bb.resolve_layers(cfg.backbone.layers))
     samples, feat_s = {}, {}
     for k, vs in videos.items():
         t = time.time()
         m0 = cache.misses
-        samples[k] = prepare(vs, cache, fps=cfg.data.video_fps, progress=progress, desc=f"features {k}")
+        samples[k] = prepare(vs, cache, progress=progress, desc=f"features {k}")  # at each clip's own rate
         feat_s[k] = (time.time() - t, cache.misses - m0)
     # timing: recompute the train split's features once (uncached) against reading them from the cache
     t = time.time()
     for v in videos["train"][: min(4, len(videos["train"]))]:
-        bb.visual_features(np.asarray(v.read_frames()), cfg.backbone.layers, fps=cfg.data.video_fps)
+        bb.visual_features(np.asarray(v.read_frames()), bb.resolve_layers(cfg.backbone.layers), fps=v.fps)
     per_video_compute = (time.time() - t) / max(1, min(4, len(videos["train"])))
     t = time.time()
     for v in videos["train"]:
@@ -66,7 +72,7 @@ def run_stage1(run, force: bool = False, progress: bool = True, log=print) -> St
     meta = backbone_meta(bb, cfg)
     best_dir = out_dir / "best"
     if force or not (best_dir / "ahd.json").exists():
-        ahd = build_ahd(bb, cfg.ahd, cfg.backbone.layers, cfg.data.dataset, cfg.backbone.text_encoder,
+        ahd = build_ahd(bb, cfg.ahd, bb.resolve_layers(cfg.backbone.layers), cfg.data.dataset, cfg.backbone.text_encoder,
                         seed=cfg.stage1.seed)
         kw = dict(eval_cfg=cfg.eval, meta=meta, frame_score=cfg.ahd.frame_score, topk=cfg.ahd.topk,
                   progress=progress, log=log)
@@ -77,17 +83,17 @@ def run_stage1(run, force: bool = False, progress: bool = True, log=print) -> St
             res = train(ahd, samples["train"], samples["val"], cfg.stage1, out_dir, resume=False, **kw)
         best_dir = res.best_dir
     history = json.loads((out_dir / "history.json").read_text()) if (out_dir / "history.json").exists() else {}
-    ahd, _ = load_ahd(best_dir, backbone_identity=bb.identity, layers=cfg.backbone.layers)
+    ahd, _ = load_ahd(best_dir, backbone_identity=bb.identity, layers=bb.resolve_layers(cfg.backbone.layers))
     ahd = ahd.to(bb.device)
     results: dict[str, Any] = {}
     heat, fd = {}, {}
-    for k in ("val", "test_seen", "test"):
+    for k in [k for k in ("val", "test_seen", "test") if k in samples]:
         m, heat[k] = evaluate(ahd, samples[k], cfg.eval, cfg.ahd.frame_score, cfg.ahd.topk, per_type=(k == "test"))
         for name, v in m.items():
             results[f"ahd.{k}.{name}"] = v
         fd[k] = {v.name: framediff_heatmaps(np.asarray(v.read_frames())) for v in videos[k]}
-        fm = evaluate_heatmaps(fd[k], {n: framediff_scores(h) for n, h in fd[k].items()}, samples[k], cfg.eval,
-                               per_type=(k == "test"))
+        seqs, fdh, fds = source_sequences(samples[k], fd[k], {n: framediff_scores(h) for n, h in fd[k].items()})
+        fm = evaluate_heatmaps(fdh, fds, seqs, cfg.eval, per_type=(k == "test"))
         for name, v in fm.items():
             results[f"framediff.{k}.{name}"] = v
     ep = history.get("epoch_seconds") or [float("nan")]
@@ -98,7 +104,8 @@ def run_stage1(run, force: bool = False, progress: bool = True, log=print) -> St
         "timing.feature_s_per_video": per_video_compute,
         "timing.cache_read_s_per_video": read_s / max(1, n_train),
         "stage1.best_epoch": (history.get("best") or {}).get("epoch"),
-        "stage1.train_videos": n_train, "stage1.backbone": bb.identity,
+        "stage1.train_videos": len({v.meta.get("source_video", v.name) for v in videos["train"]}),
+        "stage1.train_clips": n_train, "stage1.backbone": bb.identity,
     })
     results["timing.cache_speedup"] = results["timing.epoch_recompute_s"] / max(1e-9, results["timing.epoch_cached_s"])
     run.write_results("02_ahd_training", results)

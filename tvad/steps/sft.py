@@ -16,12 +16,12 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from tvad.corpus import build_corpora
-from tvad.data import load_split
 from tvad.evaluate.dialogues import evaluate_model, judgement_auroc, judgement_scores
 from tvad.io import atomic_write_json
 from tvad.model import load
 from tvad.model.build import build_model
 from tvad.model.detector import find_checkpoint
+from tvad.steps.dataset import clip_split, heldout_clips
 from tvad.train.clips import ClipResolver, ClipStore, HeatmapView, check_clips, corpus_records, load_records
 from tvad.train.common import torch_threads
 from tvad.train.stage2 import lora_layers, train_phase
@@ -56,6 +56,17 @@ def test_records(run, videos: Sequence[Any], force: bool = False, seed: int = 0,
     return load_records(d / "phase_b.val.jsonl")
 
 
+def truncated_dialogues(model, records: Sequence[dict], clips: ClipStore, max_length: int) -> list[str]:
+    """The ids of the dialogues that `max_length` cuts (later turns dropped whole; `encode_dialogue`)
+    with the model's prompt block and each clip's video tokens: the paper's budget must keep them whole."""
+    cut = []
+    for r in records:
+        enc = model.encode(r["messages"], clips.get(r["clip"]), max_length=max_length)
+        if enc.num_turns < sum(m["role"] == "assistant" for m in r["messages"]):
+            cut.append(str(r.get("id")))
+    return cut
+
+
 def run_stage2(run, force: bool = False, progress: bool = True, log: Callable[[str], None] = print,
                variants: Sequence[str] = VARIANTS) -> Stage2Outputs:
     """Notebook 03 in one call (see `_run_stage2`), with `stage2.cpu_threads` torch threads on CPU."""
@@ -77,17 +88,22 @@ def _run_stage2(run, force: bool = False, progress: bool = True, log: Callable[[
     seconds: dict[str, float] = {}
     t0 = time.time()
     recs = corpus_records(run)
-    videos = {k: list(load_split(cfg.data, s, root=run.resolve(cfg.data.root), seed=cfg.seed))
-              for k, s in (("train", "train"), ("val", "validation"))}
-    # Every held-out dialogue set the model is scored on: "test" (the contract, Table 3), and beside it
-    # the validation dialogues (for choosing stage-2 settings without looking at test) and, where the
-    # dataset has them, new videos of the training anomaly types ("test_seen", synthetic only).
+    # the clips of notebook 01's index (every dataset): the corpora's, and the held-out ones
+    videos = {"train": clip_split(run, "train"), "val": clip_split(run, "validation")}
+    held = heldout_clips(run)
+    # Every held-out dialogue set the model is scored on: "test" (the contract, Table 3: every dataset's
+    # held-out clips), and beside it the validation dialogues (for choosing stage-2 settings without
+    # looking at test) and, where the dataset has them, new videos of the training anomaly types
+    # ("test_seen", synthetic only; skipped elsewhere).
     heldout: dict[str, list[dict]] = {}
     for split in dict.fromkeys(["test", *s2.eval_splits]):
         if split == "val":
             heldout["val"] = recs["b.val"]
             continue
-        videos[split] = list(load_split(cfg.data, split, root=run.resolve(cfg.data.root), seed=cfg.seed))
+        if split not in held:
+            log(f"[stage2] no {split} clips in this dataset: its dialogues are skipped")
+            continue
+        videos[split] = held[split]
         heldout[split] = test_records(run, videos[split], force=force, seed=cfg.seed, split=split)
     test = heldout["test"]
     resolver = ClipResolver([v for vs in videos.values() for v in vs])
@@ -131,6 +147,12 @@ def _run_stage2(run, force: bool = False, progress: bool = True, log: Callable[[
                 if split != "val":
                     check_clips(rs, clips, progress=progress, desc=f"clips {split}")
             seconds["clips"] = time.time() - t2
+            cut = {k: truncated_dialogues(model, recs[k], clips, s2.max_length)
+                   for k in ("a.train", "a.val", "b.train", "b.val")}
+            results["stage2.truncated_dialogues"] = sum(len(v) for v in cut.values())
+            if results["stage2.truncated_dialogues"]:
+                log(f"[stage2] {results['stage2.truncated_dialogues']} dialogue(s) over max_length "
+                    f"{s2.max_length} lose their last turns: " + ", ".join(i for v in cut.values() for i in v[:3]))
         clips.model = model
         # rae_oracle reads the clips' ground-truth masks where the others read the AHD's heatmaps
         vclips = HeatmapView(clips, "ground_truth", resolver) if variant == "rae_oracle" else clips

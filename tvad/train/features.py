@@ -37,8 +37,10 @@ class FeatureCacheError(ValueError):
 
 
 class FeatureCache:
-    def __init__(self, root: str | os.PathLike, backbone, layers: Sequence[int], fps: float | None = None):
+    def __init__(self, root: str | os.PathLike, backbone, layers: Sequence[int] | str, fps: float | None = None):
         self.backbone = backbone
+        if isinstance(layers, str):  # "auto": the blocks this backbone's config names (Backbone.resolve_layers)
+            layers = backbone.resolve_layers(layers)
         self.layers = sorted(int(l) for l in layers)
         backbone.check_layers(self.layers)
         self.identity = backbone.identity

@@ -25,6 +25,7 @@ checkpoints); several CPU processes: `ACCELERATE_USE_CPU=1 accelerate launch --m
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -43,6 +44,7 @@ from tqdm.auto import tqdm
 from tvad.io import atomic_write_json, json_default
 from tvad.metrics import macro_auc, micro_auc, operating_point, rbdc_tbdc, regions_from_heatmaps, tracks_from_masks
 from tvad.model.ahd import AHD, ahd_loss, frame_scores, heat_to_frames, load_ahd, pair_merge, save_ahd
+from tvad.train.coverage import source_sequences
 from tvad.train.common import Killed
 
 
@@ -116,10 +118,15 @@ def prepare(videos: Sequence, cache, fps: float | None = None, progress: bool = 
 def cache_key(v) -> str:
     """The cache's video key: the file path with its size and mtime (a regenerated file is new)."""
     p = Path(getattr(v, "path", "") or "")
+    frames = (getattr(v, "meta", None) or {}).get("frame_indices")
+    clip = ""
+    if frames is not None:  # a clip: several share the source file
+        h = hashlib.sha256(json.dumps([int(f) for f in frames]).encode()).hexdigest()[:16]
+        clip = f"|{video_name(v)}|{'x'.join(str(int(x)) for x in v.size)}|{h}"
     if p.is_file():
         st = p.stat()
-        return f"{p.resolve()}|{st.st_size}|{st.st_mtime_ns}"
-    return f"{getattr(v, 'split', '')}/{video_name(v)}"
+        return f"{p.resolve()}|{st.st_size}|{st.st_mtime_ns}{clip}"
+    return f"{getattr(v, 'split', '')}/{video_name(v)}{clip}"
 
 
 def clips(samples: Sequence[Sample], clip_frames: int) -> list[tuple[int, int, int]]:
@@ -207,11 +214,13 @@ def _safe(fn, default=float("nan")):
 
 def evaluate(ahd: AHD, samples: Sequence[Sample], eval_cfg=None, frame_score: str = "max", topk: int = 16,
              per_type: bool = False) -> tuple[dict[str, float], dict[str, np.ndarray]]:
-    """(metrics, {name: heat (N, H, W)}) of the AHD on samples."""
+    """(metrics, {name: heat (N, H, W)}) of the AHD on samples: the metrics per source video over
+    the frames its (non-overlapping) clips cover (`tvad.train.coverage`), the heatmaps per sample."""
     heat, scores = {}, {}
     for s in samples:
         heat[s.name], scores[s.name] = predict(ahd, s, frame_score, topk)
-    return evaluate_heatmaps(heat, scores, samples, eval_cfg, per_type), heat
+    seqs, sheat, sscores = source_sequences(samples, heat, scores)  # clips -> their source videos' covered frames
+    return evaluate_heatmaps(sheat, sscores, seqs, eval_cfg, per_type), heat
 
 
 # -- checkpoints: save_ahd / load_ahd live in tvad.model.ahd (the detector needs them) ----------
@@ -479,7 +488,7 @@ def train(ahd: AHD, train_samples: Sequence[Sample], val_samples: Sequence[Sampl
 def backbone_meta(backbone, cfg) -> dict:
     """What a checkpoint records about the backbone it was trained on."""
     return {"backbone": {"path": str(cfg.backbone.path), "identity": backbone.identity,
-                         "layers": sorted(int(l) for l in cfg.backbone.layers),
+                         "layers": sorted(backbone.resolve_layers(cfg.backbone.layers)),  # "auto" resolved
                          "text_encoder": cfg.backbone.text_encoder, "max_pixels": cfg.backbone.max_pixels,
                          "dtype": cfg.backbone.dtype},
             "frame_score": cfg.ahd.frame_score, "topk": cfg.ahd.topk}
