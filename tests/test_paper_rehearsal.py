@@ -216,16 +216,17 @@ def test_table3_has_each_dataset_in_the_papers_order(rehearsal):
 
 def test_feature_cache_is_bounded_by_the_clip_index(rehearsal):
     """Upper bound: every clip of the index cached once at its own frames, fp16, every configured
-    block: ceil(T/2) x (H'/14) x (W'/14) x D x len(layers) x 2 bytes, H'xW' = smart_resize of the
+    block: ceil(T/2) x (H'/14) x (W'/14) x D x |resolved layers| x 2 bytes, H'xW' = smart_resize of the
     clip size under max_pixels; +10% and 64 KiB per clip for safetensors headers and file blocks.
     Caching whole source videos at the clip rate, or clips at a smaller size, stays under it."""
     from tvad.data.video import smart_resize
+    from tvad.model.backbone import resolve_layers
 
     run_dir = rehearsal["run_dir"]
     cfg = _config(run_dir)
     vision = json.loads((REPO / BACKBONE / "config.json").read_text())["vision_config"]
     dims = max(vision["hidden_size"], vision["out_hidden_size"])
-    layers = len(cfg["backbone"]["layers"])
+    layers = len(resolve_layers(cfg["backbone"]["layers"], vision))  # "auto": block 0 + full-attention blocks
     bound = 0
     for c in _clips(run_dir):
         h, w = smart_resize(*c["size"], max_pixels=cfg["backbone"]["max_pixels"])
