@@ -39,7 +39,7 @@ CHAIN_TIMEOUT_S = 15 * 60  # the chain's wall-clock limit (a few minutes expecte
 # The tiny backbone's weights are ~10 MB: what dominates is one clip's activations at 476x868
 # (20 x 34 x 62 ViT tokens; 1,280 video tokens + text through the LM with attentions kept). 8 GiB
 # is that measurement plus 40%; a regression to caching whole videos' frames or every clip at once
-# would pass it.
+# would exceed it.
 RSS_BOUND_BYTES = 8 * 2**30
 SOURCE_RATE = {"ubnormal": 30.0, "shanghaitech": 24.0}  # the fixture trees' frame rates
 CLIP_FIELDS = {"name", "video", "path", "source", "split", "frames", "labels", "size", "fps", "video_split"}
