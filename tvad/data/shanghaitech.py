@@ -218,7 +218,7 @@ def _test_video(root: Path, name: str, fps: float, tracks_dir: Path | None,
     T = len(frames)
     fm_p = root / "testing" / "test_frame_mask" / f"{name}.npy"
     if not fm_p.exists():
-        raise DataError(f"{fm_p}: missing frame mask")
+        raise DataError(f"{fm_p}: missing frame mask of test video {name} ({fdir})")
     try:
         fm = np.load(fm_p).reshape(-1)
     except Exception as e:
@@ -227,7 +227,7 @@ def _test_video(root: Path, name: str, fps: float, tracks_dir: Path | None,
         raise DataError(f"{fm_p}: {len(fm)} frame labels for {T} frames in {fdir}")
     pm_p = root / "testing" / "test_pixel_mask" / f"{name}.npy"
     if not pm_p.exists():
-        raise DataError(f"{pm_p}: missing pixel mask")
+        raise DataError(f"{pm_p}: missing pixel mask of test video {name} ({fdir})")
     shape = _npy_shape(pm_p)
     if shape != (T, h, w):
         raise DataError(f"{pm_p}: pixel mask shape {shape} does not match the video's ({T}, {h}, {w})")

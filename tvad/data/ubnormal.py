@@ -284,6 +284,15 @@ def _png_frames(ann_dir: Path, name: str) -> set[int]:
     return out
 
 
+def _video_file(root: Path, name: str) -> Path | None:
+    """The mp4 of video `name`: in its scene folder, else anywhere under Scene*/ (None if absent)."""
+    mp4 = root / f"Scene{scene_of(name)}" / f"{name}.mp4"
+    if mp4.exists():
+        return mp4
+    hits = sorted(root.glob(f"Scene*/{name}.mp4"))
+    return hits[0] if hits else None
+
+
 def load_video(root: str | os.PathLike, name: str, kind: str | None = None, split: str | None = None,
                categories: dict[int, str] | None = None, check: str = "headers",
                problems: Problems | None = None) -> UBnormalVideo:
@@ -355,7 +364,8 @@ def load(root: str | os.PathLike, split: str, strict: bool = True, check: str = 
     with its own ``scripts/{abnormal,normal}_{split}_video_names.txt``), abnormal then normal,
     in split-file order.
 
-    strict: bad input raises `DataError` naming the file; False skips the video (or the bad
+    strict: bad input raises `DataError` naming the file (a split file listing a video whose
+            mp4 is missing: the split file and the video); False skips the video (or the bad
             tracks row), counts and reports it in the returned list's ``.skipped``.
     check:  "fast" (png count + first png header), "headers" (every png header: size and
             readability; default) or "full" (decode every png).
@@ -374,6 +384,16 @@ def load(root: str | os.PathLike, split: str, strict: bool = True, check: str = 
         table = {}
     videos = []
     for name, kind in names:
+        split_file = root / "scripts" / f"{kind}_{split_file_word(split)}_video_names.txt"
+        try:
+            scene = scene_of(name)
+        except DataError as e:
+            problems(split_file, f"lists {e}", item=name)
+            continue
+        if _video_file(root, name) is None:
+            problems(split_file, f"lists video {name!r}: no such video file "
+                     f"{root / ('Scene' + scene) / (name + '.mp4')}", item=name)
+            continue
         try:
             videos.append(load_video(root, name, kind, split, table.get(name), check, problems))
         except DataError as e:
