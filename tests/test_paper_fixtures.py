@@ -50,7 +50,7 @@ def test_ubnormal_tree_loads_every_split_with_its_labels(trees):
 def test_shanghaitech_tree_loads_with_masks(trees):
     _, st = trees
     train, test = shanghaitech.load(st.root, "train"), shanghaitech.load(st.root, "test")
-    assert [v.name for v in train] == ["01_001", "02_002"] and all(v.label == 0 for v in train)
+    assert [v.name for v in train] == ["01_001"] and all(v.label == 0 for v in train)
     assert [v.name for v in test] == ["01_0014", "03_0031", "04_0001"] and [v.label for v in test] == [1, 1, 0]
     for v in [*train, *test]:
         s = st.by_name(v.name)
@@ -70,18 +70,18 @@ def test_durations_give_the_clip_cases(trees):
     for c in clips:
         per.setdefault(c.video, []).append(c)
         assert 8 <= c.num_frames <= 40 and np.all(np.diff(c.frames) == round(vids[0].fps if c.source == "ubnormal" else 24))
-    assert len(per["abnormal_scene_1_scenario_1"]) == 3 and len(per["abnormal_scene_4_scenario_1"]) == 3
-    assert len(per["01_001"]) >= 2 and "normal_scene_2_scenario_4" not in per  # 6 s: too short
-    assert len(per["normal_scene_1_scenario_2"]) == 1
+    assert len(per["01_001"]) == 2 and "normal_scene_2_scenario_4" not in per  # 45 s: two; 6 s: too short
+    assert [c.frames[0] for c in per["01_001"]] == [0, 8 * 24]  # overlapping: starts 8 s apart
+    assert all(len(per[v.name]) == 1 for v in ub.videos if v.name in per)  # UBnormal's: one clip each
 
 
 def test_writers_are_deterministic(tmp_path):
-    specs = [UBNORMAL_VIDEOS[3]]
+    specs = [UBNORMAL_VIDEOS[2]]
     a, b = write_ubnormal_tree(tmp_path / "a", specs), write_ubnormal_tree(tmp_path / "b", specs)
     n = specs[0].name
     for rel in (f"Scene2/{n}_annotations/{n}_0100_gt.png", f"Scene2/{n}.mp4"):
         assert (a.root / rel).read_bytes() == (b.root / rel).read_bytes()
-    c = write_shanghaitech_tree(tmp_path / "c", [SHANGHAITECH_VIDEOS[3]], seed=5)
-    d = write_shanghaitech_tree(tmp_path / "d", [SHANGHAITECH_VIDEOS[3]], seed=6)
+    c = write_shanghaitech_tree(tmp_path / "c", [SHANGHAITECH_VIDEOS[2]], seed=5)
+    d = write_shanghaitech_tree(tmp_path / "d", [SHANGHAITECH_VIDEOS[2]], seed=6)
     rel = "testing/test_pixel_mask/03_0031.npy"
     assert not np.array_equal(np.load(c.root / rel), np.load(d.root / rel))  # the seed matters
