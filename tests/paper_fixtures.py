@@ -24,7 +24,12 @@ ShanghaiTech: training/videos/{SS}_{VVV}.avi (24 fps, normal), testing/frames/{S
 
 from __future__ import annotations
 
+import os
 import pickle
+import signal
+import subprocess
+import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
@@ -215,3 +220,56 @@ def write_shanghaitech_tree(root, videos: Sequence[FixtureVideo] = SHANGHAITECH_
         np.save(pm / f"{v.name}.npy", mask)
         np.save(fm / f"{v.name}.npy", mask.reshape(len(mask), -1).any(1).astype(np.int64))
     return _tally(FixtureTree(root, list(videos), fps, tuple(size)))
+
+
+# -- the rehearsal's chain, started early ------------------------------------------------------------
+# Shared by tests/test_paper_rehearsal.py and tests/conftest.py (this module has one name for both).
+REPO = Path(__file__).resolve().parents[1]
+BACKBONE = "assets/tiny-qwen2.5-vl"
+CHAIN_TIMEOUT_S = 40 * 60  # the chain's wall-clock limit on a 2-core machine
+
+# Runs the chain as its child and reports the child's peak RSS: getrusage(RUSAGE_CHILDREN) in a
+# fresh process counts only the chain's processes (the largest one waited for), not pytest's others.
+_WRAPPER = """
+import json, resource, subprocess, sys, time
+t = time.monotonic()
+rc = subprocess.call(sys.argv[2:])
+ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+json.dump({"rc": rc, "wall_s": time.monotonic() - t, "maxrss_kib": ru.ru_maxrss}, open(sys.argv[1], "w"))
+sys.exit(rc)
+"""
+
+
+REHEARSAL: dict = {}  # the chain started early by conftest (start_rehearsal), waited for by the fixture
+
+
+def start_rehearsal(root: Path) -> dict:
+    """Write the trees into `root` and start the paper-preset chain on them in the background.
+    `tests/conftest.py` calls this as soon as collection selects the rehearsal, so on a machine with
+    cores to spare the chain runs beside the rest of the suite; the fixture waits for it."""
+    root.mkdir(parents=True, exist_ok=True)
+    t = time.monotonic()
+    ub = write_ubnormal_tree(root / "ubnormal")
+    st = write_shanghaitech_tree(root / "shanghaitech")
+    trees_s = time.monotonic() - t
+    run_dir, log, usage = root / "run", root / "chain.log", root / "usage.json"
+    cmd = [sys.executable, "-c", _WRAPPER, str(usage), sys.executable, "-m", "tvad.cli", "pipeline",
+           "--preset", "paper", "--run-dir", str(run_dir),
+           "-p", f"backbone.path={BACKBONE}", "-p", "backbone.device=cpu",
+           "-p", f"data.root={ub.root}", "-p", f"data.shanghaitech_root={st.root}"]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "MPLBACKEND": "Agg"}
+    out = open(log, "w")
+    proc = subprocess.Popen(cmd, cwd=REPO, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    REHEARSAL.update(proc=proc, out=out, root=root, ub=ub, st=st, trees_s=trees_s, run_dir=run_dir, log=log,
+                    usage=usage, t0=time.monotonic())
+    return REHEARSAL
+
+
+def stop_rehearsal() -> None:
+    """Kill a chain still running (the session ended early): the wrapper, cli, papermill, kernels."""
+    proc = REHEARSAL.get("proc")
+    if proc is not None and proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+

@@ -28,11 +28,10 @@ import numpy as np
 import pytest
 import yaml
 
-from tests.paper_fixtures import write_shanghaitech_tree, write_ubnormal_tree
+from tests.paper_fixtures import (BACKBONE, CHAIN_TIMEOUT_S, REHEARSAL, start_rehearsal, stop_rehearsal,
+                                  write_shanghaitech_tree, write_ubnormal_tree)
 
 REPO = Path(__file__).resolve().parents[1]
-BACKBONE = "assets/tiny-qwen2.5-vl"
-CHAIN_TIMEOUT_S = 40 * 60  # the chain's wall-clock limit on a 2-core machine
 # Peak RSS of the largest process of the chain (cli, papermill, a notebook kernel). Measured on the
 # fixture (2026-12-03, clip protocol at 7e7fe7a, chain up to notebook 04's dialogue answers): 5.68 GiB
 # (notebook 04: decoder-attention heatmaps of 40-frame 476x868 clips; notebooks 02-03 peak ~1.9 GiB).
@@ -46,16 +45,6 @@ CLIP_FIELDS = {"name", "video", "path", "source", "split", "frames", "labels", "
 
 pytestmark = [pytest.mark.notebook, pytest.mark.timeout(CHAIN_TIMEOUT_S + 300)]
 
-# Runs the chain as its child and reports the child's peak RSS: getrusage(RUSAGE_CHILDREN) in a
-# fresh process counts only the chain's processes (the largest one waited for), not pytest's others.
-_WRAPPER = """
-import json, resource, subprocess, sys, time
-t = time.monotonic()
-rc = subprocess.call(sys.argv[2:])
-ru = resource.getrusage(resource.RUSAGE_CHILDREN)
-json.dump({"rc": rc, "wall_s": time.monotonic() - t, "maxrss_kib": ru.ru_maxrss}, open(sys.argv[1], "w"))
-sys.exit(rc)
-"""
 
 
 def _notebook_errors(run_dir: Path) -> str:
@@ -86,28 +75,20 @@ def _du(path: Path) -> int:
 
 @pytest.fixture(scope="module")
 def rehearsal(tmp_path_factory) -> dict:
-    keep = os.environ.get("TVAD_REHEARSAL_DIR")  # a folder to keep trees + run in (pytest's tmp rotates)
-    root = Path(keep) if keep else tmp_path_factory.mktemp("rehearsal")
-    if keep and any(root.iterdir() if root.exists() else ()):
-        pytest.fail(f"{root}: TVAD_REHEARSAL_DIR must be empty or absent", pytrace=False)
-    root.mkdir(parents=True, exist_ok=True)
-    t = time.monotonic()
-    ub = write_ubnormal_tree(root / "ubnormal")
-    st = write_shanghaitech_tree(root / "shanghaitech")
-    trees_s = time.monotonic() - t
-    run_dir, log, usage = root / "run", root / "chain.log", root / "usage.json"
-    cmd = [sys.executable, "-c", _WRAPPER, str(usage), sys.executable, "-m", "tvad.cli", "pipeline",
-           "--preset", "paper", "--run-dir", str(run_dir),
-           "-p", f"backbone.path={BACKBONE}", "-p", "backbone.device=cpu",
-           "-p", f"data.root={ub.root}", "-p", f"data.shanghaitech_root={st.root}"]
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "MPLBACKEND": "Agg"}
-    with open(log, "w") as out:
-        proc = subprocess.Popen(cmd, cwd=REPO, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
-        try:
-            proc.wait(timeout=CHAIN_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)  # the wrapper, the cli, papermill and its kernels
-            proc.wait()
+    if not REHEARSAL:  # run alone (not started early by conftest): start it now
+        keep = os.environ.get("TVAD_REHEARSAL_DIR")  # a folder to keep trees + run in (pytest's tmp rotates)
+        root = Path(keep) if keep else tmp_path_factory.mktemp("rehearsal")
+        if keep and any(root.iterdir() if root.exists() else ()):
+            pytest.fail(f"{root}: TVAD_REHEARSAL_DIR must be empty or absent", pytrace=False)
+        start_rehearsal(root)
+    S = REHEARSAL
+    proc, ub, st, trees_s, run_dir, log, usage = (S[k] for k in ("proc", "ub", "st", "trees_s", "run_dir", "log",
+                                                                  "usage"))
+    try:
+        proc.wait(timeout=max(1.0, CHAIN_TIMEOUT_S - (time.monotonic() - S["t0"])))
+    except subprocess.TimeoutExpired:
+        stop_rehearsal()
+    S["out"].close()
     tail = log.read_text(errors="replace")[-6000:]
     measured = json.loads(usage.read_text()) if usage.exists() else {}
     info = {"run_dir": run_dir, "ub": ub, "st": st, "trees_s": trees_s, "usage": measured, "log": log,
