@@ -100,7 +100,8 @@ UBNORMAL_VIDEOS: tuple[FixtureVideo, ...] = (
 )
 
 SHANGHAITECH_VIDEOS: tuple[FixtureVideo, ...] = (
-    FixtureVideo("01_001", "train", 45),  # 45 s: two overlapping 1 fps clips (frames 0-39 and 8-44)
+    FixtureVideo("01_001", "train", 45),  # 45 s: two overlapping 1 fps clips (frames 0-39 and 8-44) ...
+    FixtureVideo("02_002", "train", 44),  # ... and another: the re-partition holds out one normal source
     FixtureVideo("01_0014", "test", 12, anomaly=(4, 8)),
     FixtureVideo("03_0031", "test", 10, anomaly=(3, 6)),
     FixtureVideo("04_0001", "test", 8),

@@ -179,3 +179,16 @@ def test_the_released_clip_set_is_read_with_its_frames_as_they_are(tmp_path, sha
     p = protocol.write_index(idx, tmp_path / "run" / "clips.jsonl")
     v = protocol.load_clips(p, cfg.data, "validation", dataset="shanghaitech")
     assert v and v[0].read_frames().shape == (24, 119, 217, 3) and v[0].meta["dataset"] == "shanghaitech"
+
+
+def test_a_shanghaitech_clip_knows_its_anomalous_regions(tmp_path):
+    """ShanghaiTech's anomalies live on mask-derived objects only (no anomaly rows): a clip of a test
+    video still has its anomalous object in the frames it covers, its rows, masks and tracks."""
+    root = build_shanghaitech(tmp_path / "st")
+    src = {v.name: v for v in shanghaitech.load(root, "test")}["01_0014"]
+    assert not len(src.anomaly_rows) and src.label == 1
+    v = ClipVideo(_clip(src, [1, 2, 3], size=(24, 32)), src)
+    assert v.anomaly_rows.tolist() and all(o.anomalous for o in v.objects if o.anomaly_ranges)
+    assert [o.anomalous for o in v.objects].count(True) >= 1
+    assert v.read_masks().any(1).any(1).tolist() == [bool(x) for x in v.frame_labels]
+    assert len(v.gt_tracks()) and set(v.gt_tracks()[:, 1].tolist()) <= {0, 1, 2}

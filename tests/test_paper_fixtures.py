@@ -50,7 +50,7 @@ def test_ubnormal_tree_loads_every_split_with_its_labels(trees):
 def test_shanghaitech_tree_loads_with_masks(trees):
     _, st = trees
     train, test = shanghaitech.load(st.root, "train"), shanghaitech.load(st.root, "test")
-    assert [v.name for v in train] == ["01_001"] and all(v.label == 0 for v in train)
+    assert [v.name for v in train] == ["01_001", "02_002"] and all(v.label == 0 for v in train)
     assert [v.name for v in test] == ["01_0014", "03_0031", "04_0001"] and [v.label for v in test] == [1, 1, 0]
     for v in [*train, *test]:
         s = st.by_name(v.name)
@@ -81,7 +81,7 @@ def test_writers_are_deterministic(tmp_path):
     n = specs[0].name
     for rel in (f"Scene2/{n}_annotations/{n}_0100_gt.png", f"Scene2/{n}.mp4"):
         assert (a.root / rel).read_bytes() == (b.root / rel).read_bytes()
-    c = write_shanghaitech_tree(tmp_path / "c", [SHANGHAITECH_VIDEOS[2]], seed=5)
-    d = write_shanghaitech_tree(tmp_path / "d", [SHANGHAITECH_VIDEOS[2]], seed=6)
+    c = write_shanghaitech_tree(tmp_path / "c", [SHANGHAITECH_VIDEOS[3]], seed=5)
+    d = write_shanghaitech_tree(tmp_path / "d", [SHANGHAITECH_VIDEOS[3]], seed=6)
     rel = "testing/test_pixel_mask/03_0031.npy"
     assert not np.array_equal(np.load(c.root / rel), np.load(d.root / rel))  # the seed matters

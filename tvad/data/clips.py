@@ -304,7 +304,13 @@ class ClipVideo(Video):
         if tuple(int(x) for x in labels) != tuple(clip.labels):
             raise DataError(f"{source.path}: the frame labels of clip {clip.name} differ from the clip index's "
                             f"(the annotations changed since the index was written: rebuild it)")
-        src_rows = source.anomaly_rows[np.argsort(source.anomaly_rows[:, 0], kind="stable")]
+        src_rows = source.anomaly_rows
+        if not len(src_rows) and labels.any():
+            # a source whose anomalies live on its objects only (ShanghaiTech: every masked region is
+            # anomalous, its tracks derived from the masks): the rows from the objects' ranges
+            src_rows = np.array([(o.id, a, b) for o in source.objects for a, b in o.anomaly_ranges],
+                                np.int64).reshape(-1, 3)
+        src_rows = src_rows[np.argsort(src_rows[:, 0], kind="stable")]
         rows, track_of = [], []
         for tid, (oid, s, e) in enumerate(src_rows):
             for a, b in _runs(np.flatnonzero((frames >= s) & (frames <= e))):
