@@ -227,7 +227,7 @@ def write_shanghaitech_tree(root, videos: Sequence[FixtureVideo] = SHANGHAITECH_
 # Shared by tests/test_paper_rehearsal.py and tests/conftest.py (this module has one name for both).
 REPO = Path(__file__).resolve().parents[1]
 BACKBONE = "assets/tiny-qwen2.5-vl"
-CHAIN_TIMEOUT_S = 40 * 60  # the chain's wall-clock limit on a 2-core machine
+CHAIN_TIMEOUT_S = 30 * 60  # the chain's wall-clock limit (about 6 min alone on 2 cores; more beside the suite)
 
 # Runs the chain as its child and reports the child's peak RSS: getrusage(RUSAGE_CHILDREN) in a
 # fresh process counts only the chain's processes (the largest one waited for), not pytest's others.
