@@ -162,16 +162,12 @@ def build_index(data_cfg: Any, seed: int = 0, log: Callable[[str], None] | None 
             skipped += getattr(released, "skipped", [])
             clips += _released(released, data_cfg, seed)
             videos = {RELEASED: released}
-        else:
-            videos = {sp: load(ds, sp) for sp in SOURCE_SPLITS.get(ds, ("train", "validation", "test"))}
-            for vs in videos.values():
-                skipped += getattr(vs, "skipped", [])
-        if RELEASED in videos:
-            pass
         elif ds == "shanghaitech":
             # re-partition (ShanghaiTech has no validation split): which source videos are held out
             # (by their non-overlapping clip counts), then training clips at the stride and held-out
             # clips without overlap
+            videos = {sp: load(ds, sp) for sp in SOURCE_SPLITS["shanghaitech"]}
+            skipped += [s for vs in videos.values() for s in getattr(vs, "skipped", [])]
             pool = [v for vs in videos.values() for v in vs]
             first = _cut(pool, data_cfg, None, val_fraction=0.2, seed=seed)
             skipped += first.skipped
@@ -180,6 +176,8 @@ def build_index(data_cfg: Any, seed: int = 0, log: Callable[[str], None] | None 
                 part = _cut([v for v in pool if side.get(v.name) == split], data_cfg, stride)
                 clips += [dataclasses.replace(c, split=split) for c in part]
         else:
+            videos = {sp: load(ds, sp) for sp in SOURCE_SPLITS.get(ds, ("train", "validation", "test"))}
+            skipped += [s for vs in videos.values() for s in getattr(vs, "skipped", [])]
             for split, vs in videos.items():
                 part = _cut(vs, data_cfg, data_cfg.clip_stride if split == "train" else None)
                 skipped += part.skipped
