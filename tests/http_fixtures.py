@@ -49,6 +49,8 @@ class LoopbackLVLM:
     capacity:    > 0: a request arriving while `capacity` are being served is dropped (the connection
                  closed without a reply), as an overloaded server does.
     answer_limit: >= 0: after that many answers, every request is dropped (a server that goes away).
+    decode:      read the image and answer with its boxes (`boxes_answer`); False: always no instances
+                 (the benchmark: the server's CPU stays out of the client's measurement).
     An item is one image (a hash of its data URL). Every request is logged: {"item", "start", "end",
     "outcome" ("ok", "429", "dropped")} on the monotonic clock; `in_flight_max` is the most requests
     served at once, `requests` the count so far.
@@ -58,8 +60,8 @@ class LoopbackLVLM:
     """
 
     def __init__(self, latency: float = 0.0, *, jitter: float = 0.0, seed: int = 0, retry_after: float = 0.0,
-                 capacity: int = 0, answer_limit: int = -1) -> None:
-        self.latency, self.jitter, self.retry_after = latency, jitter, retry_after
+                 capacity: int = 0, answer_limit: int = -1, decode: bool = True) -> None:
+        self.latency, self.jitter, self.retry_after, self.decode = latency, jitter, retry_after, decode
         self.capacity, self.answer_limit = capacity, answer_limit
         self._rng = random.Random(seed)
         self._lock = threading.Lock()
@@ -125,9 +127,10 @@ class LoopbackLVLM:
                 data = json.dumps({"error": "rate limited"}).encode()
                 return send_json(h, 429, data, {"Retry-After": f"{self.retry_after:g}"})
             time.sleep(delay)
-            raw = base64.b64decode(url.split(",", 1)[1])
-            image = np.asarray(Image.open(io.BytesIO(raw)).convert("RGB"))
-            content = json.dumps(boxes_answer(image))
+            content = json.dumps({"instances": []})
+            if self.decode:
+                raw = base64.b64decode(url.split(",", 1)[1])
+                content = json.dumps(boxes_answer(np.asarray(Image.open(io.BytesIO(raw)).convert("RGB"))))
             outcome = "ok"
             send_json(h, 200, json.dumps({"choices": [{"message": {"role": "assistant", "content": content}}]}).encode())
         except (BrokenPipeError, ConnectionResetError):  # the client went away (killed)

@@ -5,7 +5,6 @@ answer received in the cache, a SIGKILL mid-run resumed exactly, and the pool's 
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import signal
@@ -272,3 +271,17 @@ def test_max_concurrency_from_the_config(monkeypatch):
     for bad in (0, 257, 2.5, True):
         with pytest.raises(AnnotatorError, match="max_concurrency must be an integer in 1..256"):
             HTTPAnnotator("http://127.0.0.1:9/v1", "m", api_key_env=None, max_concurrency=bad)
+
+
+def test_benchmark_runs_tiny(tmp_path):
+    """benchmarks/annotation.py in its smallest mode (a forked loopback server, N = 1 and 4): the
+    record has every N with a positive rate; the numbers are not checked (the machine is shared)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("bench_annotation", REPO / "benchmarks" / "annotation.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    rec = mod.main(["--tiny", "--out", str(tmp_path / "a.json")])
+    assert set(rec["per_n"]) == {"1", "4"} and rec["frames"] == 8
+    assert all(r["frames_per_s"]["median"] > 0 and r["speedup"] > 0 for r in rec["per_n"].values())
+    assert rec["server"]["requests"] == 2 * 8 and 1 <= rec["server"]["in_flight_max"] <= 4
