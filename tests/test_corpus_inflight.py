@@ -285,3 +285,31 @@ def test_benchmark_runs_tiny(tmp_path):
     assert set(rec["per_n"]) == {"1", "4"} and rec["frames"] == 8
     assert all(r["frames_per_s"]["median"] > 0 and r["speedup"] > 0 for r in rec["per_n"].values())
     assert rec["server"]["requests"] == 2 * 8 and 1 <= rec["server"]["in_flight_max"] <= 4
+
+
+def test_ask_interrupted_keeps_what_arrived_and_does_not_wait(tmp_path):
+    """An interrupt (KeyboardInterrupt from the request stream): the records that arrived are cached,
+    the request still running is abandoned (ask returns before it ends), the interrupt propagates."""
+    gate, ended = threading.Event(), threading.Event()
+
+    def quick(f):
+        return lambda: _rec(f)
+
+    def blocked():
+        gate.wait(30)
+        ended.set()
+        return _rec(9)
+
+    def stream():
+        yield Request(_rec(9).key, blocked)
+        for f in range(3):
+            yield Request(_rec(f).key, quick(f))
+        raise KeyboardInterrupt
+
+    with FrameCache(tmp_path / "c.jsonl") as cache:
+        with pytest.raises(KeyboardInterrupt):
+            ask(stream(), cache, workers=2)
+        assert not ended.is_set() and cache.wants(_rec(9).key)
+    gate.set()
+    got = {r.frame for r in read_records(tmp_path / "c.jsonl")}
+    assert 9 not in got and got <= {0, 1, 2} and len(got) >= 1

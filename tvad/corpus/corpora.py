@@ -93,11 +93,12 @@ def build_corpora(videos: Mapping[str, Sequence[Any]] | Iterable[Any], out_dir: 
     annotator:  "oracle" (default), "local" or "http" (options in `annotator_kw`) or an object.
     enhance:    run the anomaly-focused re-extraction (phase B targets come from it); without it,
                 phase B uses the general timelines that ground truth marks anomalous.
-    Frames are asked with the annotator's `max_concurrency` requests in flight (http; 1 otherwise);
-    the corpus is the same whatever the number (records are read back by key, in frame order).
     dialogues_per_clip: dialogues of each phase per clip, from the same timelines with other
                 question wordings, reference orders and Yes/No balancing choices (ids of the
                 extra ones end in "#k"); the annotator is asked once per frame whatever the count.
+
+    Frames are asked with the annotator's `max_concurrency` requests in flight (http; 1 otherwise);
+    the corpus is the same whatever the number (records are read back by key, in frame order).
     """
     if int(dialogues_per_clip) < 1:
         raise ValueError(f"dialogues_per_clip must be >= 1, got {dialogues_per_clip}")
