@@ -112,6 +112,8 @@ def ask(requests: Iterable[Request], cache: FrameCache, *, workers: int = 1,
                 continue
             while len(inflight) >= workers:
                 finish(wait(inflight, return_when=FIRST_COMPLETED)[0])
+            if error is not None:
+                break
             inflight[pool.submit(req.call)] = req
             keys.add(req.key)
         while inflight:
