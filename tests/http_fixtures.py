@@ -51,8 +51,9 @@ class LoopbackLVLM:
     answer_limit: >= 0: after that many answers, every request is dropped (a server that goes away).
     decode:      read the image and answer with its boxes (`boxes_answer`); False: always no instances
                  (the benchmark: the server's CPU stays out of the client's measurement).
-    An item is one image (a hash of its data URL). Every request is logged: {"item", "start", "end",
-    "outcome" ("ok", "429", "dropped")} on the monotonic clock; `in_flight_max` is the most requests
+    An item is one image (a hash of its data URL). Every request is logged: {"item", "start", "sent"
+    (when the reply began; None if none was sent), "end", "outcome" ("ok", "429", "dropped",
+    "client_gone")} on the monotonic clock; `in_flight_max` is the most requests
     served at once, `requests` the count so far.
 
         with LoopbackLVLM(latency=0.2) as srv:
@@ -99,7 +100,7 @@ class LoopbackLVLM:
             return len(self.log)
 
     def _serve(self, h: BaseHTTPRequestHandler) -> None:
-        start, outcome = time.monotonic(), "error"
+        start, outcome, sent = time.monotonic(), "error", None
         body = json.loads(h.rfile.read(int(h.headers["Content-Length"])))
         url = body["messages"][0]["content"][0]["image_url"]["url"]
         item = hashlib.sha1(url.encode()).hexdigest()[:12]
@@ -125,17 +126,19 @@ class LoopbackLVLM:
             if limited:
                 outcome = "429"
                 data = json.dumps({"error": "rate limited"}).encode()
+                sent = time.monotonic()  # the client cannot have the reply before this
                 return send_json(h, 429, data, {"Retry-After": f"{self.retry_after:g}"})
             time.sleep(delay)
             content = json.dumps({"instances": []})
             if self.decode:
                 raw = base64.b64decode(url.split(",", 1)[1])
                 content = json.dumps(boxes_answer(np.asarray(Image.open(io.BytesIO(raw)).convert("RGB"))))
-            outcome = "ok"
+            outcome, sent = "ok", time.monotonic()
             send_json(h, 200, json.dumps({"choices": [{"message": {"role": "assistant", "content": content}}]}).encode())
         except (BrokenPipeError, ConnectionResetError):  # the client went away (killed)
             outcome = "client_gone"
         finally:
             with self._lock:
                 self.in_flight -= 1
-                self.log.append({"item": item, "start": start, "end": time.monotonic(), "outcome": outcome})
+                self.log.append({"item": item, "start": start, "sent": sent, "end": time.monotonic(),
+                                 "outcome": outcome})
