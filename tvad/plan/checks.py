@@ -19,7 +19,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import os
+
 import struct
 from dataclasses import dataclass, field
 from pathlib import Path

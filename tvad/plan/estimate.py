@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from types import SimpleNamespace
-from typing import Any, Sequence
+from typing import Sequence
 
 from tvad.data.clips import Clip
 from tvad.model.backbone import resolve_layers, video_pixel_cap
@@ -214,7 +214,9 @@ def predict(shape: Shapes, cfg, index, seq: dict, n_dialogues: dict | None = Non
     pa = ahd_parameters(dims, int(cfg.ahd.hidden), text_dim)
     h, w = max(((g[1], g[2]) for g in grids.values()), key=lambda x: x[0] * x[1], default=(0, 0))
     tok = int(s1.grad_accum) * int(s1.batch_size) * (int(s1.clip_frames) // 2) * h * w
-    act = tok * (sum(dims.values()) * 6 + int(cfg.ahd.hidden) * 8 + text_dim * 4 + 16)
+    # per position and block: the fp16 feature and its fp32 copy, the MLP's hidden before / after GELU
+    # (fp32), its text_dim output and the normalised copy the cosine makes (eq. 4-5)
+    act = tok * sum(6 * d + 8 * int(cfg.ahd.hidden) + 8 * text_dim for d in dims.values())
     rows = sum(grids[c.name][0] * grids[c.name][1] * grids[c.name][2] for c in train)
     fl = 3 * int(s1.epochs) * ahd_flops(dims, int(cfg.ahd.hidden), text_dim, rows)
     stages.append(Stage("stage1", f"AHD ({pa:,} parameters), {s1.epochs} epochs over {len(train)} training clips",
