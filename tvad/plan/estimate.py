@@ -16,9 +16,19 @@ from dataclasses import dataclass, field
 from types import SimpleNamespace
 from typing import Sequence
 
+import torch
+
 from tvad.data.clips import Clip
 from tvad.model.backbone import resolve_layers, video_pixel_cap
-from tvad.model.flops import H100_BF16_TFLOPS, H100_HBM_TBPS, ahd_flops, ahd_parameters, decoder_flops, vit_flops
+from tvad.model.flops import (
+    H100_BF16_TFLOPS,
+    H100_HBM_TBPS,
+    ahd_flops,
+    ahd_parameters,
+    decoder_flops,
+    vit_flops,
+)
+from tvad.model.rae import RegionAwareAnomalyEncoder
 from tvad.model.tvad import encode_dialogue
 from tvad.train.features import feature_grid, predicted_cache_bytes
 
@@ -170,10 +180,6 @@ def lora_parameters(tcfg, targets: Sequence[str], r: int, layers: int) -> int:
 
 def rae_parameters(cfg, text_dim: int) -> int:
     """The RAE's parameters (eq. 8-12), counted on the meta device (no memory)."""
-    import torch
-
-    from tvad.model.rae import RegionAwareAnomalyEncoder
-
     rc = cfg.rae
     with torch.device("meta"):
         rae = RegionAwareAnomalyEncoder(text_dim, rc.channels, rc.conv_layers, rc.grid, rc.num_base, rc.variant)
