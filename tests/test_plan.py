@@ -167,3 +167,29 @@ def test_the_7b_numbers(trees, tmp_path):
     s2 = next(s for s in plan.stages if s.name == "stage2 rae a")
     assert s2.peak < 80 * 2**30  # one 80 GB GPU holds a stage-2 step at the paper's settings
     assert plan.sequence["tokens"] <= plan.sequence["max_length"]
+
+
+def test_longest_sequence_from_a_corpus(trees, tmp_path):
+    """With a run's corpus the length is measured: text + prompt block + the clip's video tokens under the
+    budget, as the collator encodes the dialogue; a dialogue that leaves no room for the video is a problem."""
+    from tests.stage2_fixtures import TRAIN
+    from tvad.model.tvad import encode_dialogue
+    from tvad.plan import _tokenizer
+    from tvad.plan.checks import check_model
+    from tvad.plan.estimate import Shapes, longest_sequence
+
+    cfg = preset("paper", overrides(trees))
+    info, problems = check_model(cfg.backbone.path)
+    assert problems == []
+    shape, tok = Shapes(info, cfg), _tokenizer(info.path)
+    recs = [json.loads(json.dumps(r)) for r in TRAIN]
+    recs[1]["messages"][-1]["content"] = "It walks along the path, then it runs. " * 20  # the longest
+    seq = longest_sequence(shape, cfg, [], recs, tok)
+    assert seq["source"] == "corpus" and seq["problems"] == [] and seq["clip"] == recs[1]["clip"]["name"]
+    c = recs[1]["clip"]
+    video = shape.video_tokens(c["num_frames"], *c["size"])
+    enc = encode_dialogue(tok, recs[1]["messages"], video, seq["prompts"], int(info.config.video_token_id))
+    assert seq["tokens"] == enc.input_ids.numel() and seq["video"] == video
+    cfg.stage2.max_length = seq["text"] + seq["prompts"]  # no room left for the video
+    bad = longest_sequence(shape, cfg, [], recs, tok)
+    assert len(bad["problems"]) == 1 and repr(recs[1]["id"]) in bad["problems"][0]
