@@ -22,7 +22,14 @@ from tvad.data.protocol import ClipIndex
 from tvad.model.flops import H100_BF16_TFLOPS, H100_HBM_TBPS
 from tvad.model.tvad import PROMPT_TOKENS
 from tvad.plan.checks import ModelInfo, check_data, check_model
-from tvad.plan.estimate import UTILISATION, Shapes, Stage, longest_sequence, predict
+from tvad.plan.estimate import (
+    DISK_GBPS,
+    UTILISATION,
+    Shapes,
+    Stage,
+    longest_sequence,
+    predict,
+)
 from tvad.train.clips import load_records
 
 GiB = 2**30
@@ -88,7 +95,7 @@ def make_plan(cfg: Any, run_dir: str | os.PathLike | None = None, peak_tflops: f
     info, problems = check_model(cfg.backbone.path)
     plan = Plan(cfg.name, info, problems=list(problems),
                 assumptions={"peak_bf16_tflops": peak_tflops, "utilisation": utilisation,
-                             "hbm_tbps": H100_HBM_TBPS, "gpu": "H100-class (80 GB)"})
+                             "hbm_tbps": H100_HBM_TBPS, "disk_gbps": DISK_GBPS, "gpu": "H100-class (80 GB)"})
     if not data:
         return plan
     index, notes, dproblems = check_data(cfg.data, seed=cfg.seed)
@@ -158,7 +165,7 @@ def format_plan(plan: Plan) -> str:
     if plan.stages:
         a = plan.assumptions
         out.append(f"predicted on an {a['gpu']} GPU at {a['peak_bf16_tflops']:g} TFLOP/s bf16 x {a['utilisation']:g} "
-                   f"utilisation ({a['hbm_tbps']:g} TB/s for decoding):")
+                   f"utilisation ({a['hbm_tbps']:g} TB/s for decoding, {a.get('disk_gbps', 2):g} GB/s cache reads):")
         w = max(len(x.name) for x in plan.stages)
         out.append(f"  {'stage'.ljust(w)}  {'GPU peak':>9}  {'disk':>9}  {'PFLOP':>9}  {'time':>9}  what")
         for x in plan.stages:

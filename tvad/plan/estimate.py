@@ -36,6 +36,7 @@ DTYPE_BYTES = {"bfloat16": 2, "float16": 2, "float32": 4}  # backbone.dtype -> b
 UTILISATION = 0.4  # assumed fraction of the peak bf16 rate a step achieves (docs/plan.md: why 0.4)
 DIALOGUE_TOKENS = 486  # text of the longest dialogue without a corpus: the room config.py's video_max_tokens leaves
 EVAL_TURNS = 4  # question-answer turns per held-out dialogue, without a corpus (an assumption)
+DISK_GBPS = 2.0  # assumed read rate of the feature cache's disk, GB/s (a local NVMe; stage 1 reads it every epoch)
 TRAINABLE_BYTES = 16  # per trainable parameter: fp32 weight, fp32 gradient, AdamW's two fp32 moments
 GiB = 2**30
 
@@ -225,9 +226,18 @@ def predict(shape: Shapes, cfg, index, seq: dict, n_dialogues: dict | None = Non
     act = tok * sum(6 * d + 8 * int(cfg.ahd.hidden) + 8 * text_dim for d in dims.values())
     rows = sum(grids[c.name][0] * grids[c.name][1] * grids[c.name][2] for c in train)
     fl = 3 * int(s1.epochs) * ahd_flops(dims, int(cfg.ahd.hidden), text_dim, rows)
-    stages.append(Stage("stage1", f"AHD ({pa:,} parameters), {s1.epochs} epochs over {len(train)} training clips",
-                        {"weights": weights, "AHD + AdamW": pa * TRAINABLE_BYTES, "activations": act},
-                        pa * 4 * 2 + pa * 12, fl, fl / rate))
+    # every epoch reads the training clips' features from the cache (its in-memory LRU holds a few clips)
+    read = int(s1.epochs) * (predicted_cache_bytes([r for r in recs if r.split == "train"], shape.bb, shape.layers)
+                             if train else 0) / (DISK_GBPS * 1e9)
+    s1_stage = Stage("stage1", f"AHD ({pa:,} parameters), {s1.epochs} epochs over {len(train)} training clips "
+                     f"(cache read {read / 60:.1f} min of it)",
+                     {"weights": weights, "AHD + AdamW": pa * TRAINABLE_BYTES, "activations": act},
+                     pa * 4 * 2 + pa * 12, fl, fl / rate + read)
+    stages.append(s1_stage)
+    extra = len({int(x) for x in (cfg.eval.seeds or [])} - {int(s1.seed)})
+    if extra:  # notebook 04 trains the AHD again for each other evaluation seed (tvad.evaluate.predict)
+        stages.append(Stage("stage1 seeds", f"the AHD again for {extra} more evaluation seed(s) (notebook 04)",
+                            dict(s1_stage.memory), extra * s1_stage.disk, extra * fl, extra * s1_stage.seconds))
 
     # notebook 03: stage 2, per variant and phase (TRL SFTTrainer + LoRA)
     s2 = cfg.stage2
