@@ -77,14 +77,31 @@ class Shapes:
         self.wbytes = DTYPE_BYTES.get(str(cfg.backbone.dtype), 4)
         self.factor = vp.patch_size * vp.merge_size
         rae = cfg.rae
+        self._memo: dict = {}
         self.num_prompts = (rae.num_base if rae.variant == "paper" else 0) + rae.grid * rae.grid + 1
 
     def grid(self, n: int, H: int, W: int) -> tuple[int, int, int]:
         """(T', h, w) patch grid of n frames of H x W at backbone.max_pixels."""
-        return feature_grid(self.bb, n, H, W)
+        key = ("grid", int(n), int(H), int(W))
+        if key not in self._memo:
+            self._memo[key] = feature_grid(self.bb, n, H, W)
+        return self._memo[key]
+
+    def vit(self, grid: tuple[int, int, int], **kw) -> int:
+        """vit_flops(...)["total"] of a patch grid (memoised: clips share a few grids)."""
+        key = ("vit", tuple(grid), tuple(sorted(kw.items())))
+        if key not in self._memo:
+            self._memo[key] = vit_flops(self.vcfg, *grid, **kw)["total"]
+        return self._memo[key]
 
     def video_grid(self, n: int, H: int, W: int) -> tuple[int, int, int]:
         """(T', h, w) patch grid of stage 2's video tokens: under stage2.video_max_tokens when set."""
+        key = ("video", int(n), int(H), int(W))
+        if key not in self._memo:
+            self._memo[key] = self._video_grid(int(n), int(H), int(W))
+        return self._memo[key]
+
+    def _video_grid(self, n: int, H: int, W: int) -> tuple[int, int, int]:
         cap = self.cfg.stage2.video_max_tokens
         if cap is None:
             return self.grid(n, H, W)
@@ -208,7 +225,7 @@ def predict(shape: Shapes, cfg, index, seq: dict, n_dialogues: dict | None = Non
     recs = [SimpleNamespace(name=c.name, path=c.path, num_frames=c.num_frames, size=c.size, split=c.split,
                             meta={"frame_indices": list(c.frames)}) for c in own]
     cache = predicted_cache_bytes(recs, shape.bb, shape.layers) if recs else 0
-    fl = sum(vit_flops(vcfg, *grids[c.name], last_block=last, merger=False)["total"] for c in own)
+    fl = sum(shape.vit(grids[c.name], last_block=last, merger=False) for c in own)
     big = max((math.prod(grids[c.name]) for c in index.clips), default=0)
     stages.append(Stage("features", f"ViT blocks {shape.layers} of {len(own)} clips into the cache (fp16)",
                         {"weights": weights, "activations": vit_activation_bytes(vcfg, big, len(shape.layers), b)},
@@ -253,9 +270,9 @@ def predict(shape: Shapes, cfg, index, seq: dict, n_dialogues: dict | None = Non
     per = (3 if s2.gradient_checkpointing else 2) * decoder_flops(tcfg, mean_len)["total"]
     vg = max((shape.video_grid(c.num_frames, *c.size) for c in corpus), key=math.prod, default=(0, 0, 0))
     if s2.video_input == "pixels":
-        per += vit_flops(vcfg, *vg)["total"]
+        per += shape.vit(vg)
     act = decoder_activation_bytes(tcfg, int(s2.max_length), b, bool(s2.gradient_checkpointing))
-    heat_fl = sum(vit_flops(vcfg, *grids[c.name], last_block=last, merger=False)["total"] for c in index.clips
+    heat_fl = sum(shape.vit(grids[c.name], last_block=last, merger=False) for c in index.clips
                   if c.split in ("train", "validation") and c.source != cfg.data.dataset)
     variants = ["rae", "no_rae"] + (["rae_oracle"] if s2.oracle else [])
     steps_saved = lambda n: max(1, int(math.ceil(n * float(s2.epochs) / (int(s2.grad_accum) * int(s2.batch_size)))
