@@ -169,6 +169,19 @@ def test_the_7b_numbers(trees, tmp_path):
     s2 = next(s for s in plan.stages if s.name == "stage2 rae a")
     assert s2.peak < 80 * 2**30  # one 80 GB GPU holds a stage-2 step at the paper's settings
     assert plan.sequence["tokens"] <= plan.sequence["max_length"]
+    # benchmarks/plan_paper.py on the same directory: the paper-scale prediction docs/plan.md prints
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("plan_paper", REPO / "benchmarks" / "plan_paper.py")
+    pp = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(pp)
+    rec = pp.main(["--model", str(d), "--out", str(tmp_path / "p.json")])
+    assert rec["problems"] == [] and json.loads((tmp_path / "p.json").read_text())["totals"] == rec["totals"]
+    want = Counter()
+    for src, split, n, _ in pp.PAPER_CLIPS:
+        want[(src, split)] += n
+    assert {(ds, sp): n for ds, s in rec["clips"].items() for sp, n in s.items()} == dict(want)
+    assert rec["totals"]["peak_bytes"] < 80 * 2**30 and rec["totals"]["seconds"] > 0
 
 
 def test_longest_sequence_from_a_corpus(trees, tmp_path):
@@ -195,16 +208,3 @@ def test_longest_sequence_from_a_corpus(trees, tmp_path):
     cfg.stage2.max_length = seq["text"] + seq["prompts"]  # no room left for the video
     bad = longest_sequence(shape, cfg, [], recs, tok)
     assert len(bad["problems"]) == 1 and repr(recs[1]["id"]) in bad["problems"][0]
-    # benchmarks/plan_paper.py on the same directory: the paper-scale prediction docs/plan.md prints
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("plan_paper", REPO / "benchmarks" / "plan_paper.py")
-    pp = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(pp)
-    rec = pp.main(["--model", str(d), "--out", str(tmp_path / "p.json")])
-    assert rec["problems"] == [] and json.loads((tmp_path / "p.json").read_text())["totals"] == rec["totals"]
-    want = Counter()
-    for src, split, n, _ in pp.PAPER_CLIPS:
-        want[(src, split)] += n
-    assert {(ds, sp): n for ds, s in rec["clips"].items() for sp, n in s.items()} == dict(want)
-    assert rec["totals"]["peak_bytes"] < 80 * 2**30 and rec["totals"]["seconds"] > 0
