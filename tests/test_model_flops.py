@@ -74,3 +74,25 @@ def test_ahd_parameters_and_flops_match_the_ahd():
     assert ahd_parameters(dims, hidden, text_dim) == sum(p.numel() for p in ahd.parameters())
     mlp_weights = sum(m.weight.numel() for m in ahd.modules() if isinstance(m, nn.Linear))
     assert ahd_flops(dims, hidden, text_dim, 10) == 2 * 10 * mlp_weights
+
+
+def test_the_hub_s_legacy_config_layout_counts_the_same():
+    """Qwen2.5-VL-7B-Instruct's config.json as the hub ships it (transformers 4.x: text fields at the top
+    level, `in_chans`, `rope_scaling`) read through Qwen2_5_VLConfig: the 7B's counts."""
+    raw = {"architectures": ["Qwen2_5_VLForConditionalGeneration"], "model_type": "qwen2_5_vl",
+           "bos_token_id": 151643, "eos_token_id": 151645, "vision_start_token_id": 151652,
+           "vision_end_token_id": 151653, "vision_token_id": 151654, "image_token_id": 151655,
+           "video_token_id": 151656, "hidden_act": "silu", "hidden_size": 3584, "intermediate_size": 18944,
+           "max_position_embeddings": 128000, "max_window_layers": 28, "num_attention_heads": 28,
+           "num_hidden_layers": 28, "num_key_value_heads": 4, "rms_norm_eps": 1e-06, "rope_theta": 1000000.0,
+           "sliding_window": 32768, "tie_word_embeddings": False, "torch_dtype": "bfloat16", "use_cache": True,
+           "use_sliding_window": False, "vocab_size": 152064,
+           "rope_scaling": {"type": "mrope", "mrope_section": [16, 24, 24]},
+           "vision_config": {"depth": 32, "hidden_act": "silu", "hidden_size": 1280, "intermediate_size": 3420,
+                             "num_heads": 16, "in_chans": 3, "out_hidden_size": 3584, "patch_size": 14,
+                             "spatial_merge_size": 2, "spatial_patch_size": 14, "window_size": 112,
+                             "fullatt_block_indexes": [7, 15, 23, 31], "tokens_per_second": 2,
+                             "temporal_patch_size": 2}}
+    cfg = Qwen2_5_VLConfig.from_dict(raw)
+    assert parameter_counts(cfg) == parameter_counts(qwen25vl_7b_config())
+    assert cfg.text_config.eos_token_id == 151645 and cfg.video_token_id == 151656
