@@ -146,21 +146,23 @@ def _tokenizer(info: ModelInfo, d: Path, problems: list[str]) -> None:
     info.tokenizer_len = len(tok)
     cfg = info.config
     vocab = tok.get_vocab()
+    wrong = []  # one line for all: a tokenizer of another model shifts every id at once
     for token, name in SPECIAL_TOKENS.items():
-        want = getattr(cfg, name, None)
-        got = vocab.get(token)
+        want, got = getattr(cfg, name, None), vocab.get(token)
         if got is None:
-            problems.append(f"{d}: the tokenizer has no {token} (config {name} = {want}): not a Qwen2.5-VL tokenizer")
+            wrong.append(f"{token} missing (config {name} {want})")
         elif want is not None and int(got) != int(want):
-            problems.append(f"{d}: the tokenizer's {token} is id {got}, the config's {name} is {want} "
-                            "(a tokenizer of another model)")
+            wrong.append(f"{token} {got} (config {name} {want})")
     eos = getattr(cfg.text_config, "eos_token_id", None)
     eos = set(eos if isinstance(eos, (list, tuple)) else [eos]) - {None}
     if tok.eos_token_id is None:
-        problems.append(f"{d}: the tokenizer has no eos token")
+        wrong.append("no eos token")
     elif eos and int(tok.eos_token_id) not in eos:
-        problems.append(f"{d}: the tokenizer's eos {tok.eos_token!r} is id {tok.eos_token_id}, the config's "
-                        f"eos_token_id is {sorted(eos)} (a tokenizer of another model)")
+        want = sorted(eos)[0] if len(eos) == 1 else sorted(eos)
+        wrong.append(f"eos {tok.eos_token!r} {tok.eos_token_id} (config eos_token_id {want})")
+    if wrong:
+        problems.append(f"{d}: the tokenizer's special-token ids are not the config's (a tokenizer of another "
+                        f"model?): {'; '.join(wrong)}")
 
 
 def _processor(info: ModelInfo, d: Path, problems: list[str]) -> None:
