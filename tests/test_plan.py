@@ -209,3 +209,20 @@ def test_longest_sequence_from_a_corpus(trees, tmp_path):
     cfg.stage2.max_length = seq["text"] + seq["prompts"]  # no room left for the video
     bad = longest_sequence(shape, cfg, [], recs, tok)
     assert len(bad["problems"]) == 1 and repr(recs[1]["id"]) in bad["problems"][0]
+
+
+def test_run_dir_corpus_sets_lengths_and_dialogue_counts(trees, tmp_path, capsys):
+    """`--run-dir` with notebook 01's corpora: the sequence is measured ("corpus") and stage 2's dialogue
+    counts are the corpus files' line counts; a run dir without them keeps the estimate, with a note."""
+    from tests.stage2_fixtures import TRAIN
+
+    corpus = tmp_path / "run" / "corpus"
+    corpus.mkdir(parents=True)
+    for ph, n in (("a", 3), ("b", 2)):
+        (corpus / f"phase_{ph}.train.jsonl").write_text("".join(json.dumps({**r, "phase": ph, "id": f"{ph}/train/{i}"})
+                                                                + "\n" for i, r in enumerate(TRAIN[:n])))
+    plan = make_plan(preset("paper", overrides(trees)), run_dir=tmp_path / "run")
+    assert plan.problems == [] and plan.sequence["source"] == "corpus"
+    assert [s.what.split()[0] for s in plan.stages if s.name.startswith("stage2 rae ")] == ["3", "2"]
+    rc, problems, out = run_cli(capsys, trees, extra=["--run-dir", str(tmp_path / "empty")])
+    assert rc == 0 and problems == [] and "no corpus yet" in out and "(estimate:" in out
