@@ -226,3 +226,12 @@ def test_run_dir_corpus_sets_lengths_and_dialogue_counts(trees, tmp_path, capsys
     assert [s.what.split()[0] for s in plan.stages if s.name.startswith("stage2 rae ")] == ["3", "2"]
     rc, problems, out = run_cli(capsys, trees, extra=["--run-dir", str(tmp_path / "empty")])
     assert rc == 0 and problems == [] and "no corpus yet" in out and "(estimate:" in out
+
+
+def test_config_the_checkpoint_cannot_serve(trees, capsys):
+    """ViT blocks beyond the tiny asset's 4, or a video budget below one token per temporal patch of a
+    40-frame clip: one problem line each, no traceback."""
+    rc, problems, _ = run_cli(capsys, trees, extra=["-p", "backbone.layers=[0, 9]"])
+    assert rc == 1 and len(problems) == 1 and "9" in problems[0] and "backbone" in problems[0]
+    rc, problems, _ = run_cli(capsys, trees, extra=["-p", "stage2.video_max_tokens=8"])
+    assert rc == 1 and len(problems) == 1 and "video_max_tokens" in problems[0]

@@ -112,22 +112,33 @@ def make_plan(cfg: Any, run_dir: str | os.PathLike | None = None, peak_tflops: f
     if info.config is None or info.processor is None or index is None or not index.clips:
         plan.notes.append("no predictions: they need a readable model config and processor and the clip index")
         return plan
-    shape = Shapes(info, cfg)
-    corpus, note = _corpus(run_dir)
+    try:  # a config the checkpoint cannot serve (ViT blocks beyond its depth, a budget below one token per patch)
+        shape = Shapes(info, cfg)
+        train = [c for c in index.clips if c.split == "train"]
+        plan.sequence = longest_sequence(shape, cfg, train)
+    except ValueError as e:  # BackboneError, FeatureCacheError are ValueErrors
+        plan.problems.append(f"backbone {cfg.backbone.path}: {e.args[0] if e.args else e}")
+        return plan
+    try:
+        corpus, note = _corpus(run_dir)
+    except (OSError, ValueError) as e:  # a corpus file that breaks the schema names its file and line
+        corpus, note = {}, None
+        plan.problems.append(str(e.args[0]) if isinstance(e, ValueError) and e.args else str(e))
     if note:
         plan.notes.append(note)
-    train = [c for c in index.clips if c.split == "train"]
-    try:
-        tok = _tokenizer(info.path) if corpus else None
-        records = corpus.get("a", []) + corpus.get("b", [])
-        plan.sequence = longest_sequence(shape, cfg, train, records, tok)
-    except Exception as e:  # a corpus the tokenizer cannot render: one line, the estimate instead
-        plan.problems.append(f"{run_dir}: corpus dialogues could not be measured ({type(e).__name__}: {e})")
-        plan.sequence = longest_sequence(shape, cfg, train)
+    if corpus:
+        try:
+            tok = _tokenizer(info.path)
+            plan.sequence = longest_sequence(shape, cfg, train, corpus["a"] + corpus["b"], tok)
+        except Exception as e:  # a corpus the tokenizer cannot render: one line, the estimate stays
+            plan.problems.append(f"{run_dir}: corpus dialogues could not be measured ({type(e).__name__}: {e})")
     plan.problems += plan.sequence.pop("problems")
     n = {"a": len(corpus["a"]), "b": len(corpus["b"]),
          "test": sum(c.split == "test" for c in index.clips)} if corpus else None
-    plan.stages = predict(shape, cfg, index, plan.sequence, n, peak_tflops, utilisation)
+    try:
+        plan.stages = predict(shape, cfg, index, plan.sequence, n, peak_tflops, utilisation)
+    except ValueError as e:
+        plan.problems.append(f"predictions: {e.args[0] if e.args else e}")
     if plan.sequence.get("shrunk"):
         plan.notes.append(f"{plan.sequence['shrunk']} clip(s) over stage2.max_length {cfg.stage2.max_length}: their "
                           "video shrinks to the room their dialogue leaves (tvad.train.clips.dialogue_budgets)")
