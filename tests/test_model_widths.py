@@ -123,5 +123,5 @@ def test_the_7b_processor_fits_a_paper_clip_in_the_paper_budget(written, max_pix
     assert out["pixel_values_videos"].shape == (t * h * w, 3 * 2 * 14 * 14)
     assert abs(np.log((h / w) / (476 / 868))) < 0.15  # the aspect ratio roughly kept
     # uncapped, the same clip is 8x over the budget: the cap is what makes it fit
-    t0, h0, w0 = bb.preprocess(frames[:2], 1.0)["video_grid_thw"][0].tolist()
+    _, h0, w0 = bb.preprocess(frames[:2], 1.0)["video_grid_thw"][0].tolist()
     assert 20 * h0 * w0 // 4 > 8 * budget

@@ -99,8 +99,8 @@ def build_qwen25vl_processor(tokenizer=None):
     from transformers import Qwen2_5_VLProcessor, Qwen2VLImageProcessor, Qwen2VLVideoProcessor
 
     tok = tokenizer if tokenizer is not None else build_qwen25_tokenizer()
-    common = dict(size={"shortest_edge": QWEN25VL_MIN_PIXELS, "longest_edge": QWEN25VL_MAX_PIXELS},
-                  patch_size=14, temporal_patch_size=2, merge_size=2, image_mean=CLIP_MEAN, image_std=CLIP_STD)
+    common = {"size": {"shortest_edge": QWEN25VL_MIN_PIXELS, "longest_edge": QWEN25VL_MAX_PIXELS},
+              "patch_size": 14, "temporal_patch_size": 2, "merge_size": 2, "image_mean": CLIP_MEAN, "image_std": CLIP_STD}
     return Qwen2_5_VLProcessor(image_processor=Qwen2VLImageProcessor(**common), tokenizer=tok,
                                video_processor=Qwen2VLVideoProcessor(**common), chat_template=tok.chat_template)
 
