@@ -33,7 +33,7 @@ from stage2_fixtures import VAL as VAL_ALL
 from stage2_fixtures import _MaskedVideo
 
 from tvad.config import preset
-from tvad.evaluate.dialogues import evaluate_model
+from tvad.evaluate.dialogues import evaluate_model, judgement_scores
 from tvad.model import load
 from tvad.model.backbone import from_config
 from tvad.model.build import build_ahd, build_model
@@ -168,12 +168,18 @@ def test_the_paper_chain_at_the_7b_widths(wide, tmp_path):
     store.get = lambda clip_ref: served.append(get(clip_ref)) or served[-1]
     with torch.no_grad():
         got = m.forward(VAL[0]["messages"], store.get(VAL[0]["clip"])).loss.float()
-    assert torch.allclose(got, ref, rtol=1e-2), (got, ref)  # the reloaded model is the trained one
+    assert torch.allclose(got, ref, rtol=1e-3), (got, ref)  # the reloaded model is the trained one (equal here)
+    print(f"[widths] reloaded loss {got.item():.5f}, trained {ref.item():.5f}", flush=True)
     metrics, preds = evaluate_model(m, VAL, HeatmapView(store, "zeros"), cfg.stage2.eval_max_new_tokens)
     assert served and all(s.pixel_values is not None and s.video_embeds is None for s in served)
     assert len(preds) == sum(len(r["turns"]) for r in VAL) and metrics
     assert all(isinstance(p["answer"], str) for p in preds)
+    # notebook 03's judgements on a rerun (its variants already trained): the same store, no Collator
+    for zero in (False, True):
+        rows = judgement_scores(m, VAL, store, zero_heatmaps=zero)
+        assert len(rows) == len(VAL) and all(0.0 <= r["p_yes"] <= 1.0 for r in rows), rows
     tok = m.tokenizer
+    assert [tok("Yes")["input_ids"], tok("No")["input_ids"]] == [[9454], [2753]]  # Qwen2.5's ids of the judgement
     answer = m.answer(VAL[0]["messages"][:2], store.get(VAL[0]["clip"]), max_new_tokens=6)
     assert isinstance(answer, str)
     assert tok.decode(tok(answer)["input_ids"]) == answer  # decodes with the real tokenizer
