@@ -88,3 +88,40 @@ def test_wide_config_cuts_only_the_decoder(tmp_path):
     (tmp_path / "x" / "junk").write_text("")
     with pytest.raises(WidthsError, match="not empty"):
         write_wide_checkpoint(tmp_path / "x")
+
+
+@pytest.mark.parametrize("max_pixels", [476 * 868, None])  # the paper preset's cap; the 7B processor's own
+def test_the_7b_processor_fits_a_paper_clip_in_the_paper_budget(written, max_pixels):
+    """A 40-frame 476 x 868 clip (the paper's longest clip at its clip size) under the paper preset's
+    `stage2.video_max_tokens` (1,280) with the 7B's processor settings: `video_pixel_cap` finds a
+    cap, and the processor's own resize then makes at most 1,280 merged tokens."""
+    import numpy as np
+    import torch
+    from transformers import AutoProcessor, Qwen2_5_VLForConditionalGeneration
+
+    from tvad.config import preset
+    from tvad.model.backbone import Backbone, video_pixel_cap
+
+    budget = preset("paper").stage2.video_max_tokens
+    assert budget == 1280
+    proc = AutoProcessor.from_pretrained(written[1], local_files_only=True)
+    vp = proc.video_processor
+    lo, hi = int(vp.size["shortest_edge"]), int(vp.size["longest_edge"])
+    assert (lo, hi) == (3136, 12845056)
+    cap = video_pixel_cap(40, 476, 868, budget, max_pixels or hi, lo)
+    assert lo <= cap <= 1280 * 28 * 28 // 20  # 20 temporal groups share the budget
+    with torch.device("meta"):  # the 7B's layout without its weights: preprocess needs only the processor
+        model = Qwen2_5_VLForConditionalGeneration(wide_config(1))
+    bb = Backbone(model, proc, max_pixels=max_pixels)
+    frames = np.random.default_rng(0).integers(0, 256, (40, 476, 868, 3), dtype=np.uint8)
+    out = bb.preprocess(frames, 1.0, max_tokens=budget)
+    t, h, w = out["video_grid_thw"][0].tolist()
+    tokens = t * h * w // 4
+    assert t == 20 and tokens <= budget, (t, h, w)
+    print(f"\n40 x 476 x 868 under {budget}: grid {(t, h, w)}, {tokens} merged tokens, cap {cap} px")
+    assert tokens >= 0.7 * budget  # the budget is used (1,000 of 1,280 here: 28-px rounding), not wasted
+    assert out["pixel_values_videos"].shape == (t * h * w, 3 * 2 * 14 * 14)
+    assert abs(np.log((h / w) / (476 / 868))) < 0.15  # the aspect ratio roughly kept
+    # uncapped, the same clip is 8x over the budget: the cap is what makes it fit
+    _, h0, w0 = bb.preprocess(frames[:2], 1.0)["video_grid_thw"][0].tolist()
+    assert 20 * h0 * w0 // 4 > 8 * budget

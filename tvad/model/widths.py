@@ -99,8 +99,8 @@ def build_qwen25vl_processor(tokenizer=None):
     from transformers import Qwen2_5_VLProcessor, Qwen2VLImageProcessor, Qwen2VLVideoProcessor
 
     tok = tokenizer if tokenizer is not None else build_qwen25_tokenizer()
-    common = dict(size={"shortest_edge": QWEN25VL_MIN_PIXELS, "longest_edge": QWEN25VL_MAX_PIXELS},
-                  patch_size=14, temporal_patch_size=2, merge_size=2, image_mean=CLIP_MEAN, image_std=CLIP_STD)
+    common = {"size": {"shortest_edge": QWEN25VL_MIN_PIXELS, "longest_edge": QWEN25VL_MAX_PIXELS},
+              "patch_size": 14, "temporal_patch_size": 2, "merge_size": 2, "image_mean": CLIP_MEAN, "image_std": CLIP_STD}
     return Qwen2_5_VLProcessor(image_processor=Qwen2VLImageProcessor(**common), tokenizer=tok,
                                video_processor=Qwen2VLVideoProcessor(**common), chat_template=tok.chat_template)
 
@@ -168,7 +168,7 @@ def write_wide_checkpoint(out_dir: str | os.PathLike, decoder_layers: int = 2, d
                 if p.ndim == 1:  # norms' weights (ones) and biases (zeros)
                     p.fill_(1.0 if "norm" in name else 0.0)
                 else:
-                    p.copy_(torch.randn(p.shape, generator=g, dtype=torch.float32).mul_(0.02).to(dtype))
+                    p.normal_(0.0, 0.02, generator=g)  # in place, in `dtype`: no float32 copy of the 0.5 B-row tables
         model.generation_config.pad_token_id = QWEN_FIRST_SPECIAL_ID
         model.generation_config.eos_token_id = [tok.convert_tokens_to_ids("<|im_end|>"), QWEN_FIRST_SPECIAL_ID]
         model.save_pretrained(tmp)
