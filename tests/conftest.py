@@ -111,3 +111,13 @@ def pytest_sessionfinish(session, exitstatus):
         import shutil
 
         shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def wide_checkpoint(tmp_path_factory) -> Path:
+    """A random Qwen2.5-VL at the 7B's widths (decoder cut to 2 layers, bf16, the real Qwen2.5
+    tokenizer and the 7B's processor; ~4.5 GB), written once per test session and shared by every
+    test that needs it (`tvad.model.widths.write_wide_checkpoint`, idempotent)."""
+    from tvad.model.widths import write_wide_checkpoint
+
+    return write_wide_checkpoint(tmp_path_factory.getbasetemp() / "wide-qwen2.5-vl")

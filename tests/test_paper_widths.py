@@ -37,7 +37,6 @@ from tvad.evaluate.dialogues import evaluate_model, judgement_scores
 from tvad.model import load
 from tvad.model.backbone import from_config
 from tvad.model.build import build_ahd, build_model
-from tvad.model.widths import write_wide_checkpoint
 from tvad.train.clips import ClipResolver, ClipStore, HeatmapView
 from tvad.train.features import FeatureCache
 from tvad.train.stage1 import backbone_meta, prepare
@@ -64,10 +63,10 @@ def _rss_gb() -> float:
 
 
 @pytest.fixture(scope="module")
-def wide(tmp_path_factory):
-    """The wide checkpoint (written once per session) and the paper preset pointed at it."""
+def wide(wide_checkpoint):
+    """The wide checkpoint (the session's `wide_checkpoint`, written once) and the paper preset pointed at it."""
     t0 = time.time()
-    ckpt = write_wide_checkpoint(tmp_path_factory.getbasetemp() / "wide-qwen2.5-vl")
+    ckpt = wide_checkpoint
     written_s = time.time() - t0
     cfg = preset("paper", {
         "backbone.path": str(ckpt), "backbone.device": "cpu",

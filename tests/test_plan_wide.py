@@ -1,38 +1,27 @@
 """`tvad plan` on the 7B-wide checkpoint (`tvad.model.widths.write_wide_checkpoint`: random weights at the
 7B's widths, 2 decoder layers, the real tokenizer and processor, ~4.5 GB written once): the plan passes,
 its parameter count is the checkpoint's, and its predicted weights memory is the safetensors tensor
-bytes. Writing it builds a model at the 7B's widths, so it holds /tmp/tvad-wide.lock (one such process
-on the machine at a time)."""
+bytes. The checkpoint is the session's `wide_checkpoint` (tests/conftest.py),
+shared with tests/test_paper_widths.py."""
 
 import os
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-import fcntl
 import math
 
 import pytest
-import torch
 
 from tests.paper_fixtures import write_shanghaitech_tree, write_ubnormal_tree
 from tvad.config import preset
 from tvad.model.flops import parameter_counts
-from tvad.model.widths import wide_config, write_wide_checkpoint
+from tvad.model.widths import wide_config
 from tvad.plan import make_plan
 from tvad.plan.checks import safetensors_header
 
-LOCK = "/tmp/tvad-wide.lock"
-
-
 @pytest.fixture(scope="module")
-def wide(tmp_path_factory):
-    d = tmp_path_factory.mktemp("plan_wide")
-    with open(LOCK, "a") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            return write_wide_checkpoint(d / "wide", decoder_layers=2, dtype=torch.bfloat16, seed=0)
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
+def wide(wide_checkpoint):
+    return wide_checkpoint
 
 
 def test_plan_on_the_wide_checkpoint(wide, tmp_path):
