@@ -139,7 +139,8 @@ class Stage2Config:
     yes_no_weight: float = 1.0  # loss weight of the "Yes"/"No" word opening each yes/no answer, against 1 for
     #                             every other answer token (paper: 1, the plain token mean)
     batch_size: int = 1  # dialogues per device per micro-step
-    grad_accum: int = 2  # paper: 8
+    grad_accum: int = 2  # paper: 8; micro-steps per optimizer step over all launched processes (each runs
+    #                      grad_accum / N under `accelerate launch` with N: the global batch stays the same)
     epochs: float = 2.0  # passes over each phase's corpus (paper: 1)
     max_length: int = 2048  # paper: 2048 (longer dialogues lose their last turns, never the video)
     video_max_tokens: int | None = None  # cap on merged video tokens per clip (qwen-vl-utils' total_pixels),
