@@ -160,3 +160,156 @@ def test_two_processes_match_one_process(tmp_path):
     assert a["final"] and a["history_file"]  # rank 0 wrote the checkpoint and history (one folder, shared)
     assert not list((tmp_path / "mp").rglob("*.tmp*"))
     print("stage-2 losses, 2 processes:", a["loss"], "1 process:", b["loss"])
+
+
+
+KILLED = r'''
+"""Run by `accelerate launch` (test_multiprocess.py): `die`: rank 1 exits after extracting two clips."""
+import json, os, sys
+from pathlib import Path
+sys.path.insert(0, sys.argv[2])
+from test_multiprocess import kill_videos
+from tvad import dist
+from tvad.model.tiny import build_tiny
+from tvad.train.distributed import prepare_sharded
+from tvad.train.features import FeatureCache
+
+root, die = Path(sys.argv[1]), sys.argv[3] == "die"
+vids = kill_videos(root / "videos")
+cache = FeatureCache(root / "cache", build_tiny(seed=0, max_pixels=112 * 112), [0, 3], memory_bytes=0)
+real = cache.ensure
+def ensure(*a, **kw):
+    e = real(*a, **kw)
+    if die and dist.rank() == 1 and cache.misses == 2:
+        os._exit(3)  # a rank dying mid-extraction, two of its clips written
+    return e
+cache.ensure = ensure
+samples = prepare_sharded(vids, cache, progress=False)
+(root / f"rank{dist.rank()}.json").write_text(json.dumps({"misses": cache.misses, "n": len(samples)}))
+'''
+
+
+def kill_videos(d: Path, k: int = 8) -> list:
+    """k tiny videos, written once (by the first caller), then the same records for every caller."""
+    from test_train_features import Boxed, make_videos
+
+    if not d.exists():
+        return make_videos(d, k=k, n=4, size=(48, 64))
+    return [Boxed(f"v{i}", d / f"v{i}.mp4", 4, 8.0, (48, 64), anomaly_rows=np.array([[1, 2, 5]]) if i % 2 == 0 else None,
+                  split="train") for i in range(k)]
+
+
+def test_a_rank_dying_mid_extraction_loses_nothing(tmp_path):
+    """Rank 1 of 2 dies after two of its four clips: the launch fails (torchrun ends rank 0, which
+    waits for the missing clips); the relaunch extracts only the four never written, and every rank
+    reads all eight."""
+    script = tmp_path / "killed.py"
+    script.write_text(KILLED)
+    kill_videos(tmp_path / "run" / "videos")  # written before the launch (the records' mtimes are the cache keys)
+    p = _launch(tmp_path, script, str(tmp_path / "run"), str(HERE), "die")
+    assert p.returncode != 0 and not (tmp_path / "run" / "rank0.json").exists()
+    cached = list((tmp_path / "run" / "cache").rglob("*.safetensors"))
+    assert 2 <= len(cached) <= 6, cached  # rank 1's two, and what rank 0 finished of its four before the end
+    p = _launch(tmp_path, script, str(tmp_path / "run"), str(HERE), "resume")
+    assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-6000:]
+    ranks = [json.loads((tmp_path / "run" / f"rank{r}.json").read_text()) for r in (0, 1)]
+    assert [r["n"] for r in ranks] == [8, 8]
+    assert sum(r["misses"] for r in ranks) == 8 - len(cached)
+    assert len(list((tmp_path / "run" / "cache").rglob("*.safetensors"))) == 8
+
+
+def test_single_process_helpers_are_the_identity(monkeypatch):
+    from tvad import dist
+
+    for k in ("WORLD_SIZE", "RANK", "LOCAL_RANK"):
+        monkeypatch.delenv(k, raising=False)
+    assert not dist.launched() and dist.is_main() and dist.rank() == 0
+    assert dist.shard([3, 1, 2]) == [3, 1, 2] and dist.gather_shards([5, 6], 2) == [5, 6] and dist.broadcast(7) == 7
+    assert dist.device("cpu") == torch.device("cpu")
+    assert dist.device("auto") == torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dist.barrier()
+    dist.wait_until(lambda: False, "never polled without a launcher")
+
+
+def test_launcher_checks(tmp_path, monkeypatch):
+    """The shipped accelerate configs parse with accelerate's own loader and name the right keys; a
+    config asking for more GPU processes than GPUs, a missing or garbled file, DeepSpeed without its
+    package: one PipelineError naming the file."""
+    from accelerate.commands.config.config_args import load_config_from_file
+    from accelerate.utils.deepspeed import HfDeepSpeedConfig
+
+    from tvad import dist
+    from tvad.pipeline import PipelineError, check_launcher, launch_command, run_pipeline
+
+    cfgs = {f: load_config_from_file(str(REPO / "configs" / "accelerate" / f"{f}.yaml"))
+            for f in ("ddp", "ddp_cpu", "deepspeed_zero2")}
+    assert str(cfgs["ddp"].distributed_type).endswith("MULTI_GPU") and not cfgs["ddp"].use_cpu
+    assert str(cfgs["ddp_cpu"].distributed_type).endswith("MULTI_CPU") and cfgs["ddp_cpu"].use_cpu
+    assert all(c.mixed_precision in ("no", None) for c in cfgs.values())  # stage 2 turns bf16 on itself
+    ds = cfgs["deepspeed_zero2"]
+    assert str(ds.distributed_type).endswith("DEEPSPEED")
+    hf = HfDeepSpeedConfig(str(REPO / ds.deepspeed_config["deepspeed_config_file"]))
+    assert hf.is_zero2() and not hf.is_zero3() and "optimizer" not in hf.config  # tvad's own optimizer groups
+    assert all(hf.get_value(k) == "auto" for k in ("train_micro_batch_size_per_gpu", "gradient_accumulation_steps"))
+
+    check_launcher(REPO / "configs" / "accelerate" / "ddp_cpu.yaml")  # CPU processes: always allowed
+    gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    with pytest.raises(PipelineError, match=r"ddp.yaml: .*8 .*(no CUDA GPU|has \d+ CUDA GPU)"):
+        monkeypatch.setattr(torch.cuda, "device_count", lambda: min(gpus, 2))
+        check_launcher(REPO / "configs" / "accelerate" / "ddp.yaml")
+    with pytest.raises(dist.LaunchError, match="4 processes asked, but this machine has 2"):
+        monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+        monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+        dist.check_devices(4)
+    dist.check_devices(2)  # as many processes as GPUs: fine
+    monkeypatch.undo()
+    with pytest.raises(PipelineError, match="no such accelerate config"):
+        check_launcher(tmp_path / "nope.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("distributed_type: [unclosed\n")
+    with pytest.raises(PipelineError, match="bad.yaml: not a readable accelerate config"):
+        check_launcher(bad)
+    import importlib.util
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # a machine with 8 GPUs: only DeepSpeed is checked
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 8)
+    if importlib.util.find_spec("deepspeed") is None:  # here: not installed (docs/multi-gpu.md)
+        with pytest.raises(PipelineError, match="deepspeed_zero2.yaml: DeepSpeed is asked but the deepspeed package"):
+            check_launcher(REPO / "configs" / "accelerate" / "deepspeed_zero2.yaml")
+    else:  # installed: the config and its DeepSpeed file are accepted
+        assert str(check_launcher(REPO / "configs" / "accelerate" / "deepspeed_zero2.yaml").distributed_type).endswith("DEEPSPEED")
+    monkeypatch.undo()
+    cmd = launch_command("configs/accelerate/ddp.yaml", "03", "paper", "/r", True, {"stage2.epochs": "1"})
+    assert cmd[1:] == ["-m", "accelerate.commands.launch", "--config_file", "configs/accelerate/ddp.yaml", "-m", "tvad.cli",
+                       "pipeline", "--preset", "paper", "--run-dir", "/r", "--from", "03", "--to", "03", "--force",
+                       "-p", "stage2.epochs=1"]
+
+    # a launch that fails (a rank died): a PipelineError saying how to resume; 01 is not launched
+    calls = []
+    monkeypatch.setattr("tvad.pipeline.subprocess.run", lambda cmd, **kw: calls.append(cmd) or
+                        subprocess.CompletedProcess(cmd, 1))
+    with pytest.raises(PipelineError, match=r"02_ahd_training.ipynb failed under `accelerate launch .*exit code 1.*resumes"):
+        run_pipeline("cpu", tmp_path / "run", start="02", stop="02", progress=False,
+                     launchers={"all": str(REPO / "configs" / "accelerate" / "ddp_cpu.yaml")})
+    assert len(calls) == 1 and calls[0][-4:] == ["--from", "02", "--to", "02"]
+    with pytest.raises(PipelineError, match="deepspeed_zero2.yaml: DeepSpeed serves stage 2 only"):
+        run_pipeline("cpu", tmp_path / "run", start="02", stop="02", progress=False,
+                     launchers={"all": str(REPO / "configs" / "accelerate" / "deepspeed_zero2.yaml")})
+
+
+def test_stage2_global_batch_under_a_launch(monkeypatch, tmp_path):
+    """Under N processes each runs grad_accum / N micro-steps (the global batch of the config); a
+    grad_accum N does not divide is a ConfigError."""
+    import dataclasses
+
+    from stage2_fixtures import CFG
+
+    from tvad.config import ConfigError
+    from tvad.train import stage2
+
+    monkeypatch.setattr(stage2.dist, "world_size", lambda: 2)
+    args = stage2.sft_config(dataclasses.replace(CFG, grad_accum=4), tmp_path, False, False)
+    assert args.gradient_accumulation_steps == 2
+    with pytest.raises(ConfigError, match="grad_accum 3 is not a multiple of the 2 launched processes"):
+        stage2.sft_config(dataclasses.replace(CFG, grad_accum=3), tmp_path, False, False)
+    monkeypatch.setattr(stage2.dist, "world_size", lambda: 1)
+    assert stage2.sft_config(dataclasses.replace(CFG, grad_accum=3), tmp_path, False, False).gradient_accumulation_steps == 3

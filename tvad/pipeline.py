@@ -130,11 +130,8 @@ def run_pipeline(preset: str = "cpu", run_dir: str | Path = "runs/cpu", start: s
     out_dir.mkdir(parents=True, exist_ok=True)
     params = {"preset": preset, "run_dir": str(run_dir), "overrides": dict(overrides or {}), "force": force}
     launchers = {k: v for k, v in (launchers or {}).items() if v}
-    for cfg in dict.fromkeys(launchers.values()):
-        check_launcher(cfg)
-    if launchers.get("all") and check_launcher(launchers["all"]).distributed_type.endswith("DEEPSPEED"):
-        raise PipelineError(f"--launcher {launchers['all']}: DeepSpeed serves stage 2 only; give a DDP config as "
-                            "--launcher and the DeepSpeed one as --stage2-launcher")
+    for role, cfg in launchers.items():
+        check_launcher(cfg, stage2_only=(role == "stage2"))
     done: list[Path] = []
     for i, s in enumerate(steps, 1):
         out = out_dir / s.path.name
@@ -169,11 +166,12 @@ def run_pipeline(preset: str = "cpu", run_dir: str | Path = "runs/cpu", start: s
     return done
 
 
-def check_launcher(path: str | os.PathLike):
+def check_launcher(path: str | os.PathLike, stage2_only: bool = True):
     """An accelerate config file the launch can serve, as accelerate's loader reads it (its
     ClusterConfig); `PipelineError` naming the file for a missing / unreadable one, more GPU
     processes than this machine has GPUs (CPU processes are always allowed), or DeepSpeed without
-    the deepspeed package or its config file."""
+    the deepspeed package or its config file; DeepSpeed where the config also serves notebooks 02 and 04
+    (`stage2_only=False`: their own loops are not DeepSpeed engines)."""
     from accelerate.commands.config.config_args import load_config_from_file
 
     p = Path(path)
@@ -185,6 +183,9 @@ def check_launcher(path: str | os.PathLike):
         raise PipelineError(f"{path}: not a readable accelerate config ({type(e).__name__}: "
                             f"{str(e).splitlines()[0] if str(e) else 'unreadable'})") from None
     kind = str(c.distributed_type)
+    if kind.endswith("DEEPSPEED") and not stage2_only:
+        raise PipelineError(f"--launcher {path}: DeepSpeed serves stage 2 only; give a DDP config as --launcher "
+                            "and the DeepSpeed one as --stage2-launcher")
     try:
         dist.check_devices(int(c.num_processes or 1), cpu=bool(c.use_cpu) or kind.endswith("MULTI_CPU"))
     except dist.LaunchError as e:
