@@ -313,3 +313,44 @@ def test_stage2_global_batch_under_a_launch(monkeypatch, tmp_path):
         stage2.sft_config(dataclasses.replace(CFG, grad_accum=3), tmp_path, False, False)
     monkeypatch.setattr(stage2.dist, "world_size", lambda: 1)
     assert stage2.sft_config(dataclasses.replace(CFG, grad_accum=3), tmp_path, False, False).gradient_accumulation_steps == 3
+
+
+NOTEBOOK_LAUNCHED = r'''
+"""Run by `accelerate launch` (test_multiprocess.py): the chain's runner on a one-notebook chain."""
+import sys
+from pathlib import Path
+from tvad.pipeline import run_pipeline
+run_pipeline("cpu", Path(sys.argv[1]), notebook_dir=Path(sys.argv[2]), progress=False)
+'''
+
+
+def _probe_notebook(path: Path) -> None:
+    """A chain notebook whose kernel joins the launch's process group and records what it sees."""
+    import nbformat
+
+    nb = nbformat.v4.new_notebook()
+    params = nbformat.v4.new_code_cell('preset = "cpu"\nrun_dir = "."\noverrides = {}\nforce = False')
+    params.metadata["tags"] = ["parameters"]
+    nb.cells = [params, nbformat.v4.new_code_cell(
+        "import json, os\nfrom pathlib import Path\nfrom tvad import dist\n"
+        "seen = dist.gather_shards([dist.rank()], dist.world_size())  # a collective inside the kernel\n"
+        "Path(run_dir, f'probe{dist.rank()}.json').write_text(json.dumps({'world': dist.world_size(), 'seen': seen}))")]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    nbformat.write(nb, str(path))
+
+
+def test_a_notebook_runs_in_every_process_of_a_launch(tmp_path):
+    """What `--launcher` relies on: under `accelerate launch` the chain's runner executes the notebook
+    on every rank, each kernel inherits the rank and joins the process group, rank 0's executed copy
+    goes to <run_dir>/notebooks/, the others' to notebooks/rankN/."""
+    _probe_notebook(tmp_path / "nbs" / "02_probe.ipynb")
+    script = tmp_path / "chain.py"
+    script.write_text(NOTEBOOK_LAUNCHED)
+    run = tmp_path / "run"
+    p = _launch(tmp_path, script, str(run), str(tmp_path / "nbs"))
+    assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-6000:]
+    probes = [json.loads((run / f"probe{r}.json").read_text()) for r in (0, 1)]
+    assert probes == [{"world": 2, "seen": [0, 1]}] * 2
+    assert (run / "notebooks" / "02_probe.ipynb").is_file() and (run / "notebooks" / "rank1" / "02_probe.ipynb").is_file()
+    assert not (run / "notebooks" / "rank0").exists()
