@@ -354,3 +354,27 @@ def test_a_notebook_runs_in_every_process_of_a_launch(tmp_path):
     assert probes == [{"world": 2, "seen": [0, 1]}] * 2
     assert (run / "notebooks" / "02_probe.ipynb").is_file() and (run / "notebooks" / "rank1" / "02_probe.ipynb").is_file()
     assert not (run / "notebooks" / "rank0").exists()
+
+
+def test_each_rank_of_a_gpu_launch_gets_its_own_gpu(monkeypatch):
+    """Rank 1 of a 2-GPU launch (simulated: the environment torchrun sets, accelerate's state and the
+    GPU count stubbed): "auto", "cuda" and "cuda:0" are cuda:1, an explicit other GPU or more processes
+    than GPUs a LaunchError, "cpu" stays cpu."""
+    from types import SimpleNamespace
+
+    from tvad import dist
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "1")
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    monkeypatch.setattr(dist, "_state", lambda: SimpleNamespace(device=torch.device("cuda", int(os.environ["LOCAL_RANK"]))))
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    assert dist.launched() and not dist.is_main() and dist.shard(range(5)) == [1, 3]
+    assert [dist.device(d) for d in ("auto", "cuda", "cuda:0")] == [torch.device("cuda", 1)] * 3
+    assert dist.device("cpu") == torch.device("cpu")
+    with pytest.raises(dist.LaunchError, match="'cuda:1' under a 2-process launch: every rank would use"):
+        dist.device("cuda:1")
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    with pytest.raises(dist.LaunchError, match="2 processes asked, but this machine has 1 CUDA GPU"):
+        dist.device("cuda")

@@ -76,7 +76,8 @@ class CorpusConfig:
 class BackboneConfig:
     path: str = "assets/tiny-qwen2.5-vl"  # local directory or hub id of a Qwen2.5-VL checkpoint
     dtype: str = "float32"  # weights dtype: float32 on CPU, bfloat16 on GPU
-    device: str = "cpu"  # "cpu", "cuda", "cuda:0", ... ("auto" picks cuda when available)
+    device: str = "cpu"  # "cpu", "cuda", "cuda:0", ... ("auto" picks cuda when available; under `accelerate
+    #                      launch` "auto" / "cuda" / "cuda:0" mean each process's own GPU, cuda:LOCAL_RANK)
     layers: list | str = field(default_factory=lambda: [0, 1, 2, 3])  # ViT blocks feeding the AHD: a list, or
     #   "auto" = block 0 + the checkpoint's full-attention blocks (Backbone.resolve_layers; 7B: [0, 7, 15, 23, 31])
     text_encoder: str = "embeddings"  # eq. 2 text features: "embeddings" (input table) or "decoder" (last hidden)

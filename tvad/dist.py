@@ -79,7 +79,11 @@ def device(requested: str | Any = "auto"):
             raise LaunchError(f"device {req!r} under a {world_size()}-process launch, but no CUDA GPU is "
                               "available here (use device cpu, or launch with --cpu / ACCELERATE_USE_CPU=1)")
         check_devices(world_size())
-        return torch.device("cuda", local_rank())
+        dev = _state().device  # accelerate's cuda:LOCAL_RANK, also made the current CUDA device (collectives use it)
+        if dev.type != "cuda":
+            raise LaunchError(f"device {req!r}: this {world_size()}-process launch runs on {dev.type} "
+                              "(ACCELERATE_USE_CPU / --cpu is set); use device cpu")
+        return dev
     raise LaunchError(f"device {req!r} under a {world_size()}-process launch: every rank would use that one "
                       "device; give 'cuda' (each rank its own GPU, cuda:LOCAL_RANK) or 'cpu'")
 
