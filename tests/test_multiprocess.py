@@ -96,13 +96,15 @@ def case_eval(root: Path) -> dict:
 
 def case_stage2(out: Path) -> dict:
     """Phase A of stage 2 at global batch 2 (grad_accum 2: one process accumulates 2 micro-batches,
-    two processes run one each), 2 epochs over the 4 training dialogues, validation at steps 2 and 4."""
+    two processes run one each), 2 epochs over the 4 training dialogues, validation at steps 2 and 4,
+    with the cpu preset's own parts on: the Yes/No token weights (tvad's weighted loss) and the RAE's
+    own LR group (tvad's optimizer)."""
     import dataclasses
 
     from stage2_fixtures import CFG, TRAIN, VAL, _model, _store
     from tvad.train import stage2
 
-    cfg = dataclasses.replace(CFG, grad_accum=2, lora_dropout=0.0, epochs=2.0)
+    cfg = dataclasses.replace(CFG, grad_accum=2, lora_dropout=0.0, epochs=2.0, yes_no_weight=5.0, rae_lr_scale=3.0)
     m = _model()
     res = stage2.train_phase(m, "a", TRAIN, VAL, _store(m), cfg, out, progress=False, log=lambda s: None)
     rows = m.injector.token_rows.detach().double()
