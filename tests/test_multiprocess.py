@@ -108,7 +108,12 @@ def case_stage2(out: Path) -> dict:
     m = _model()
     res = stage2.train_phase(m, "a", TRAIN, VAL, _store(m), cfg, out, progress=False, log=lambda s: None)
     rows = m.injector.token_rows.detach().double()
-    return {"loss": [h["loss"] for h in res.history if "loss" in h],
+    # the "no_rae" variant's phase B (fresh LoRA on the last layer, prompt rows only): every trainable
+    # part gets a gradient in every step, as DDP without find_unused_parameters needs
+    n = _model(use_rae=False)
+    nb = stage2.train_phase(n, "b", TRAIN, VAL, _store(n), cfg, out / "no_rae", progress=False, log=lambda s: None)
+    return {"no_rae_loss": [h["loss"] for h in nb.history if "loss" in h],
+            "loss": [h["loss"] for h in res.history if "loss" in h],
             "eval_loss": [h["eval_loss"] for h in res.history if "eval_loss" in h],
             "steps": res.steps, "rows_sum": float(rows.sum()), "rae_sum": float(sum(p.double().sum() for p in m.rae.parameters())),
             "final": (res.final_dir / "tvad.json").exists(), "history_file": (out / "history.json").exists()}
@@ -159,6 +164,7 @@ def test_two_processes_match_one_process(tmp_path):
     assert np.allclose(a["eval_loss"], b["eval_loss"], rtol=RTOL, atol=0), (a["eval_loss"], b["eval_loss"])
     assert np.allclose([a["rows_sum"], a["rae_sum"]], [b["rows_sum"], b["rae_sum"]], rtol=RTOL)
     assert ranks[1]["stage2"]["loss"] == a["loss"] and ranks[1]["stage2"]["rae_sum"] == a["rae_sum"]
+    assert len(a["no_rae_loss"]) == 4 and np.allclose(a["no_rae_loss"], b["no_rae_loss"], rtol=RTOL, atol=0)
     assert a["final"] and a["history_file"]  # rank 0 wrote the checkpoint and history (one folder, shared)
     assert not list((tmp_path / "mp").rglob("*.tmp*"))
     print("stage-2 losses, 2 processes:", a["loss"], "1 process:", b["loss"])
