@@ -102,7 +102,10 @@ def case_stage2(out: Path) -> dict:
     import dataclasses
 
     from stage2_fixtures import CFG, TRAIN, VAL, _model, _store
+
+    from tvad import dist
     from tvad.train import stage2
+    from tvad.train.common import Killed
 
     cfg = dataclasses.replace(CFG, grad_accum=2, lora_dropout=0.0, epochs=2.0, yes_no_weight=5.0, rae_lr_scale=3.0)
     m = _model()
@@ -112,7 +115,17 @@ def case_stage2(out: Path) -> dict:
     # part gets a gradient in every step, as DDP without find_unused_parameters needs
     n = _model(use_rae=False)
     nb = stage2.train_phase(n, "b", TRAIN, VAL, _store(n), cfg, out / "no_rae", progress=False, log=lambda s: None)
-    return {"no_rae_loss": [h["loss"] for h in nb.history if "loss" in h],
+    resumed = None
+    if dist.launched():  # killed at its step-2 checkpoint on every rank, then resumed (the Trainer's RNG per rank)
+        k = _model()
+        with pytest.raises(Killed):
+            stage2.train_phase(k, "a", TRAIN, VAL, _store(k), cfg, out / "resumed", progress=False, log=lambda s: None,
+                               stop_after_steps=2)
+        k = _model()
+        rk = stage2.train_phase(k, "a", TRAIN, VAL, _store(k), cfg, out / "resumed", progress=False, log=lambda s: None)
+        resumed = {"loss": [h["loss"] for h in rk.history if "loss" in h], "from": Path(rk.resumed_from).name,
+                   "rae_sum": float(sum(p.double().sum() for p in k.rae.parameters()))}
+    return {"no_rae_loss": [h["loss"] for h in nb.history if "loss" in h], "resumed": resumed,
             "loss": [h["loss"] for h in res.history if "loss" in h],
             "eval_loss": [h["eval_loss"] for h in res.history if "eval_loss" in h],
             "steps": res.steps, "rows_sum": float(rows.sum()), "rae_sum": float(sum(p.double().sum() for p in m.rae.parameters())),
@@ -164,6 +177,9 @@ def test_two_processes_match_one_process(tmp_path):
     assert np.allclose(a["eval_loss"], b["eval_loss"], rtol=RTOL, atol=0), (a["eval_loss"], b["eval_loss"])
     assert np.allclose([a["rows_sum"], a["rae_sum"]], [b["rows_sum"], b["rae_sum"]], rtol=RTOL)
     assert ranks[1]["stage2"]["loss"] == a["loss"] and ranks[1]["stage2"]["rae_sum"] == a["rae_sum"]
+    # killed at step 2 under 2 processes and resumed: the uninterrupted 2-process run's losses and weights
+    assert a["resumed"]["from"] == "checkpoint-2" and a["resumed"]["loss"] == a["loss"], a["resumed"]
+    assert np.isclose(a["resumed"]["rae_sum"], a["rae_sum"], rtol=RTOL)
     assert len(a["no_rae_loss"]) == 4 and np.allclose(a["no_rae_loss"], b["no_rae_loss"], rtol=RTOL, atol=0)
     assert a["final"] and a["history_file"]  # rank 0 wrote the checkpoint and history (one folder, shared)
     assert not list((tmp_path / "mp").rglob("*.tmp*"))

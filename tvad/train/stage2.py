@@ -265,6 +265,7 @@ def train_phase(model: TVAD, phase: str, train_records: Sequence[dict], val_reco
         processing_class=model.processor, callbacks=_callbacks(model, stop_after_steps),
         optimizers=(optimizer(model, peft_model, args, float(getattr(cfg, "rae_lr_scale", 1.0))), None))
     _quiet(trainer, progress)
+    dist.barrier()  # under a launch: rank 0's last checkpoint (with its trainables) complete before any rank reads it
     last = get_last_checkpoint(str(tdir)) if resume and tdir.is_dir() else None
     if last:
         _load_trainables(model, last)
