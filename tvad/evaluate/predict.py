@@ -418,7 +418,7 @@ def save_dialogue_example(run, force: bool = False, max_new_tokens: int | None =
 
     d = run.dir
     out = _pred_dir(d) / "dialogue_example.json"
-    if out.exists() and not force:
+    if dist.broadcast(out.exists()) and not force:  # rank 0's view: every rank takes the same branch
         return out
     if not dist.is_main():  # one clip's dialogue: rank 0 alone makes and writes it under a launch
         dist.barrier()
