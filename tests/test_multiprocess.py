@@ -255,7 +255,7 @@ def test_single_process_helpers_are_the_identity(monkeypatch):
     dist.wait_until(lambda: False, "never polled without a launcher")
 
 
-def test_launcher_checks(tmp_path, monkeypatch):
+def test_launcher_checks(tmp_path, monkeypatch, capsys):
     """The shipped accelerate configs parse with accelerate's own loader and name the right keys; a
     config asking for more GPU processes than GPUs, a missing or garbled file, DeepSpeed without its
     package: one PipelineError naming the file."""
@@ -289,6 +289,9 @@ def test_launcher_checks(tmp_path, monkeypatch):
     monkeypatch.undo()
     with pytest.raises(PipelineError, match="no such accelerate config"):
         check_launcher(tmp_path / "nope.yaml")
+    from tvad.cli import main as cli_main  # the documented command: one line, exit code 1, nothing run
+    assert cli_main(["pipeline", "--run-dir", str(tmp_path / "cli"), "--launcher", str(tmp_path / "nope.yaml")]) == 1
+    assert "tvad pipeline: error: --launcher " in capsys.readouterr().err and not (tmp_path / "cli" / "notebooks").exists()
     bad = tmp_path / "bad.yaml"
     bad.write_text("distributed_type: [unclosed\n")
     with pytest.raises(PipelineError, match="bad.yaml: not a readable accelerate config"):

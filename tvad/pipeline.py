@@ -122,6 +122,9 @@ def run_pipeline(preset: str = "cpu", run_dir: str | Path = "runs/cpu", start: s
         raise PipelineError(f"no notebooks to run in {notebook_dir}")
     for s in steps:
         parameters_cell(s.path)
+    launchers = {k: v for k, v in (launchers or {}).items() if v}
+    for role, cfg in launchers.items():  # before anything is written
+        check_launcher(cfg, stage2_only=(role == "stage2"))
     run_dir = Path(run_dir).resolve()
     out_dir = run_dir / "notebooks"
     if dist.launched() and not dist.is_main():  # one executed copy per rank
@@ -129,9 +132,6 @@ def run_pipeline(preset: str = "cpu", run_dir: str | Path = "runs/cpu", start: s
         progress = False
     out_dir.mkdir(parents=True, exist_ok=True)
     params = {"preset": preset, "run_dir": str(run_dir), "overrides": dict(overrides or {}), "force": force}
-    launchers = {k: v for k, v in (launchers or {}).items() if v}
-    for role, cfg in launchers.items():
-        check_launcher(cfg, stage2_only=(role == "stage2"))
     done: list[Path] = []
     for i, s in enumerate(steps, 1):
         out = out_dir / s.path.name
