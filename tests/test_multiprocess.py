@@ -305,10 +305,10 @@ def test_launcher_checks(tmp_path, monkeypatch, capsys):
     else:  # installed: the config and its DeepSpeed file are accepted
         assert str(check_launcher(REPO / "configs" / "accelerate" / "deepspeed_zero2.yaml").distributed_type).endswith("DEEPSPEED")
     monkeypatch.undo()
-    cmd = launch_command("configs/accelerate/ddp.yaml", "03", "paper", "/r", True, {"stage2.epochs": "1"})
+    cmd, env = launch_command("configs/accelerate/ddp.yaml", "03", "paper", "/r", True, {"stage2.epochs": "1"})
     assert cmd[1:] == ["-m", "accelerate.commands.launch", "--config_file", "configs/accelerate/ddp.yaml", "-m", "tvad.cli",
                        "pipeline", "--preset", "paper", "--run-dir", "/r", "--from", "03", "--to", "03", "--force",
-                       "-p", "stage2.epochs=1"]
+                       "-p", "stage2.epochs=1"] and env == {}
 
     # a launch that fails (a rank died): a PipelineError saying how to resume; 01 is not launched
     calls = []
@@ -365,6 +365,32 @@ def _probe_notebook(path: Path) -> None:
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     path.parent.mkdir(parents=True, exist_ok=True)
     nbformat.write(nb, str(path))
+
+
+def test_the_cpu_launcher_config_starts_two_gloo_processes(tmp_path):
+    """`tvad pipeline --launcher configs/accelerate/ddp_cpu.yaml`'s command (up to its `-m tvad.cli`)
+    starts 2 processes that form a gloo group (accelerate's own launcher would start one for a
+    MULTI_CPU config without mpirun)."""
+    from tvad.pipeline import launch_command
+
+    cmd, env = launch_command("configs/accelerate/ddp_cpu.yaml", "02", "cpu", tmp_path / "run")
+    assert env == {"ACCELERATE_USE_CPU": "1"} and cmd[cmd.index("--num_processes") + 1] == "2"
+    probe = tmp_path / "probe.py"
+    probe.write_text("import json, os, sys, torch\nfrom tvad import dist\n"
+                     "seen = dist.gather_shards([dist.rank()], dist.world_size())\n"
+                     "open(os.path.join(sys.argv[1], f'r{dist.rank()}.json'), 'w').write(json.dumps("
+                     "{'seen': seen, 'backend': torch.distributed.get_backend_config()}))\n")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    head = cmd[:cmd.index("-m", 3)]
+    head[head.index("--num_machines"):head.index("--num_machines")] = ["--main_process_port", str(port)]
+    p = subprocess.run(head + [str(probe), str(tmp_path)], capture_output=True, text=True, timeout=600, cwd=REPO,
+                       env={**os.environ, **env, "OMP_NUM_THREADS": "1", "HF_HOME": str(tmp_path / "hf"),
+                            "PYTHONPATH": str(REPO)})
+    assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-5000:]
+    got = [json.loads((tmp_path / f"r{r}.json").read_text()) for r in (0, 1)]
+    assert all(g["seen"] == [0, 1] and "gloo" in g["backend"] for g in got), got
 
 
 def test_a_notebook_runs_in_every_process_of_a_launch(tmp_path):

@@ -140,10 +140,10 @@ def run_pipeline(preset: str = "cpu", run_dir: str | Path = "runs/cpu", start: s
             print(f"[{i}/{len(steps)}] {s.path.name} ...", flush=True)
         cfg = (launchers.get("stage2") if s.number == STAGE2 else None) or launchers.get("all")
         if cfg and s.number in LAUNCHED:
-            cmd = launch_command(cfg, s.number, preset, run_dir, force, overrides)
+            cmd, env = launch_command(cfg, s.number, preset, run_dir, force, overrides)
             if progress:
-                print(f"[{i}/{len(steps)}] " + " ".join(cmd), flush=True)
-            rc = subprocess.run(cmd, cwd=str(REPO_ROOT)).returncode
+                print(f"[{i}/{len(steps)}] " + " ".join([f"{k}={v}" for k, v in env.items()] + cmd), flush=True)
+            rc = subprocess.run(cmd, cwd=str(REPO_ROOT), env={**os.environ, **env}).returncode
             if rc:
                 raise PipelineError(f"{s.path.name} failed under `accelerate launch --config_file {cfg}` (exit code {rc}; "
                                     f"each rank's executed copy is under {out_dir}); the same command again resumes "
@@ -174,7 +174,7 @@ def check_launcher(path: str | os.PathLike, stage2_only: bool = True):
     (`stage2_only=False`: their own loops are not DeepSpeed engines)."""
     from accelerate.commands.config.config_args import load_config_from_file
 
-    p = Path(path)
+    p = _config_path(path)
     if not p.is_file():
         raise PipelineError(f"--launcher {path}: no such accelerate config file (see configs/accelerate/)")
     try:
@@ -202,16 +202,38 @@ def check_launcher(path: str | os.PathLike, stage2_only: bool = True):
     return c
 
 
+def _config_path(config: str | os.PathLike) -> Path:
+    """An accelerate config path as given, else relative to the repository root."""
+    p = Path(config)
+    return p if p.is_file() or p.is_absolute() else REPO_ROOT / p
+
+
 def launch_command(config: str | os.PathLike, step: str, preset: str, run_dir: str | os.PathLike, force: bool = False,
-                   overrides: dict[str, Any] | None = None) -> list[str]:
-    """The `accelerate launch ... -m tvad.cli pipeline --from step --to step` command of one notebook."""
-    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(config), "-m", "tvad.cli",
-           "pipeline", "--preset", preset, "--run-dir", str(run_dir), "--from", step, "--to", step]
+                   overrides: dict[str, Any] | None = None) -> tuple[list[str], dict[str, str]]:
+    """(command, extra environment) of one notebook under `accelerate launch`: `--config_file config -m
+    tvad.cli pipeline --from step --to step ...`. A CPU config (MULTI_CPU / use_cpu) is started the way
+    accelerate starts several CPU processes without mpirun: through torchrun (`--multi_gpu`) with
+    ACCELERATE_USE_CPU=1, which selects MULTI_CPU with gloo in each process (accelerate's own launcher
+    would start one process for it)."""
+    from accelerate.commands.config.config_args import load_config_from_file
+
+    c = load_config_from_file(str(_config_path(config)))
+    head = [sys.executable, "-m", "accelerate.commands.launch"]
+    env: dict[str, str] = {}
+    if bool(c.use_cpu) or str(c.distributed_type).endswith("MULTI_CPU"):
+        head += ["--multi_gpu", "--num_processes", str(int(c.num_processes or 1)), "--num_machines", "1",
+                 "--mixed_precision", str(c.mixed_precision or "no"), "--dynamo_backend", "no"]
+        if c.main_process_port:
+            head += ["--main_process_port", str(c.main_process_port)]
+        env["ACCELERATE_USE_CPU"] = "1"
+    else:
+        head += ["--config_file", str(config)]
+    cmd = head + ["-m", "tvad.cli", "pipeline", "--preset", preset, "--run-dir", str(run_dir), "--from", step, "--to", step]
     if force:
         cmd.append("--force")
     for k, v in (overrides or {}).items():
         cmd += ["-p", f"{k}={v}"]
-    return cmd
+    return cmd, env
 
 
 def main_pipeline(args) -> int:
