@@ -318,6 +318,10 @@ def test_launcher_checks(tmp_path, monkeypatch, capsys):
         run_pipeline("cpu", tmp_path / "run", start="02", stop="02", progress=False,
                      launchers={"all": str(REPO / "configs" / "accelerate" / "ddp_cpu.yaml")})
     assert len(calls) == 1 and calls[0][-4:] == ["--from", "02", "--to", "02"]
+    with pytest.raises(PipelineError, match=r"ddp_cpu.yaml: 2 processes, but stage2.grad_accum is 1.*-p stage2.grad_accum"):
+        run_pipeline("cpu", tmp_path / "run", start="03", stop="03", progress=False, overrides={"stage2.grad_accum": "1"},
+                     launchers={"all": str(REPO / "configs" / "accelerate" / "ddp_cpu.yaml")})
+    assert len(calls) == 1  # refused before anything was launched
     with pytest.raises(PipelineError, match="deepspeed_zero2.yaml: DeepSpeed serves stage 2 only"):
         run_pipeline("cpu", tmp_path / "run", start="02", stop="02", progress=False,
                      launchers={"all": str(REPO / "configs" / "accelerate" / "deepspeed_zero2.yaml")})

@@ -124,7 +124,13 @@ def run_pipeline(preset: str = "cpu", run_dir: str | Path = "runs/cpu", start: s
         parameters_cell(s.path)
     launchers = {k: v for k, v in (launchers or {}).items() if v}
     for role, cfg in launchers.items():  # before anything is written
-        check_launcher(cfg, stage2_only=(role == "stage2"))
+        c = check_launcher(cfg, stage2_only=(role == "stage2"))
+        n = int(c.num_processes or 1)
+        grad = make_preset(preset, overrides).stage2.grad_accum
+        if any(s.number == STAGE2 for s in steps) and (role == "stage2" or not launchers.get("stage2")) and grad % n:
+            raise PipelineError(f"{cfg}: {n} processes, but stage2.grad_accum is {grad}: stage 2 keeps the global batch "
+                                f"(batch_size x grad_accum) by running grad_accum / {n} micro-steps per process; "
+                                f"give -p stage2.grad_accum=<a multiple of {n}> (a different global batch) or fewer processes")
     run_dir = Path(run_dir).resolve()
     out_dir = run_dir / "notebooks"
     if dist.launched() and not dist.is_main():  # one executed copy per rank

@@ -178,7 +178,8 @@ def sft_config(cfg, out_dir: Path, has_val: bool, progress: bool):
     world = dist.world_size()  # under `accelerate launch`: the global batch stays batch_size x grad_accum
     if int(cfg.grad_accum) % world:
         raise ConfigError(f"stage2.grad_accum {cfg.grad_accum} is not a multiple of the {world} launched processes: "
-                         "the global batch (batch_size x grad_accum) must split evenly across them")
+                         "the global batch (batch_size x grad_accum) must split evenly across them; set stage2.grad_accum "
+                          f"to a multiple of {world} (a different global batch) or launch fewer processes")
     kw = dict(
         output_dir=str(out_dir), num_train_epochs=float(cfg.epochs), per_device_train_batch_size=int(cfg.batch_size),
         per_device_eval_batch_size=int(cfg.batch_size), gradient_accumulation_steps=int(cfg.grad_accum) // world,
