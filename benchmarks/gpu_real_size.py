@@ -44,7 +44,8 @@ from common import REPO, PeakRSS, emit, machine, stats, sync, timed, versions  #
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-H100_BF16_TFLOPS = 800.0  # the measured dense bf16 rate METHOD.md quotes (spec sheet: 989 for SXM)
+from tvad.model.flops import H100_BF16_TFLOPS, ahd_flops, vit_flops  # noqa: E402  (one formula with tvad plan)
+
 ROT = {"<|anomaly_start|>": 151665, "<|anomaly_pad|>": 151666, "<|anomaly_end|>": 151667}  # METHOD: no resize
 
 
@@ -83,37 +84,7 @@ def chosen_blocks(vcfg) -> list[int]:
 
 
 # -- analytical FLOPs -----------------------------------------------------------------------------
-
-def vit_flops(vcfg, t: int, h: int, w: int, last_block: int | None = None, merger: bool = True) -> dict:
-    """Multiply-adds x 2 of the vision tower on a (t, h, w) patch grid: patch embedding, each block's
-    qkv / proj / SwiGLU MLP, attention scores and values over each block's exact spans (full blocks:
-    the h*w patches of a 2-frame group; the others: the 112-px windows, edge windows smaller), and
-    the merger (2x2 concatenation, MLP to the decoder width). Norms, rotary and softmax left out."""
-    from transformers.vision_utils import get_vision_window_index
-
-    D, I = int(vcfg.hidden_size), int(vcfg.intermediate_size)
-    m = int(vcfg.spatial_merge_size)
-    C = int(vcfg.in_channels) * int(vcfg.temporal_patch_size) * int(vcfg.patch_size) ** 2
-    N = t * h * w
-    _, cu = get_vision_window_index(torch.tensor([[t, h, w]]), spatial_merge_size=m, window_size=vcfg.window_size,
-                                    patch_size=vcfg.patch_size)
-    cu = torch.as_tensor(cu, dtype=torch.long)
-    win = [int(x) for x in (cu[1:] - cu[:-1]) if int(x) > 0]
-    full = [h * w] * t
-    depth = int(vcfg.depth) if last_block is None else int(last_block) + 1
-    embed = 2 * N * C * D
-    linear = depth * (2 * N * 4 * D * D + 2 * N * 3 * D * I)
-    attn = sum(4 * D * sum(L * L for L in (full if i in vcfg.fullatt_block_indexes else win)) for i in range(depth))
-    mg = 2 * (N // (m * m)) * (m * m * D) * (m * m * D + int(vcfg.out_hidden_size)) if merger else 0
-    total = embed + linear + attn + mg
-    return {"total": total, "patch_embed": embed, "linear": linear, "attention": attn, "merger": mg,
-            "windows_per_group": len(win) // max(1, t), "patches_per_group": h * w}
-
-
-def ahd_flops(layer_dims: dict, hidden: int, text_dim: int, tokens: int) -> int:
-    """The AHD's MLPs (eq. 4) on `tokens` patch positions (cosines and the mix are negligible)."""
-    return sum(2 * tokens * (d * hidden + hidden * text_dim) for d in layer_dims.values())
-
+# One formula for this benchmark and `tvad plan`: tvad.model.flops (vit_flops, ahd_flops, decoder_flops).
 
 # -- helpers --------------------------------------------------------------------------------------
 

@@ -34,9 +34,10 @@ ALLOWED = {
                                "tvad.corpus", "tvad.train"},
     "tvad.steps": BOTTOM | {"tvad.run", "tvad.data", "tvad.metrics", "tvad.baselines", "tvad.model", "tvad.viz",
                             "tvad.corpus", "tvad.train", "tvad.evaluate"},
+    "tvad.plan": BOTTOM | {"tvad.run", "tvad.data", "tvad.metrics", "tvad.model", "tvad.corpus", "tvad.train"},
     "tvad.pipeline": {"tvad.config", "tvad.io", "tvad.run", "tvad.dist"},
     "tvad.cli": BOTTOM | {"tvad.run", "tvad.data", "tvad.metrics", "tvad.model", "tvad.viz", "tvad.evaluate",
-                          "tvad.pipeline"},
+                          "tvad.pipeline", "tvad.plan"},
 }
 LAZY_OK = {"tvad"}  # tvad/__init__.py: `load` and `TVAD` are imported on first use, so `import tvad` stays light
 

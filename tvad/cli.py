@@ -7,6 +7,7 @@
     tvad detect VIDEO --checkpoint DIR --out DIR   # overlay mp4, per-frame scores CSV, regions JSON
     tvad chat VIDEO --checkpoint DIR               # multi-turn dialogue about a video in the terminal
     tvad eval --run-dir DIR                        # rebuild the tables from a run's saved predictions
+    tvad plan --preset paper [-p key=value ...] [--json]   # check model + datasets, predict costs (docs/plan.md)
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from tvad.data.video import VideoError, probe, read_frames, sample_indices, writ
 from tvad.evaluate import EvalError, main_eval
 from tvad.io import atomic_write_json, atomic_write_text
 from tvad.pipeline import PipelineError, main_pipeline, parse_overrides
+from tvad.plan import format_plan, make_plan
 from tvad.viz.overlays import draw_boxes, overlay_heatmap
 
 
@@ -78,6 +80,15 @@ def _parser() -> argparse.ArgumentParser:
     ev = sub.add_parser("eval", help="rebuild the paper's tables from a run directory's saved predictions")
     ev.add_argument("--run-dir", required=True)
     ev.add_argument("--quiet", action="store_true", help="write the tables without printing them")
+
+    pn = sub.add_parser("plan", help="check the model and datasets and predict disk, GPU memory and time, before a run")
+    pn.add_argument("--preset", default="paper", help="configuration preset: cpu or paper")
+    pn.add_argument("-p", "--param", action="append", default=[], metavar="KEY=VALUE",
+                    help="config override with a dotted key, e.g. backbone.path=/models/qwen (repeatable)")
+    pn.add_argument("--run-dir", default=None, help="a run directory whose corpus gives exact dialogue lengths")
+    pn.add_argument("--peak-tflops", type=float, default=None, help="the GPU's dense bf16 TFLOP/s (default 800)")
+    pn.add_argument("--utilisation", type=float, default=None, help="fraction of that rate a step reaches (default 0.4)")
+    pn.add_argument("--json", action="store_true", help="print the plan as JSON instead of the table")
     return p
 
 
@@ -112,7 +123,36 @@ def main(argv: list[str] | None = None) -> int:
             print(f"tvad eval: error: {e if isinstance(e, OSError) else e.args[0] if e.args else e}", file=sys.stderr)
             return 1
         return 0
+    if args.command == "plan":
+        return _plan(args)
     return 2
+
+
+def _plan(args) -> int:
+    """`tvad plan`: the table (or JSON) on stdout, one line per problem; exit 1 if any problem."""
+    import json
+
+    try:
+        cfg = preset(args.preset, parse_overrides(args.param))
+    except (KeyError, ValueError, PipelineError) as e:
+        print(f"tvad plan: error: {e.args[0] if e.args else e}", file=sys.stderr)
+        return 1
+    kw = {}
+    if args.peak_tflops is not None:
+        kw["peak_tflops"] = args.peak_tflops
+    if args.utilisation is not None:
+        if not 0 < args.utilisation <= 1:
+            print(f"tvad plan: error: --utilisation must be in (0, 1], got {args.utilisation}", file=sys.stderr)
+            return 1
+        kw["utilisation"] = args.utilisation
+    plan = make_plan(cfg, run_dir=args.run_dir, **kw)
+    if args.json:
+        print(json.dumps(plan.to_json(), indent=1, default=str))
+        for p in plan.problems:
+            print(f"tvad plan: problem: {p}", file=sys.stderr)
+    else:
+        print(format_plan(plan))
+    return 1 if plan.problems else 0
 
 
 # -- detect / chat ----------------------------------------------------------------------------------

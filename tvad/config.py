@@ -70,6 +70,10 @@ class CorpusConfig:
     max_backoff: float = 30.0  # http: cap on one retry wait, seconds
     budget: int | None = None  # http: most requests one corpus build may make (null: no cap); once spent,
     #                            frames are counted as request_failed, the build goes on
+    max_concurrency: int = 8  # http: frame requests kept in flight at once, 1..256 (a vLLM / SGLang server batches
+    #                           concurrent requests: 8 is a safe start for one replica, raise it while its throughput
+    #                           grows; a hosted API's rate limit may want fewer); the corpus is the same whatever the
+    #                           number; the oracle and the local annotator ask one frame at a time
 
 
 @dataclass
@@ -245,6 +249,7 @@ _RANGES = {
     "backbone.max_pixels": "> 0",
     "corpus.max_pixels": "> 0", "corpus.max_new_tokens": "> 0", "corpus.temperature": ">= 0", "corpus.timeout": "> 0",
     "corpus.max_retries": ">= 0", "corpus.backoff": ">= 0", "corpus.max_backoff": ">= 0", "corpus.budget": "> 0",
+    "corpus.max_concurrency": "> 0",
     "ahd.hidden": "> 0", "ahd.text_dim": "> 0", "ahd.logit_scale": "> 0", "ahd.num_templates": "> 0",
     "ahd.topk": "> 0",
     "rae.channels": "> 0", "rae.conv_layers": "> 0", "rae.grid": "> 0", "rae.num_base": ">= 0",

@@ -7,7 +7,7 @@ phase A / phase B dialogue corpora.
     tvad.corpus.describe_trajectory([(236, 198), (244, 196), None, ...], (476, 868))
 
 Modules, in the order a build runs them: `annotators` (interface, parsing, oracle, local, http),
-`cache`, `extraction`, `timelines`, `verification`, `narratives`, `dialogues`, `schema`, `card`,
+`cache`, `inflight` (requests kept in flight), `extraction`, `timelines`, `verification`, `narratives`, `dialogues`, `schema`, `card`,
 `corpora` (`build_corpora` and the readers of its output).
 
 `corpus` reads `tvad.data` records; it reaches a model only through the annotator interface.
@@ -21,7 +21,8 @@ from tvad.corpus.card import CorpusCard  # noqa: F401
 from tvad.corpus.corpora import (CorpusError, build_corpora, check_no_leakage, format_dialogue,  # noqa: F401
                                  load_timelines, sample_dialogues)
 from tvad.corpus.dialogues import clip_reference  # noqa: F401
-from tvad.corpus.extraction import extract, focus_image  # noqa: F401
+from tvad.corpus.extraction import collect, extract, extract_all, focus_image  # noqa: F401
+from tvad.corpus.inflight import AskReport, ask  # noqa: F401
 from tvad.corpus.narratives import (appearance_phrasings, describe_appearance, describe_targets,  # noqa: F401
                                     real_clip_bleu, real_clip_trajectories,
                                     describe_trajectory, scene_phrasings, temporal_phrasings, trajectory_phrasings)

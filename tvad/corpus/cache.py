@@ -21,6 +21,7 @@ import fcntl
 import json
 import logging
 import os
+import threading
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -105,7 +106,9 @@ class FrameCache:
         self.bad_lines = 0  # unusable lines skipped at load (torn by a kill, bad UTF-8 or JSON, wrong types)
         self.first_bad_line = 0  # the first one's 1-based line number (0: none)
         self.first_bad_reason = ""
+        self.torn_tail = False  # the file ended inside a line (a writer killed mid-line): terminated on open
         self.appended = 0  # records appended in this session
+        self._write_lock = threading.Lock()  # one line at a time, whole, whichever thread appends
         self._fh = open(self.path, "a+b")
         try:
             fcntl.flock(self._fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -133,6 +136,9 @@ class FrameCache:
             self.lines += 1
         _report(self.path, self.bad_lines, self.first_bad_line, self.first_bad_reason)
         if data and not data.endswith(b"\n"):
+            self.torn_tail = True
+            log.warning("%s: the file ends inside a line (a writer killed mid-line); the line is terminated "
+                        "(and skipped above if incomplete, its frame asked again)", self.path)
             self._fh.write(b"\n")  # terminate a torn line so the next record is readable
             self._fh.flush()
 
@@ -159,13 +165,16 @@ class FrameCache:
     def append(self, rec: FrameRecord) -> None:
         line = json.dumps(rec.to_dict(), ensure_ascii=False, sort_keys=True) + "\n"
         # a lone surrogate (a model's "\\ud800") can only sit inside a JSON string: written back as its escape
-        self._fh.write(line.encode("utf-8", errors="backslashreplace"))
-        self._fh.flush()
-        if self.fsync:
-            os.fsync(self._fh.fileno())
-        self.records[rec.key] = rec
-        self.lines += 1
-        self.appended += 1
+        data = line.encode("utf-8", errors="backslashreplace")
+        with self._write_lock:
+            self._fh.write(data)
+            self._fh.flush()  # in the kernel now: a kill after this loses nothing (one mid-write tears the
+            #                   last line, which the next open drops, reports and asks again)
+            if self.fsync:
+                os.fsync(self._fh.fileno())
+            self.records[rec.key] = rec
+            self.lines += 1
+            self.appended += 1
 
     def __len__(self) -> int:
         return len(self.records)
@@ -175,7 +184,7 @@ class FrameCache:
 
     def stats(self) -> dict[str, int]:
         out = {"keys": len(self.records), "lines": self.lines, "bad_lines": self.bad_lines,
-               "torn_lines": self.bad_lines, "appended": self.appended}
+               "torn_lines": self.bad_lines, "torn_tail": int(self.torn_tail), "appended": self.appended}
         for r in self.records.values():
             out[r.status] = out.get(r.status, 0) + 1
         return out

@@ -38,7 +38,7 @@ from tvad.corpus.cache import FrameCache
 from tvad.corpus.card import CorpusCard, make_card
 from tvad.corpus.dialogues import (clip_reference, dialogue_seed, ground_truth_coverage, phase_a_dialogue,
                                    phase_b_dialogue)
-from tvad.corpus.extraction import ExtractStats, extract
+from tvad.corpus.extraction import ExtractStats, collect, extract_all
 from tvad.corpus.schema import SCHEMA_VERSION, CorpusSchemaError, load_corpus, validate_record
 from tvad.corpus.verification import clip_timelines, merge_timelines
 from tvad.io import atomic_write_json, atomic_write_text, json_default
@@ -96,6 +96,9 @@ def build_corpora(videos: Mapping[str, Sequence[Any]] | Iterable[Any], out_dir: 
     dialogues_per_clip: dialogues of each phase per clip, from the same timelines with other
                 question wordings, reference orders and Yes/No balancing choices (ids of the
                 extra ones end in "#k"); the annotator is asked once per frame whatever the count.
+
+    Frames are asked with the annotator's `max_concurrency` requests in flight (http; 1 otherwise);
+    the corpus is the same whatever the number (records are read back by key, in frame order).
     """
     if int(dialogues_per_clip) < 1:
         raise ValueError(f"dialogues_per_clip must be >= 1, got {dialogues_per_clip}")
@@ -114,17 +117,20 @@ def build_corpora(videos: Mapping[str, Sequence[Any]] | Iterable[Any], out_dir: 
     next_extra = {"train": "no", "val": "no"}
     n_general = n_anom = n_empty = 0
     with FrameCache(cache_path or out / "cache" / "frames.jsonl", retry_failed=retry_failed) as cache:
+        # Steps 1 and 3's frame requests, every clip and view in one stream (the annotator's
+        # max_concurrency in flight; answers cached as they arrive), then the records read back by key.
+        extract_all([v for split in ("train", "val") for v in by_split[split]], ann, cache,
+                    views=("full", "focus") if enhance else ("full",), template=template, blur_sigma=blur_sigma,
+                    stats=stats, progress=progress)
         for split in ("train", "val"):
             for i, v in enumerate(by_split[split]):
                 if progress:
                     print(f"[corpus] {split} {i + 1}/{len(by_split[split])} {v.name}", flush=True)
                 clip = clip_reference(v)
-                recs = extract(v, ann, cache, view="full", template=template, blur_sigma=blur_sigma,
-                               stats=stats["full"])
+                recs = collect(v, ann, cache, view="full", template=template, stats=stats["full"])
                 general = clip_timelines(v, recs, fps=clip["fps"] or None)
                 if enhance:
-                    frecs = extract(v, ann, cache, view="focus", template=template, blur_sigma=blur_sigma,
-                                    stats=stats["focus"])
+                    frecs = collect(v, ann, cache, view="focus", template=template, stats=stats["focus"])
                     focus = clip_timelines(v, frecs, fps=clip["fps"] or None)
                     general, anomalies = merge_timelines(general, focus)
                 else:

@@ -1,12 +1,15 @@
 """Frame-wise extraction (paper §3.3, steps 1 and 3): every frame of a clip asked once through an
-annotator, answers kept in the append-only cache (`extract`), and the anomaly-focused view whose
-anomaly mask stays sharp while the rest is Gaussian-blurred (`focus_image`)."""
+annotator, answers kept in the append-only cache (`extract` for one clip, `extract_all` for a
+corpus: one stream of requests, `max_concurrency` in flight, `tvad.corpus.inflight`), records read
+back by key in frame order (`collect`), and the anomaly-focused view whose anomaly mask stays sharp
+while the rest is Gaussian-blurred (`focus_image`)."""
 
 from __future__ import annotations
 
+import functools
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 from PIL import Image, ImageFilter
@@ -14,6 +17,7 @@ from scipy import ndimage
 
 from tvad.corpus.annotators import FRAME_PROMPT, Annotator, FrameRecord, frame_prompt, prompt_hash, record_key
 from tvad.corpus.cache import FrameCache
+from tvad.corpus.inflight import AskReport, Request, ask, report_failures, workers_for
 
 
 # -- anomaly-focused enhancement -----------------------------------------------------------------
@@ -59,18 +63,20 @@ def _reason(err: str | None) -> str:
     return e.split(":")[0] if len(e) > 60 else e
 
 
-def extract(video: Any, annotator: Annotator, cache: FrameCache, *, view: str = "full",
-            frames: Sequence[int] | None = None, template: str = FRAME_PROMPT, blur_sigma: float = 6.0,
-            stats: ExtractStats | None = None) -> list[FrameRecord]:
-    """Frame records of one clip (view "full" or "focus"), asking only what the cache lacks.
+def frame_requests(video: Any, annotator: Annotator, cache: FrameCache, *, view: str = "full",
+                   frames: Sequence[int] | None = None, template: str = FRAME_PROMPT, blur_sigma: float = 6.0,
+                   stats: ExtractStats | None = None) -> Iterator[Request]:
+    """The requests of one clip and view that the cache still lacks (a generator: the clip's frames
+    (T, H, W, 3) and masks (T, H, W) are read when the first request is wanted, so a stream over many
+    clips holds at most the clips whose requests are in flight). Counts `cached`,
+    `skipped_no_anomaly` into `stats` and, through each request, `asked`.
 
-    Focus view: frames without anomaly-mask pixels are not asked (nothing stays sharp). A video
-    that cannot be read gives "request_failed" records naming the problem, not an exception.
+    Focus view: frames without anomaly-mask pixels are not asked (nothing stays sharp). A clip whose
+    frames or masks cannot be read gives "request_failed" records naming the problem, asked of nobody.
     """
     st = stats if stats is not None else ExtractStats()
     ph = prompt_hash(template)
-    idx = list(range(int(video.num_frames))) if frames is None else [int(f) for f in frames]
-    out: list[FrameRecord] = []
+    idx = _frames(video, frames)
     masks = None
     if view == "focus":
         try:
@@ -89,29 +95,53 @@ def extract(video: Any, annotator: Annotator, cache: FrameCache, *, view: str = 
             todo.append(k)
         else:
             st.cached += 1
+    if not todo:
+        return
     images: Any = None
-    if todo and annotator.needs_pixels:
+    if annotator.needs_pixels:
         try:
             images = np.asarray(video.read_frames([idx[k] for k in todo]))
         except Exception as e:
             images = e
     prompt = frame_prompt(int(video.size[0]), int(video.size[1]), template)
+
+    def counted(rec: FrameRecord) -> None:
+        st.asked += 1
+
     for j, k in enumerate(todo):
         f = idx[k]
+        key = record_key(video.name, f, annotator.name, ph, view)
         if isinstance(masks, Exception) or isinstance(images, Exception):
             err = masks if isinstance(masks, Exception) else images
-            rec = FrameRecord(video.name, f, annotator.name, ph, view, status="request_failed",
-                              error=f"cannot read the clip: {type(err).__name__}: {err}")
-        else:
-            img = None if images is None else images[j]
-            focus = None if masks is None else masks[k]
-            if img is not None and focus is not None:
-                img = focus_image(img, focus, sigma=blur_sigma)
-            rec = annotator.describe_frame(img, prompt, video=video, frame=f, focus=focus, prompt_hash=ph)
-            rec.video, rec.frame, rec.prompt_hash, rec.view = video.name, f, ph, view
-        cache.append(rec)
-        st.asked += 1
-    for f in idx:
+            failed = FrameRecord(video.name, f, annotator.name, ph, view, status="request_failed",
+                                 error=f"cannot read the clip: {type(err).__name__}: {err}")
+            yield Request(key, lambda rec=failed: rec, counted)
+            continue
+        img = None if images is None else images[j]
+        focus = None if masks is None else masks[k]
+        yield Request(key, functools.partial(_ask_one, annotator, video, f, view, ph, prompt, img, focus,
+                                             blur_sigma), counted)
+
+
+def _ask_one(annotator: Annotator, video: Any, frame: int, view: str, ph: str, prompt: str,
+             img: np.ndarray | None, focus: np.ndarray | None, blur_sigma: float) -> FrameRecord:
+    """One frame through the annotator (in a worker thread when requests are in flight)."""
+    if img is not None and focus is not None:
+        img = focus_image(img, focus, sigma=blur_sigma)
+    rec = annotator.describe_frame(img, prompt, video=video, frame=frame, focus=focus, prompt_hash=ph)
+    rec.video, rec.frame, rec.prompt_hash, rec.view = video.name, frame, ph, view
+    return rec
+
+
+def collect(video: Any, annotator: Annotator, cache: FrameCache, *, view: str = "full",
+            frames: Sequence[int] | None = None, template: str = FRAME_PROMPT,
+            stats: ExtractStats | None = None) -> list[FrameRecord]:
+    """The cached records of one clip and view, in frame order (whatever order they arrived in);
+    counts their statuses, instances and failure reasons into `stats`."""
+    st = stats if stats is not None else ExtractStats()
+    ph = prompt_hash(template)
+    out: list[FrameRecord] = []
+    for f in _frames(video, frames):
         rec = cache.get(record_key(video.name, f, annotator.name, ph, view))
         if rec is None:
             continue
@@ -121,3 +151,47 @@ def extract(video: Any, annotator: Annotator, cache: FrameCache, *, view: str = 
         if not rec.ok:
             st.reasons[_reason(rec.error)] += 1
     return out
+
+
+def _frames(video: Any, frames: Sequence[int] | None) -> list[int]:
+    return list(range(int(video.num_frames))) if frames is None else [int(f) for f in frames]
+
+
+def extract(video: Any, annotator: Annotator, cache: FrameCache, *, view: str = "full",
+            frames: Sequence[int] | None = None, template: str = FRAME_PROMPT, blur_sigma: float = 6.0,
+            stats: ExtractStats | None = None, max_concurrency: int | None = None) -> list[FrameRecord]:
+    """Frame records of one clip (view "full" or "focus"), asking only what the cache lacks, with
+    `max_concurrency` requests in flight (default: the annotator's, 1 for the oracle and local).
+
+    Focus view: frames without anomaly pixels are not asked (nothing stays sharp). A video that
+    cannot be read gives "request_failed" records naming the problem, not an exception.
+    """
+    st = stats if stats is not None else ExtractStats()
+    reqs = frame_requests(video, annotator, cache, view=view, frames=frames, template=template,
+                          blur_sigma=blur_sigma, stats=st)
+    report_failures(ask(reqs, cache, workers=workers_for(annotator, max_concurrency)), annotator.name)
+    return collect(video, annotator, cache, view=view, frames=frames, template=template, stats=st)
+
+
+def extract_all(videos: Iterable[Any], annotator: Annotator, cache: FrameCache, *,
+                views: Sequence[str] = ("full",), template: str = FRAME_PROMPT, blur_sigma: float = 6.0,
+                stats: Mapping[str, ExtractStats] | None = None, max_concurrency: int | None = None,
+                progress: bool = False) -> AskReport:
+    """Ask what the cache lacks for every clip and view (clip by clip, its views in `views` order),
+    as one stream with `max_concurrency` requests in flight across clip boundaries (so a short clip
+    or a sparse focus view does not leave the endpoint idle). Counts `asked`, `cached` and
+    `skipped_no_anomaly` into `stats[view]`; read the records back with `collect`."""
+    st = {v: ExtractStats() for v in views} if stats is None else stats
+    videos = list(videos)
+
+    def stream() -> Iterator[Request]:
+        for i, v in enumerate(videos):
+            if progress:
+                print(f"[corpus] asking {i + 1}/{len(videos)} {v.name}", flush=True)
+            for view in views:
+                yield from frame_requests(v, annotator, cache, view=view, template=template,
+                                          blur_sigma=blur_sigma, stats=st[view])
+
+    rep = ask(stream(), cache, workers=workers_for(annotator, max_concurrency))
+    report_failures(rep, annotator.name)
+    return rep

@@ -9,7 +9,8 @@ Three implementations (paper §3.3, "frame-wise full extraction"):
 - `HTTPAnnotator` ("http"): any OpenAI-compatible chat-completions endpoint with image input
   (hosted Qwen-VL, vLLM, ...). The API key comes from an environment variable and is never
   logged or stored; 429 / 5xx / timeouts / connection errors are retried with exponential
-  backoff (or the server's Retry-After); a request budget caps the total number of HTTP requests.
+  backoff (or the server's Retry-After); a request budget caps the total number of HTTP requests;
+  the corpus builder keeps `max_concurrency` of its requests in flight (`tvad.corpus.inflight`).
   Only http(s) base URLs; redirects are refused, never followed with the key; the timeout bounds
   the whole request.
 
@@ -101,5 +102,6 @@ def annotator_from_config(corpus_cfg: Any) -> tuple[str, dict]:
         return "http", {"base_url": str(c.endpoint), "model": str(c.model), "api_key_env": env,
                         "timeout": float(c.timeout), "max_retries": int(c.max_retries), "backoff": float(c.backoff),
                         "max_backoff": float(c.max_backoff), "budget": c.budget, "max_tokens": int(c.max_new_tokens),
-                        "temperature": float(c.temperature), "image_format": str(c.image_format)}
+                        "temperature": float(c.temperature), "image_format": str(c.image_format),
+                        "max_concurrency": int(c.max_concurrency)}
     raise ConfigError(f"corpus.annotator: expected one of 'oracle', 'local', 'http', got {kind!r}")

@@ -4,7 +4,13 @@ with exponential backoff on 429 / 5xx / timeouts / connection errors, a request 
 
 Only http(s) base URLs; redirects are refused, never followed (the key would go with them); the
 timeout bounds the whole request (a server that drips bytes is cut off at the deadline); the
-server's Retry-After is read as seconds or an HTTP date, and an unusable one means the backoff."""
+server's Retry-After is read as seconds or an HTTP date, and an unusable one means the backoff.
+
+Concurrency: `describe_frame` may be called from several threads at once (the corpus builder keeps
+`max_concurrency` requests in flight, `tvad.corpus.inflight`). Threads over the stdlib client rather
+than asyncio or httpx: urllib is what the deadline, the redirect refusal and the reply cap above are
+built on, httpx is not a dependency, and a few dozen blocking requests need no event loop. Each call
+has its own connection, deadline, retries and Retry-After wait; the counters and the budget are locked."""
 
 from __future__ import annotations
 
@@ -46,6 +52,7 @@ def encode_image(image: np.ndarray, fmt: str = "jpeg", quality: int = 90) -> str
 
 
 MAX_REPLY_BYTES = 16 * 2**20  # a chat completion is kilobytes; more is a misconfigured endpoint
+MAX_CONCURRENCY = 256  # requests in flight at most (threads; a server batching more gains little)
 
 
 def retry_after_seconds(value: str | None, now: datetime | None = None) -> float | None:
@@ -201,17 +208,20 @@ def _safe_url(url: str) -> str:
     return url[:200]
 
 class RequestBudget:
-    """A cap on the number of requests (shared by annotators if passed around)."""
+    """A cap on the number of requests, retries included (shared by annotators if passed around;
+    thread-safe: the requests in flight take from it concurrently)."""
 
     def __init__(self, limit: int | None) -> None:
         self.limit = limit
         self.used = 0
+        self._lock = threading.Lock()
 
     def take(self) -> bool:
-        if self.limit is not None and self.used >= self.limit:
-            return False
-        self.used += 1
-        return True
+        with self._lock:
+            if self.limit is not None and self.used >= self.limit:
+                return False
+            self.used += 1
+            return True
 
     @property
     def left(self) -> int | None:
@@ -232,6 +242,10 @@ class HTTPAnnotator:
                   Redirects are refused (a request_failed record naming the Location), never followed.
     budget:       the most HTTP requests this annotator may make (int, a shared `RequestBudget` or None);
                   once spent, frames fail fast with status "request_failed".
+    max_concurrency: requests the corpus builder keeps in flight at once (1..MAX_CONCURRENCY; 8 suits a
+                  vLLM / SGLang server, which batches concurrent requests). `describe_frame` is thread-safe:
+                  each call has its own connection, deadline and retry loop (a 429's Retry-After delays only
+                  the request it answered); counters and the budget are shared under a lock.
     """
 
     needs_pixels = True
@@ -239,7 +253,8 @@ class HTTPAnnotator:
     def __init__(self, base_url: str, model: str, *, api_key_env: str | None = "TVAD_API_KEY",
                  timeout: float = 60.0, max_retries: int = 4, backoff: float = 1.0, max_backoff: float = 30.0,
                  budget: int | RequestBudget | None = None, max_tokens: int = 1024, temperature: float = 0.0,
-                 image_format: str = "jpeg", sleep: Callable[[float], None] = time.sleep) -> None:
+                 image_format: str = "jpeg", max_concurrency: int = 8,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
         parts = urllib.parse.urlsplit(str(base_url))
         if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
             raise AnnotatorError(f"http annotator: base_url must be an http:// or https:// URL with a host, "
@@ -258,8 +273,18 @@ class HTTPAnnotator:
         self.backoff, self.max_backoff = float(backoff), float(max_backoff)
         self.budget = budget if isinstance(budget, RequestBudget) else RequestBudget(budget)
         self.max_tokens, self.temperature, self.image_format = max_tokens, temperature, image_format
+        if isinstance(max_concurrency, bool) or not isinstance(max_concurrency, int) \
+                or not 1 <= max_concurrency <= MAX_CONCURRENCY:
+            raise AnnotatorError(f"http annotator: max_concurrency must be an integer in 1..{MAX_CONCURRENCY}, "
+                                 f"got {max_concurrency!r}")
+        self.max_concurrency = max_concurrency
         self._sleep = sleep
+        self._lock = threading.Lock()  # the counters below, updated by concurrent requests
         self.stats = {"requests": 0, "retries": 0, "http_errors": 0, "timeouts": 0, "connection_errors": 0}
+
+    def _count(self, key: str) -> None:
+        with self._lock:
+            self.stats[key] += 1
 
     def __repr__(self) -> str:  # never the key
         return f"HTTPAnnotator(base_url={self.base_url!r}, model={self.model!r}, api_key_env={self.api_key_env!r})"
@@ -287,7 +312,7 @@ class HTTPAnnotator:
         told = retry_after_seconds(retry_after)
         if told is not None:
             delay = min(told, self.max_backoff)
-        self.stats["retries"] += 1
+        self._count("retries")
         self._sleep(delay)
 
     def _post(self, url: str, data: bytes) -> str:
@@ -336,7 +361,7 @@ class HTTPAnnotator:
                 return None, f"request budget exhausted ({self.budget.limit} requests); last error: {last_err}" \
                     if attempts else f"request budget exhausted ({self.budget.limit} requests)", attempts
             attempts += 1
-            self.stats["requests"] += 1
+            self._count("requests")
             retry_after = None
             try:
                 body = self._post(url, data)
@@ -345,7 +370,7 @@ class HTTPAnnotator:
                 except ValueError as e:
                     return body[:2000], str(e), attempts
             except urllib.error.HTTPError as e:
-                self.stats["http_errors"] += 1
+                self._count("http_errors")
                 detail = " ".join(str(getattr(e, "detail", "")).split())
                 if 300 <= e.code < 400:
                     where = e.headers.get("Location") if e.headers else None
@@ -357,17 +382,20 @@ class HTTPAnnotator:
                     return None, last_err, attempts  # a client error: retrying cannot help
                 retry_after = e.headers.get("Retry-After") if e.headers else None
             except (socket.timeout, TimeoutError):
-                self.stats["timeouts"] += 1
+                self._count("timeouts")
                 last_err = f"timeout after {self.timeout:g}s from {url} (the limit covers the whole request)"
             except urllib.error.URLError as e:
                 if isinstance(e.reason, (socket.timeout, TimeoutError)):
-                    self.stats["timeouts"] += 1
+                    self._count("timeouts")
                     last_err = f"timeout after {self.timeout:g}s from {url} (the limit covers the whole request)"
+                elif isinstance(e.reason, (ConnectionResetError, BrokenPipeError, ConnectionAbortedError)):
+                    self._count("connection_errors")  # the server closed the connection (e.g. under load)
+                    last_err = f"connection error with {url} ({type(e.reason).__name__}: {e.reason})"
                 else:
-                    self.stats["connection_errors"] += 1
+                    self._count("connection_errors")
                     last_err = f"endpoint unreachable: {url} ({e.reason})"
             except (ConnectionError, OSError, http.client.HTTPException) as e:
-                self.stats["connection_errors"] += 1
+                self._count("connection_errors")
                 last_err = f"connection error with {url} ({type(e).__name__}: {e})"
             except ValueError as e:  # a reply over MAX_REPLY_BYTES
                 return None, str(e), attempts
