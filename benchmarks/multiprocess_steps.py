@@ -41,6 +41,8 @@ elif sys.argv[2] == "03":
 else:
     from tvad.steps.evaluation import run_evaluation
     run_evaluation(run, progress=False, log=lambda s: None)
+from tvad import dist
+dist.shutdown()
 '''
 
 

@@ -50,6 +50,7 @@ rec["eval"] = case_eval(out / "eval_clips")
 rec["stage2"] = case_stage2(out / "stage2")
 rec["backend"] = torch.distributed.get_backend_config()
 (out / f"rank{dist.rank()}.json").write_text(json.dumps(rec, default=float))
+dist.shutdown()
 '''
 
 
@@ -210,6 +211,7 @@ def ensure(*a, **kw):
 cache.ensure = ensure
 samples = prepare_sharded(vids, cache, progress=False)
 (root / f"rank{dist.rank()}.json").write_text(json.dumps({"misses": cache.misses, "n": len(samples)}))
+dist.shutdown()
 '''
 
 
@@ -253,6 +255,7 @@ def test_single_process_helpers_are_the_identity(monkeypatch):
     assert dist.device("auto") == torch.device("cuda" if torch.cuda.is_available() else "cpu")
     dist.barrier()
     dist.wait_until(lambda: False, "never polled without a launcher")
+    dist.shutdown()
 
 
 def test_launcher_checks(tmp_path, monkeypatch, capsys):
@@ -383,7 +386,7 @@ def test_the_cpu_launcher_config_starts_two_gloo_processes(tmp_path):
     probe.write_text("import json, os, sys, torch\nfrom tvad import dist\n"
                      "seen = dist.gather_shards([dist.rank()], dist.world_size())\n"
                      "open(os.path.join(sys.argv[1], f'r{dist.rank()}.json'), 'w').write(json.dumps("
-                     "{'seen': seen, 'backend': torch.distributed.get_backend_config()}))\n")
+                     "{'seen': seen, 'backend': torch.distributed.get_backend_config()}))\ndist.shutdown()\n")
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]

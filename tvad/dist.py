@@ -160,3 +160,16 @@ def wait_until(done, what: str, poll_s: float = 2.0) -> None:
     while not done():
         time.sleep(poll_s)
     barrier()
+
+
+def shutdown() -> None:
+    """End of a launched script: wait for every rank, then close the process group (a process that
+    exits while gloo's threads still run can abort with "terminate called without an active
+    exception"). Nothing without a launcher or before the group exists."""
+    if not launched():
+        return
+    import torch.distributed as tdist
+
+    if tdist.is_available() and tdist.is_initialized():
+        tdist.barrier()
+        tdist.destroy_process_group()
