@@ -16,12 +16,13 @@ PKG = Path(__file__).resolve().parents[1] / "tvad"
 # What each part of the package may import from tvad (besides itself). Bottom to top:
 # config / io / prompts / run / data / metrics / baselines -> model / viz -> corpus / train -> evaluate
 # -> steps -> cli / pipeline.
-BOTTOM = {"tvad.config", "tvad.io", "tvad.prompts"}
+BOTTOM = {"tvad.config", "tvad.io", "tvad.prompts", "tvad.dist"}
 ALLOWED = {
     "tvad.config": set(),
     "tvad.io": set(),
     "tvad.prompts": set(),
-    "tvad.run": {"tvad.config", "tvad.io"},
+    "tvad.dist": set(),
+    "tvad.run": {"tvad.config", "tvad.io", "tvad.dist"},
     "tvad.metrics": {"tvad.io"},
     "tvad.data": BOTTOM,
     "tvad.baselines": set(),
@@ -34,7 +35,7 @@ ALLOWED = {
     "tvad.steps": BOTTOM | {"tvad.run", "tvad.data", "tvad.metrics", "tvad.baselines", "tvad.model", "tvad.viz",
                             "tvad.corpus", "tvad.train", "tvad.evaluate"},
     "tvad.plan": BOTTOM | {"tvad.run", "tvad.data", "tvad.metrics", "tvad.model", "tvad.corpus", "tvad.train"},
-    "tvad.pipeline": {"tvad.config", "tvad.io", "tvad.run"},
+    "tvad.pipeline": {"tvad.config", "tvad.io", "tvad.run", "tvad.dist"},
     "tvad.cli": BOTTOM | {"tvad.run", "tvad.data", "tvad.metrics", "tvad.model", "tvad.viz", "tvad.evaluate",
                           "tvad.pipeline", "tvad.plan"},
 }

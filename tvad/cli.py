@@ -1,6 +1,7 @@
 """The `tvad` command.
 
     tvad pipeline --preset cpu --run-dir runs/cpu [--from NB] [--to NB] [--force] [-p key=value ...]
+                  [--launcher configs/accelerate/ddp.yaml]   # notebooks 02-04 in several processes
     tvad probe VIDEO          # frames, fps and size of a video file
     tvad config --preset cpu  # print the resolved configuration as YAML
     tvad detect VIDEO --checkpoint DIR --out DIR   # overlay mp4, per-frame scores CSV, regions JSON
@@ -42,6 +43,11 @@ def _parser() -> argparse.ArgumentParser:
     pl.add_argument("--force", action="store_true", help="redo work whose outputs exist")
     pl.add_argument("-p", "--param", action="append", default=[], metavar="KEY=VALUE",
                     help="config override with a dotted key, e.g. stage1.epochs=2 (repeatable)")
+    pl.add_argument("--launcher", default=None, metavar="ACCELERATE_CONFIG",
+                    help="run notebooks 02-04 under `accelerate launch --config_file` this file, e.g. "
+                         "configs/accelerate/ddp.yaml (docs/multi-gpu.md)")
+    pl.add_argument("--stage2-launcher", default=None, metavar="ACCELERATE_CONFIG",
+                    help="another accelerate config for notebook 03 only, e.g. configs/accelerate/deepspeed_zero2.yaml")
 
     pr = sub.add_parser("probe", help="print a video's frame count, fps and size")
     pr.add_argument("video")

@@ -80,7 +80,8 @@ class CorpusConfig:
 class BackboneConfig:
     path: str = "assets/tiny-qwen2.5-vl"  # local directory or hub id of a Qwen2.5-VL checkpoint
     dtype: str = "float32"  # weights dtype: float32 on CPU, bfloat16 on GPU
-    device: str = "cpu"  # "cpu", "cuda", "cuda:0", ... ("auto" picks cuda when available)
+    device: str = "cpu"  # "cpu", "cuda", "cuda:0", ... ("auto" picks cuda when available; under `accelerate
+    #                      launch` "auto" / "cuda" / "cuda:0" mean each process's own GPU, cuda:LOCAL_RANK)
     layers: list | str = field(default_factory=lambda: [0, 1, 2, 3])  # ViT blocks feeding the AHD: a list, or
     #   "auto" = block 0 + the checkpoint's full-attention blocks (Backbone.resolve_layers; 7B: [0, 7, 15, 23, 31])
     text_encoder: str = "embeddings"  # eq. 2 text features: "embeddings" (input table) or "decoder" (last hidden)
@@ -143,7 +144,8 @@ class Stage2Config:
     yes_no_weight: float = 1.0  # loss weight of the "Yes"/"No" word opening each yes/no answer, against 1 for
     #                             every other answer token (paper: 1, the plain token mean)
     batch_size: int = 1  # dialogues per device per micro-step
-    grad_accum: int = 2  # paper: 8
+    grad_accum: int = 2  # paper: 8; micro-steps per optimizer step over all launched processes (each runs
+    #                      grad_accum / N under `accelerate launch` with N: the global batch stays the same)
     epochs: float = 2.0  # passes over each phase's corpus (paper: 1)
     max_length: int = 2048  # paper: 2048 (longer dialogues lose their last turns, never the video)
     video_max_tokens: int | None = None  # cap on merged video tokens per clip (qwen-vl-utils' total_pixels),

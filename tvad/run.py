@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from tvad import dist
 from tvad.config import Config, preset as make_preset
 from tvad.io import REPO_ROOT, atomic_write_json, atomic_write_text, resolve_path
 _PACKAGES = ["tvad", "torch", "torchvision", "transformers", "trl", "peft", "accelerate", "numpy",
@@ -95,8 +96,17 @@ class Run:
         return resolve_path(path)
 
     def write_results(self, stem: str, results: dict[str, Any]) -> Path:
-        """Merge flat dotted keys into results/<stem>.json (nested dicts are flattened)."""
+        """Merge flat dotted keys into results/<stem>.json (nested dicts are flattened). Under
+        `accelerate launch` rank 0 writes (every rank holds the same gathered results); the others wait."""
         p = self.path("results", f"{stem}.json")
+        if dist.launched():
+            if dist.is_main():
+                self._merge_results(p, results)
+            dist.barrier()
+            return p
+        return self._merge_results(p, results)
+
+    def _merge_results(self, p: Path, results: dict[str, Any]) -> Path:
         old = json.loads(p.read_text()) if p.exists() else {}
         old.update(flatten(results))
         return atomic_write_json(p, old)
@@ -127,6 +137,8 @@ def open_run(run_dir: str | os.PathLike, preset: str = "cpu", overrides: dict[st
         # The tiny models' ops are small: more threads only add OpenMP contention (measured in
         # benchmarks/chain.py: the cpu chain 728 s with 2 threads, 286 s with 1, on 2 cores).
         torch.set_num_threads(cfg.cpu_threads)
+    if not dist.is_main():  # under `accelerate launch` rank 0 records the config and provenance
+        return Run(d, cfg)
     atomic_write_text(d / "config.yaml", cfg.to_yaml())
     info_path = d / "run.json"
     info = json.loads(info_path.read_text()) if info_path.exists() else {"created": _now()}

@@ -14,6 +14,7 @@ import torch
 from sklearn.metrics import roc_auc_score
 from tqdm.auto import tqdm
 
+from tvad import dist
 from tvad.metrics import dialogue_metrics
 from tvad.model.ahd import heat_to_frames
 from tvad.model.tvad import TVAD
@@ -26,20 +27,26 @@ def evaluate_dialogues(model: TVAD, records: Sequence[dict], clips: ClipStore,
                        ) -> tuple[dict[str, float], list[dict]]:
     """Answer every turn of `types` in `records` (previous turns: the reference answers), then
     Yes/No accuracy (and balanced accuracy), Target and Trajectory BLEU-4 (best reference, macro
-    over clips). `max_new_tokens`: one limit, or one per turn type. Returns (metrics, predictions)."""
+    over clips). `max_new_tokens`: one limit, or one per turn type. Returns (metrics, predictions).
+    Under `accelerate launch` each rank answers its `dist.shard` of the records and every rank gets
+    all predictions back, in record order (the same list as one process)."""
 
-    preds: list[dict] = []
-    todo = [(r, i, t) for r in records for i, t in enumerate(r["turns"]) if t["type"] in types]
-    for r, i, t in tqdm(todo, desc="answers", disable=not progress):
+    records = list(records)
+    mine = dist.shard(records)
+    preds: dict[int, list[dict]] = {k: [] for k in range(len(mine))}
+    todo = [(k, r, i, t) for k, r in enumerate(mine) for i, t in enumerate(r["turns"]) if t["type"] in types]
+    for k, r, i, t in tqdm(todo, desc="answers", disable=not progress):
         clip = clips.get(r["clip"])
         msgs = r["messages"][: 2 + 2 * i]  # system, earlier (reference) turns, this question
         n = max_new_tokens.get(t["type"], 96) if isinstance(max_new_tokens, Mapping) else int(max_new_tokens)
         ans = model.answer(msgs, clip, n)
-        preds.append({"id": r["id"], "turn": i, "type": t["type"], "kind": t.get("kind"),
-                      "question": msgs[-1]["content"], "answer": ans, "references": t["references"],
-                      "truth": t.get("truth"), "label": r["clip"].get("label"),
-                      "dataset": r["clip"].get("source") or ""})  # Table 3's column
-    return dialogue_metrics(preds), preds
+        preds[k].append({"id": r["id"], "turn": i, "type": t["type"], "kind": t.get("kind"),
+                         "question": msgs[-1]["content"], "answer": ans, "references": t["references"],
+                         "truth": t.get("truth"), "label": r["clip"].get("label"),
+                         "dataset": r["clip"].get("source") or ""})  # Table 3's column
+    flat = [p for per_record in dist.gather_shards([preds[k] for k in range(len(mine))], len(records))
+            for p in per_record]
+    return dialogue_metrics(flat), flat
 
 
 MAX_NEW_TOKENS = {"yes_no": 8, "target": 48}  # per answer type (only the leading word of a Yes/No counts)
@@ -65,8 +72,10 @@ def judgement_scores(model: TVAD, records: Sequence[dict], clips: ClipStore,
         clips = HeatmapView(clips, "zeros")
     tok = model.tokenizer
     yes, no = (tok(w, add_special_tokens=False)["input_ids"][0] for w in ("Yes", "No"))
-    out = []
-    for r in records:
+    records = list(records)
+    mine = []  # per record of this rank's shard (all records without a launcher), gathered below
+    for r in dist.shard(records):
+        rows = []
         users = [k for k, m in enumerate(r["messages"]) if m["role"] == "user"]
         for i, t in enumerate(r["turns"]):
             if t.get("kind") != "judgement" or i >= len(users):
@@ -75,8 +84,9 @@ def judgement_scores(model: TVAD, records: Sequence[dict], clips: ClipStore,
             logits = model.forward(r["messages"][:users[i] + 1], clip, labels=False,
                                    add_generation_prompt=True).logits[0, -1]
             p = logits[[yes, no]].float().softmax(-1)
-            out.append({"id": r["id"], "truth": str(t["truth"]), "p_yes": float(p[0])})
-    return out
+            rows.append({"id": r["id"], "truth": str(t["truth"]), "p_yes": float(p[0])})
+        mine.append(rows)
+    return [row for rows in dist.gather_shards(mine, len(records)) for row in rows]
 
 
 def judgement_auroc(scores: Sequence[Mapping]) -> float | None:

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from tvad import dist
 from tvad.baselines import framediff_heatmaps
 from tvad.data import protocol
 from tvad.evaluate.dialogues import evaluate_model, example_dialogue
@@ -51,6 +52,7 @@ from tvad.model.tvad import TVAD
 from tvad.train import stage1
 from tvad.train.coverage import source_sequences
 from tvad.train.clips import ClipResolver, ClipStore, HeatmapView, corpus_records, load_records
+from tvad.train.distributed import prepare_sharded
 from tvad.train.features import FeatureCache
 
 HEATMAP_SPLITS = {"val": "validation", "test_seen": "test_seen", "test": "test"}  # result key -> clip split
@@ -149,7 +151,7 @@ def predict_heatmaps(run, force: bool = False, methods: Sequence[str] = ("ahd", 
     vids = {k: run_clips(run, HEATMAP_SPLITS.get(k, k), dataset=cfg.data.dataset) for k in set(splits) | {"train"}}
     vids = {k: v for k, v in vids.items() if v or k == "train"}
     splits = [sp for sp in splits if sp in vids]
-    samples = {k: stage1.prepare(v, cache, progress=progress, desc=f"features {k}") for k, v in vids.items()}
+    samples = {k: prepare_sharded(v, cache, progress=progress, desc=f"features {k}") for k, v in vids.items()}
     seconds["features"] = time.time() - t0
     meta = stage1.backbone_meta(bb, cfg)
     best = find_checkpoint(d)
@@ -171,27 +173,32 @@ def predict_heatmaps(run, force: bool = False, methods: Sequence[str] = ("ahd", 
     heat_cache: dict[tuple[str, str], dict] = {}  # per clip, for the examples
 
     def save(split, method, heat, **kw):
-        """Per-clip heatmaps -> per source video over its covered frames (tvad.train.coverage), saved."""
+        """Per-clip heatmaps -> per source video over its covered frames (tvad.train.coverage), saved
+        (by rank 0 under `accelerate launch`: every rank holds the gathered heatmaps)."""
+        if not dist.is_main():
+            return
         _, h, _ = source_sequences(samples[split], heat, {n: np.zeros(len(x)) for n, x in heat.items()})
         save_heatmap_predictions(d, split, method, *scores_and_regions(h, thr, *kw.pop("score", ())), **kw)
 
     for split in splits:
         ss = samples[split]
         seqs, _, _ = source_sequences(ss, {s.name: np.zeros(1) for s in ss}, {s.name: np.zeros(1) for s in ss})
-        save_heatmap_gt(d, split, {s.name: s.frame_labels for s in seqs}, {s.name: s.gt_tracks for s in seqs},
-                        {s.name: s.anomaly_type for s in seqs})
+        if dist.is_main():
+            save_heatmap_gt(d, split, {s.name: s.frame_labels for s in seqs}, {s.name: s.gt_tracks for s in seqs},
+                            {s.name: s.anomaly_type for s in seqs})
         for method in todo[split]:
             t1 = time.time()
             if method in ("ahd", "ahd_one_shot"):
                 for seed in seeds:
                     ahd, _ = load_ahd(ahd_for(method, seed), backbone_identity=bb.identity, layers=bb.resolve_layers(cfg.backbone.layers))
                     ahd = ahd.to(bb.device)
-                    heat = {s.name: stage1.predict(ahd, s, cfg.ahd.frame_score, cfg.ahd.topk)[0] for s in ss}
+                    heat = _sharded(ss, lambda s: stage1.predict(ahd, s, cfg.ahd.frame_score, cfg.ahd.topk)[0])
                     if seed == seeds[0]:
                         heat_cache[(split, method)] = heat
                     save(split, method, heat, score=(cfg.ahd.frame_score, cfg.ahd.topk), seed=seed)
             elif method == "framediff":
-                heat = {s.name: framediff_heatmaps(np.asarray(v.read_frames())) for s, v in zip(ss, vids[split])}
+                heat = _sharded(list(zip(ss, vids[split])), lambda sv: framediff_heatmaps(np.asarray(sv[1].read_frames())),
+                                name=lambda sv: sv[0].name)
                 heat_cache[(split, method)] = heat
                 save(split, method, heat)
             elif method == "decoder":
@@ -205,13 +212,21 @@ def predict_heatmaps(run, force: bool = False, methods: Sequence[str] = ("ahd", 
                 raise EvalError(f"unknown heatmap method {method!r}; known: {list(HEATMAP_METHODS)}")
             seconds[f"{split}.{method}"] = time.time() - t1
             _log(log, f"[eval] {split}: {method} in {time.time() - t1:.0f}s")
-    if need_examples and "test" in samples:
+    if need_examples and "test" in samples and dist.is_main():
         t1 = time.time()
         _save_examples(run, bb, vids["test"], samples["test"], heat_cache, num_examples, best, progress)
         seconds["examples"] = time.time() - t1
+    dist.barrier()  # rank 0's files are complete before any rank goes on
     seconds["total"] = time.time() - t0
     torch.set_grad_enabled(True)
     return HeatmapRun(list(splits), list(methods), seconds, skipped)
+
+
+def _sharded(items: Sequence, fn, name=lambda s: s.name) -> dict:
+    """{name(item): fn(item)} over `items`, each rank computing its `dist.shard` and every rank
+    receiving all (gathered in order); fn over every item without a launcher."""
+    mine = [fn(it) for it in dist.shard(items)]
+    return dict(zip([name(it) for it in items], dist.gather_shards(mine, len(items))))
 
 
 _DECODER_MODEL = {}
@@ -238,9 +253,9 @@ def _decoder_split(run, bb, videos, samples, max_videos, progress) -> dict | Non
         pairs = sorted(pairs, key=lambda p: not np.asarray(p[0].frame_labels).any())[: int(max_videos)]
     if not pairs:
         return None
-    out = {}
-    for s, v in tqdm(pairs, desc="decoder heatmaps", disable=not progress):
-        out[s.name] = decoder_heatmaps(model, np.asarray(v.read_frames()), fps=v.fps)
+    mine = [decoder_heatmaps(model, np.asarray(v.read_frames()), fps=v.fps)  # this rank's share (all without a launcher)
+            for s, v in tqdm(dist.shard(pairs), desc="decoder heatmaps", disable=not progress)]
+    out = dict(zip([s.name for s, _ in pairs], dist.gather_shards(mine, len(pairs))))
     if max_videos is not None:  # the metrics need every video of the split: the others get zero heat
         for s in samples:
             if s.name not in out:
@@ -345,7 +360,8 @@ def predict_dialogues(run, force: bool = False, variants: Sequence[str] = ("back
 
     d = run.dir
     cfg = run.config
-    imported = import_stage2_predictions(run)
+    imported = import_stage2_predictions(run) if dist.is_main() else {}  # rank 0 writes under a launch
+    dist.barrier()
     _log(log, f"[eval] imported dialogue predictions: {sorted(imported) or 'none (run notebook 03 first)'}")
     rae_final = d / "stage2" / "rae" / "phase_b" / "final"
     test_file = d / "stage2" / "test_corpus" / "phase_b.val.jsonl"
@@ -387,8 +403,10 @@ def predict_dialogues(run, force: bool = False, variants: Sequence[str] = ("back
                                                  cfg.stage2.eval_max_new_tokens, progress=progress)
             else:
                 raise EvalError(f"unknown dialogue variant {v!r}; 04 makes backbone_one_shot and no_ahd")
-            save_dialogue_predictions(d, v, preds, seed=int(cfg.stage2.seed))
-            atomic_write_text(_source_path(d, v, int(cfg.stage2.seed)), sources.get(v) or "")
+            if dist.is_main():  # every rank holds the gathered answers; rank 0 writes them
+                save_dialogue_predictions(d, v, preds, seed=int(cfg.stage2.seed))
+                atomic_write_text(_source_path(d, v, int(cfg.stage2.seed)), sources.get(v) or "")
+            dist.barrier()
             _log(log, f"[eval] {v}: {len(preds)} answers in {time.time() - t0:.0f}s")
             del model
     return {v: dialogue_metrics(p) for v in dialogue_variants(d) for p in load_dialogue_predictions(d, v).values()}
@@ -400,8 +418,19 @@ def save_dialogue_example(run, force: bool = False, max_new_tokens: int | None =
 
     d = run.dir
     out = _pred_dir(d) / "dialogue_example.json"
-    if out.exists() and not force:
+    if dist.broadcast(out.exists()) and not force:  # rank 0's view: every rank takes the same branch
         return out
+    if not dist.is_main():  # one clip's dialogue: rank 0 alone makes and writes it under a launch
+        dist.barrier()
+        return out if out.exists() else None
+    try:
+        return _save_dialogue_example(run, out, max_new_tokens)
+    finally:
+        dist.barrier()
+
+
+def _save_dialogue_example(run, out: Path, max_new_tokens: int | None) -> Path | None:
+    d = run.dir
     rae_final = d / "stage2" / "rae" / "phase_b" / "final"
     test_file = d / "stage2" / "test_corpus" / "phase_b.val.jsonl"
     if not ((rae_final / "tvad.json").exists() and test_file.exists()):

@@ -30,6 +30,7 @@ from typing import Iterator, Sequence
 import numpy as np
 import torch
 
+from tvad import dist
 from tvad.io import resolve_model_path
 
 TEMPORAL_PATCH = 2  # Qwen2.5-VL's temporal patch: two frames per visual token
@@ -59,9 +60,9 @@ def _dtype(dtype: str | torch.dtype) -> torch.dtype:
 
 
 def _device(device: str | torch.device) -> torch.device:
-    if str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+    """The device to load onto: `device` as given ("auto": cuda when available); under `accelerate
+    launch` "auto" / "cuda" are this process's own GPU, cuda:LOCAL_RANK (`tvad.dist.device`)."""
+    return dist.device(device)
 
 
 def check_frames(frames) -> np.ndarray:

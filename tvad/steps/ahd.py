@@ -25,7 +25,8 @@ from tvad.model.build import build_ahd
 from tvad.train.features import FeatureCache, predicted_cache_bytes, predicted_cache_line
 from tvad.steps.dataset import clip_split
 from tvad.train.coverage import source_sequences
-from tvad.train.stage1 import ResumeMismatch, backbone_meta, cache_indices, cache_key, evaluate, evaluate_heatmaps, prepare, train
+from tvad.train.distributed import prepare_sharded
+from tvad.train.stage1 import ResumeMismatch, backbone_meta, cache_indices, cache_key, evaluate, evaluate_heatmaps, train
 
 SPLITS = {"train": "train", "val": "validation", "test_seen": "test_seen", "test": "test"}  # result key -> clip split
 
@@ -62,7 +63,8 @@ def run_stage1(run, force: bool = False, progress: bool = True, log=print) -> St
     for k, vs in videos.items():
         t = time.time()
         m0 = cache.misses
-        samples[k] = prepare(vs, cache, progress=progress, desc=f"features {k}")  # at each clip's own rate
+        # at each clip's own rate; under `accelerate launch` each rank extracts its shard first
+        samples[k] = prepare_sharded(vs, cache, progress=progress, desc=f"features {k}")
         feat_s[k] = (time.time() - t, cache.misses - m0)
     # timing: recompute the train split's features once (uncached) against reading them from the cache
     t = time.time()

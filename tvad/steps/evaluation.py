@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
+from tvad import dist
 from tvad.evaluate.predict import HeatmapRun, predict_dialogues, predict_heatmaps, save_dialogue_example
 from tvad.evaluate.tables import Table, build_tables, write_tables
 
@@ -35,6 +36,7 @@ def run_evaluation(run, force: bool = False, decoder_max_videos: int | None = No
     dm = predict_dialogues(run, force=force, variants=dialogue_variants, progress=progress, log=log)
     example = save_dialogue_example(run, force=force)
     tables = build_tables(run.dir, run.config)
-    paths = write_tables(run.dir, tables)
+    paths = write_tables(run.dir, tables) if dist.is_main() else []  # rank 0 writes under `accelerate launch`
+    dist.barrier()
     run.write_results(RESULTS, {f"timing.heatmaps.{k}_s": v for k, v in hm.seconds.items()})
     return EvaluationOutputs(hm, dm, example, tables, paths)

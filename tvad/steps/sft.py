@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from tvad import dist
 from tvad.corpus import annotator_from_config, build_corpora
 from tvad.evaluate.dialogues import evaluate_model, judgement_auroc, judgement_scores
 from tvad.io import atomic_write_json
@@ -22,8 +23,8 @@ from tvad.model import load
 from tvad.model.build import build_model
 from tvad.model.detector import find_checkpoint
 from tvad.steps.dataset import clip_split, heldout_clips
-from tvad.train.clips import (ClipResolver, ClipStore, HeatmapView, check_clips, corpus_records, dialogue_budgets,
-                              load_records)
+from tvad.train.clips import ClipResolver, ClipStore, HeatmapView, corpus_records, dialogue_budgets, load_records
+from tvad.train.distributed import check_clips_sharded
 from tvad.train.common import torch_threads
 from tvad.train.stage2 import lora_layers, train_phase
 
@@ -52,10 +53,12 @@ def test_records(run, videos: Sequence[Any], force: bool = False, seed: int = 0,
     `force` also drops that cache."""
 
     d = run.dir / "stage2" / f"{split}_corpus"
-    if force and d.exists():
-        shutil.rmtree(d)
-    name, kw = annotator_from_config(run.config.corpus)
-    build_corpora({"validation": list(videos)}, d, annotator=name, annotator_kw=kw, seed=seed)
+    if dist.is_main():  # under `accelerate launch` rank 0 builds the set, the others read it
+        if force and d.exists():
+            shutil.rmtree(d)
+        name, kw = annotator_from_config(run.config.corpus)
+        build_corpora({"validation": list(videos)}, d, annotator=name, annotator_kw=kw, seed=seed)
+    dist.barrier()
     return load_records(d / "phase_b.val.jsonl")
 
 
@@ -135,8 +138,9 @@ def _run_stage2(run, force: bool = False, progress: bool = True, log: Callable[[
     for variant in list(variants) + ["backbone"]:
         t1 = time.time()
         vdir = out / variant
-        if force and vdir.exists():
+        if force and vdir.exists() and dist.is_main():
             shutil.rmtree(vdir)
+        dist.barrier()
         a_final, b_final = vdir / "phase_a" / "final", vdir / "phase_b" / "final"
         histories[variant] = {}
         if variant == "backbone":
@@ -154,7 +158,8 @@ def _run_stage2(run, force: bool = False, progress: bool = True, log: Callable[[
             everything = [r for k in ("a.train", "a.val", "b.train", "b.val") for r in recs[k]] + \
                 [r for split, rs in heldout.items() if split != "val" for r in rs]
             budgets = dialogue_budgets(model, everything, s2.max_length, num_prompts=rae_prompts(cfg))
-            atomic_write_json(out / CLIP_BUDGETS, budgets)
+            if dist.is_main():
+                atomic_write_json(out / CLIP_BUDGETS, budgets)
             results["stage2.budgeted_clips"] = len(budgets)
             if budgets:
                 log(f"[stage2] {len(budgets)} clip(s) get fewer video tokens so that their dialogues fit max_length "
@@ -163,10 +168,10 @@ def _run_stage2(run, force: bool = False, progress: bool = True, log: Callable[[
                               pixels=s2.video_input == "pixels", budgets=budgets)
             t2 = time.time()
             for k in ("a.train", "a.val", "b.train", "b.val"):
-                check_clips(recs[k], clips, progress=progress, desc=f"clips {k}")
+                check_clips_sharded(recs[k], clips, progress=progress, desc=f"clips {k}")  # by rank under a launch
             for split, rs in heldout.items():
                 if split != "val":
-                    check_clips(rs, clips, progress=progress, desc=f"clips {split}")
+                    check_clips_sharded(rs, clips, progress=progress, desc=f"clips {split}")
             seconds["clips"] = time.time() - t2
             cut = {k: truncated_dialogues(model, recs[k], clips, s2.max_length)
                    for k in ("a.train", "a.val", "b.train", "b.val")}
@@ -200,7 +205,8 @@ def _run_stage2(run, force: bool = False, progress: bool = True, log: Callable[[
             m, preds = evaluate_model(model, rs, vclips, s2.eval_max_new_tokens, progress=progress)
             for k, v in m.items():
                 results[f"{variant}.{split}.{k}"] = v
-            atomic_write_json(out / f"{variant}.{split}_predictions.json", preds)  # test: read by notebook 04
+            if dist.is_main():  # predictions gathered on every rank (evaluate_dialogues); rank 0 writes
+                atomic_write_json(out / f"{variant}.{split}_predictions.json", preds)  # test: read by notebook 04
             if split == "test":
                 predictions[variant] = preds
                 log(f"[stage2] {variant}: " + ", ".join(f"{k} {v:.3g}" for k, v in m.items() if isinstance(v, float)))

@@ -21,6 +21,8 @@ boundaries, so a killed and resumed run reaches exactly the weights of an uninte
 the `train(...)` call in a script and start it with `accelerate launch --multi_gpu --num_processes N
 your_script.py` (each optimizer step's clips are split across the processes; rank 0 writes the
 checkpoints); several CPU processes: `ACCELERATE_USE_CPU=1 accelerate launch --multi_gpu ...` (gloo).
+Notebook 02 under `tvad pipeline --launcher` does this, with the feature cache filled by rank
+(`tvad.train.distributed`, docs/multi-gpu.md).
 """
 
 from __future__ import annotations

@@ -33,6 +33,8 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import save_file
 
+from tvad import dist
+from tvad.config import ConfigError
 from tvad.io import atomic_write_json
 from tvad.model.ahd import CheckpointError, load_weights, read_safetensors
 from tvad.model.checkpoint import save_model
@@ -173,9 +175,14 @@ def sft_config(cfg, out_dir: Path, has_val: bool, progress: bool):
 
     cuda = torch.cuda.is_available()
     steps = max(1, int(cfg.eval_steps))
+    world = dist.world_size()  # under `accelerate launch`: the global batch stays batch_size x grad_accum
+    if int(cfg.grad_accum) % world:
+        raise ConfigError(f"stage2.grad_accum {cfg.grad_accum} is not a multiple of the {world} launched processes: "
+                         "the global batch (batch_size x grad_accum) must split evenly across them; set stage2.grad_accum "
+                          f"to a multiple of {world} (a different global batch) or launch fewer processes")
     kw = dict(
         output_dir=str(out_dir), num_train_epochs=float(cfg.epochs), per_device_train_batch_size=int(cfg.batch_size),
-        per_device_eval_batch_size=int(cfg.batch_size), gradient_accumulation_steps=int(cfg.grad_accum),
+        per_device_eval_batch_size=int(cfg.batch_size), gradient_accumulation_steps=int(cfg.grad_accum) // world,
         learning_rate=float(cfg.lr), lr_scheduler_type="cosine", warmup_steps=float(cfg.warmup_ratio),
         weight_decay=0.0, optim="adamw_torch_fused" if cuda else "adamw_torch",
         logging_steps=1, eval_strategy="steps" if has_val else "no", eval_steps=steps,
@@ -259,6 +266,7 @@ def train_phase(model: TVAD, phase: str, train_records: Sequence[dict], val_reco
         processing_class=model.processor, callbacks=_callbacks(model, stop_after_steps),
         optimizers=(optimizer(model, peft_model, args, float(getattr(cfg, "rae_lr_scale", 1.0))), None))
     _quiet(trainer, progress)
+    dist.barrier()  # under a launch: rank 0's last checkpoint (with its trainables) complete before any rank reads it
     last = get_last_checkpoint(str(tdir)) if resume and tdir.is_dir() else None
     if last:
         _load_trainables(model, last)
@@ -290,8 +298,9 @@ def train_phase(model: TVAD, phase: str, train_records: Sequence[dict], val_reco
     model.meta.setdefault("phases", [])
     model.meta["phases"] = [p for p in model.meta["phases"] if p != phase] + [phase]
 
-    atomic_write_json(out / "history.json", {"log": history, "best_checkpoint": trainer.state.best_model_checkpoint,
-                                             "steps": trainer.state.global_step, "seconds": seconds})
+    if trainer.is_world_process_zero():  # one writer under `accelerate launch`
+        atomic_write_json(out / "history.json", {"log": history, "best_checkpoint": trainer.state.best_model_checkpoint,
+                                                 "steps": trainer.state.global_step, "seconds": seconds})
     final = out / "final"
     if trainer.is_world_process_zero():  # one writer under `accelerate launch`
         save_model(model, final, {"phase": phase, **(meta or {})})
