@@ -387,7 +387,8 @@ class Backbone:
     # -- eq. 2: text features ---------------------------------------------------------------
     @torch.no_grad()
     def text_features(self, prompts: Sequence[str], mode: str = "embeddings") -> torch.Tensor:
-        """(K, D) mean over the real tokens of each prompt (padding masked), eq. 2.
+        """(K, D) float32: the mean over the real tokens of each prompt (padding masked), eq. 2,
+        accumulated in float32 whatever the model's dtype.
 
         mode "embeddings": the decoder's input embedding table (default, cheap);
         mode "decoder": the decoder's last hidden states over the text alone.
@@ -405,9 +406,11 @@ class Backbone:
             h = self.model.model.language_model(input_ids=ids, attention_mask=mask).last_hidden_state
         else:
             raise BackboneError(f"unknown text encoder mode {mode!r}; use 'embeddings' or 'decoder'")
-        mk = mask.unsqueeze(-1).to(h.dtype)
-        f = (h * mk).sum(1) / mk.sum(1).clamp_min(1)
-        return f.float()
+        # pooled in float32 whatever the model's dtype: summing bf16 rows in bf16 costs ~2.6 % relative
+        # error in t_abnormal - t_normal (eq. 4's class difference) on the tiny model, fp32 0.2 %
+        h = h.float()
+        mk = mask.unsqueeze(-1).float()
+        return (h * mk).sum(1) / mk.sum(1).clamp_min(1)
 
     # -- persistence -------------------------------------------------------------------------
     def save_pretrained(self, path: str | os.PathLike) -> Path:
