@@ -294,7 +294,7 @@ def train_phase(model: TVAD, phase: str, train_records: Sequence[dict], val_reco
                                              "steps": trainer.state.global_step, "seconds": seconds})
     final = out / "final"
     if trainer.is_world_process_zero():  # one writer under `accelerate launch`
-        save_model(model, final, {"phase": phase, **(meta or {})})
+        save_model(model, final, {"phase": phase, **(meta or {})}, storage=getattr(cfg, "checkpoints", "delta"))
     trainer.accelerator.wait_for_everyone()
     return PhaseResult(final, history, trainer.state.best_model_checkpoint, int(trainer.state.global_step), seconds,
                        last)
