@@ -142,3 +142,36 @@ def test_config_option_and_its_check():
     assert preset("cpu").override({"stage2.checkpoints": "full"}).stage2.checkpoints == "full"
     with pytest.raises(ConfigError, match="stage2.checkpoints"):
         preset("cpu").override({"stage2.checkpoints": "merged"})
+
+
+def test_a_trained_phase_saves_a_delta_that_reloads_to_the_same_model(tmp_path):
+    """stage2.train_phase's real LoRA merge on a backbone read from disk: the phase's checkpoint is a
+    delta holding the merged q/v tensors, and it reloads to the trained model's weights and logits."""
+    import dataclasses
+
+    from stage2_fixtures import ARRAYS, CFG, TRAIN, VAL
+    from tvad.train import stage2
+    from tvad.train.clips import ClipResolver, ClipStore
+
+    base = _base(tmp_path)
+    bb = from_pretrained(base, max_pixels=112 * 112)
+    m = TVAD.build(bb, build_ahd(bb, AHDConfig(hidden=32), LAYERS, seed=0),
+                   {"backbone": {"layers": LAYERS, "identity": bb.identity}}, RAEConfig(channels=8), seed=0,
+                   meta={"fps": 8.0})
+    store = ClipStore(m, ClipResolver(arrays=ARRAYS))
+    cfg = dataclasses.replace(CFG, epochs=0.5)
+    res = stage2.train_phase(m, "a", TRAIN, VAL, store, cfg, tmp_path / "a", progress=False, log=lambda s: None)
+    assert res.steps > 0
+    info = json.loads((res.final_dir / "tvad.json").read_text())["backbone_storage"]
+    assert info["storage"] == "delta" and info["base"] == str(base.resolve())
+    assert not list((res.final_dir / "backbone").glob("*.safetensors"))
+    want = _state(m)
+    m2 = load(res.final_dir, device="cpu")
+    got = m2.qwen.state_dict()
+    assert not [k for k in want if not torch.equal(got[k], want[k])]
+    with torch.no_grad():
+        a = m.forward(VAL[0]["messages"], store.get(VAL[0]["clip"])).logits
+        b = m2.forward(VAL[0]["messages"], m2.encode_clip(ARRAYS["val0"], 8.0)).logits
+    assert torch.equal(a, b)
+    full = save_model(m, tmp_path / "full", storage="full")
+    assert _bytes(res.final_dir) < _bytes(full) / 3

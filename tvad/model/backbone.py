@@ -20,6 +20,7 @@ repeating the last frame (exactly what Qwen's video processor does), so T = ceil
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import json
 import os
@@ -421,6 +422,14 @@ class Backbone:
         return p
 
 
+def free_memory() -> None:
+    """Collect what is no longer referenced (a trainer's or a model's reference cycles) and return the
+    accelerator's cached blocks: called between one backbone and the next (one in memory at a time)."""
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
 def from_pretrained(path_or_id: str | os.PathLike, dtype: str | torch.dtype = "float32",
                     device: str | torch.device = "cpu", max_pixels: int | None = None,
                     attn_implementation: str = "sdpa", local_files_only: bool | None = None) -> Backbone:
@@ -434,6 +443,7 @@ def from_pretrained(path_or_id: str | os.PathLike, dtype: str | torch.dtype = "f
     """
     from transformers import AutoProcessor, Qwen2_5_VLForConditionalGeneration
 
+    free_memory()  # a previous backbone dropped by its caller but still in reference cycles goes first
     src = str(resolve_model_path(path_or_id))
     if local_files_only is None:
         local_files_only = Path(src).is_dir() or os.environ.get("HF_HUB_OFFLINE") == "1"
