@@ -86,3 +86,29 @@ def test_clip_store_key_chat_and_checkpoint_carry_the_budget(tmp_path):
     (tmp_path / "run").mkdir()
     (tmp_path / "run" / "config.yaml").write_text("stage2:\n  video_max_tokens: 1280\n")
     assert _run_video_max_tokens(tmp_path / "run") == 1280 and _run_video_max_tokens(tmp_path) is None
+
+
+def test_pixels_store_serves_pixels_and_keys_the_mode(tmp_path):
+    """`stage2.video_input = "pixels"`: a store without tokens serves pixel values (notebook 03's
+    judgements and notebook 04 build it so, with no Collator to turn pixels on), never tokens an
+    `embeds` store left in the same cache folder, and the model runs on what it serves."""
+    m = _model()
+    m.set_trainable(False)
+    clip = VAL[0]["clip"]
+    embeds = ClipStore(m, ClipResolver(arrays=ARRAYS), tmp_path)
+    assert embeds.pixels is False and embeds.get(clip).video_embeds is not None  # written to tmp_path
+    pix = ClipStore(m, ClipResolver(arrays=ARRAYS), tmp_path, video_embeds=False)
+    assert pix.pixels is True
+    assert pix.identity != embeds.identity  # the cache key names the video-input mode
+    c = pix.get(clip)
+    assert c.video_embeds is None and c.pixel_values is not None
+    assert c.pixel_values.shape[0] == int(c.grid_thw.prod())  # one row per patch of the clip's grid
+    with torch.no_grad():
+        out = m.forward(VAL[0]["messages"], c)
+    assert torch.isfinite(out.loss)
+    # the same clip through the tokens: the same decoder input, so (nearly) the same loss
+    with torch.no_grad():
+        ref = m.forward(VAL[0]["messages"], embeds.get(clip))
+    assert torch.allclose(out.loss, ref.loss, rtol=1e-3, atol=1e-3)
+    with pytest.raises(TVADError, match="neither merged video tokens"):
+        ClipStore(m, ClipResolver(arrays=ARRAYS), video_embeds=False, pixels=False).get(clip)

@@ -372,7 +372,7 @@ def predict_dialogues(run, force: bool = False, variants: Sequence[str] = ("back
                 model = load(rae_final)
                 clips = ClipStore(model, resolver, d / "stage2" / "clips",
                                   video_embeds=cfg.stage2.video_input == "embeds",
-                                  pixels=cfg.stage2.video_input == "pixels", budgets=clip_budgets(run))
+                      pixels=cfg.stage2.video_input == "pixels", budgets=clip_budgets(run))
                 _, preds = evaluate_model(model, records, HeatmapView(clips, "zeros"),
                                                  cfg.stage2.eval_max_new_tokens, progress=progress)
             elif v == "backbone_one_shot":
@@ -383,7 +383,7 @@ def predict_dialogues(run, force: bool = False, variants: Sequence[str] = ("back
                 model = build_model(cfg, find_checkpoint(d), use_rae=False, meta=meta)
                 clips = ClipStore(model, resolver, d / "stage2" / "clips",
                                   video_embeds=cfg.stage2.video_input == "embeds",
-                                  pixels=cfg.stage2.video_input == "pixels", budgets=clip_budgets(run))
+                      pixels=cfg.stage2.video_input == "pixels", budgets=clip_budgets(run))
                 _, preds = evaluate_model(model, one_shot_records(records, example), clips,
                                                  cfg.stage2.eval_max_new_tokens, progress=progress)
             else:
@@ -413,7 +413,7 @@ def save_dialogue_example(run, force: bool = False, max_new_tokens: int | None =
     model = load(rae_final)
     clips = ClipStore(model, ClipResolver(all_clips(run)), d / "stage2" / "clips",
                       video_embeds=cfg.stage2.video_input == "embeds",
-                                  pixels=cfg.stage2.video_input == "pixels", budgets=clip_budgets(run))
+                      pixels=cfg.stage2.video_input == "pixels", budgets=clip_budgets(run))
     ex = example_dialogue(model, load_records(test_file), clips,
                                  max_new_tokens or cfg.stage2.eval_max_new_tokens)
     _save_npz(_pred_dir(d) / "dialogue_example.npz", {"frames": np.asarray(ex["frames"], np.uint8),

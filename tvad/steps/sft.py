@@ -161,7 +161,8 @@ def _run_stage2(run, force: bool = False, progress: bool = True, log: Callable[[
             if budgets:
                 log(f"[stage2] {len(budgets)} clip(s) get fewer video tokens so that their dialogues fit max_length "
                     f"{s2.max_length} (smallest budget {min(budgets.values())})")
-            clips = ClipStore(model, resolver, out / "clips", video_embeds=s2.video_input == "embeds", budgets=budgets)
+            clips = ClipStore(model, resolver, out / "clips", video_embeds=s2.video_input == "embeds",
+                              pixels=s2.video_input == "pixels", budgets=budgets)
             t2 = time.time()
             for k in ("a.train", "a.val", "b.train", "b.val"):
                 check_clips(recs[k], clips, progress=progress, desc=f"clips {k}")

@@ -130,15 +130,18 @@ class ClipStore:
     `root` (key: clip, vision tower, AHD weights, switches, video token budget), held in memory after
     the first read. The model (`store.model`) may be swapped, but not for one of another budget.
     With `pixels=True` each `get` also carries the processor's pixel values (recomputed from the
-    frames, never cached: for the 7B they are large)."""
+    frames, never cached: for the 7B they are large). `pixels` defaults to `not video_embeds`: a
+    store without tokens serves pixels (`stage2.video_input = "pixels"`), or the model would get
+    neither; its clips never carry tokens, even ones an `embeds` store left in the same cache, and
+    the cache key names the mode."""
 
     def __init__(self, model: TVAD, resolver: Callable[[Mapping], np.ndarray], root: str | os.PathLike | None = None,
-                 video_embeds: bool = True, pixels: bool = False, budgets: Mapping[str, int] | None = None):
+                 video_embeds: bool = True, pixels: bool | None = None, budgets: Mapping[str, int] | None = None):
         self.model = model
         self.resolver = resolver
         self.root = Path(root) if root is not None else None
-        self.video_embeds = video_embeds
-        self.pixels = pixels
+        self.video_embeds = bool(video_embeds)
+        self.pixels = (not self.video_embeds) if pixels is None else bool(pixels)
         self._mem: dict[str, ClipInputs] = {}
         # {clip name: merged video tokens}: the clips whose dialogues leave less room than their full video
         # (`dialogue_budgets`); a clip not named here gets the model's budget
@@ -155,6 +158,8 @@ class ClipStore:
             # the heat at the AHD's resolution, not on the budgeted token grid as in caches made before
             # (without a budget the two grids agree, so those caches stay valid under the old key)
             h.update(f"|heat={HEAT_GRID}".encode())
+        if not self.video_embeds:  # the video-input mode (the `embeds` key is that of older caches)
+            h.update(b"|video_input=pixels")
         self.identity = h.hexdigest()[:16]
         self.computed = 0
 
@@ -191,6 +196,8 @@ class ClipStore:
                             f"uses {self.model.video_max_tokens}: make a new ClipStore for it")
         k = self.key(clip)
         c = self._mem.get(k) or self._read(k)
+        if c is not None and not self.video_embeds and c.video_embeds is not None:
+            c = ClipInputs(**{**c.__dict__, "video_embeds": None})  # pixels mode: tokens never served
         if c is None or (self.video_embeds and c.video_embeds is None):
             c = self.model.encode_clip(self.frames(clip), self.fps(clip), max_tokens=self.budgets.get(str(clip.get("name"))))
             if not self.video_embeds:
@@ -201,6 +208,9 @@ class ClipStore:
         if self.pixels:
             inp = self.model.preprocess(self.frames(clip), self.fps(clip), max_tokens=self.budgets.get(str(clip.get("name"))))
             return ClipInputs(**{**c.__dict__, "pixel_values": inp["pixel_values_videos"]})
+        if c.video_embeds is None:
+            raise TVADError(f"clip {clip.get('name')!r}: this clip store serves neither merged video tokens "
+                            "(video_embeds=False) nor pixel values (pixels=False)")
         return c
 
     def _path(self, k: str) -> Path | None:
