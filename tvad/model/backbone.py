@@ -200,13 +200,17 @@ def resolve_layers(spec: Sequence[int] | str, vision_config, source: str | None 
 class Backbone:
     """A frozen Qwen2.5-VL: `model` (Qwen2_5_VLForConditionalGeneration), `processor`."""
 
-    def __init__(self, model, processor, source: str | None = None, max_pixels: int | None = None):
+    def __init__(self, model, processor, source: str | None = None, max_pixels: int | None = None,
+                 weights_dir: str | None = None):
         self.model = model.eval()
         for p in self.model.parameters():
             p.requires_grad_(False)
         self.processor = processor
         self.tokenizer = processor.tokenizer
         self.source = source
+        # the local folder its weights were read from (`source`, or a hub id's cached snapshot): what a
+        # delta checkpoint references (tvad.model.delta)
+        self.weights_dir = weights_dir or source
         self.max_pixels = max_pixels
         self._identity: str | None = None
 
@@ -453,7 +457,16 @@ def from_pretrained(path_or_id: str | os.PathLike, dtype: str | torch.dtype = "f
         src, dtype=_dtype(dtype), attn_implementation=attn_implementation, local_files_only=local_files_only)
     model.to(_device(device))
     processor = AutoProcessor.from_pretrained(src, local_files_only=local_files_only)
-    return Backbone(model, processor, source=src if Path(src).is_dir() else None, max_pixels=max_pixels)
+    return Backbone(model, processor, source=src if Path(src).is_dir() else None, max_pixels=max_pixels,
+                    weights_dir=src if Path(src).is_dir() else _hub_snapshot(src))
+
+
+def _hub_snapshot(repo_id: str) -> str | None:
+    """The cached snapshot folder of a hub id (where from_pretrained read its files), or None."""
+    from huggingface_hub import try_to_load_from_cache
+
+    f = try_to_load_from_cache(repo_id, "config.json")
+    return str(Path(f).parent) if isinstance(f, str) else None
 
 
 def from_config(cfg) -> Backbone:

@@ -59,9 +59,10 @@ def base_hash(base: str | os.PathLike) -> dict[str, str]:
 
 
 def delta_base(backbone: Backbone) -> Path | None:
-    """The directory a delta of `backbone` can reference: where its weights were read from, if that
-    is a local folder holding safetensors weights; None for a backbone built in memory or a hub id."""
-    src = Path(backbone.source) if backbone.source else None
+    """The directory a delta of `backbone` can reference: where its weights were read from (a local
+    folder, or a hub id's cached snapshot) if it holds safetensors weights; None for one built in memory."""
+    d = getattr(backbone, "weights_dir", None) or backbone.source
+    src = Path(d) if d else None
     if src is None or not src.is_dir() or not list(src.glob("*.safetensors")):
         return None
     return src.resolve()
