@@ -175,3 +175,19 @@ def test_a_trained_phase_saves_a_delta_that_reloads_to_the_same_model(tmp_path):
     assert torch.equal(a, b)
     full = save_model(m, tmp_path / "full", storage="full")
     assert _bytes(res.final_dir) < _bytes(full) / 3
+
+
+def test_changed_rows_read_the_base_in_chunks(tmp_path):
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    from tvad.model.delta import _changed_rows
+
+    base = torch.randn(1000, 16).to(torch.bfloat16)
+    save_file({"w": base}, str(tmp_path / "b.safetensors"))
+    t = base.clone()
+    t[[3, 511, 512, 999]] += 1.0
+    with safe_open(str(tmp_path / "b.safetensors"), framework="pt") as st:
+        for chunk in (32, 64 * 7, 1 << 26):  # 1 row, 7 rows, everything per read
+            assert _changed_rows(t, st.get_slice("w"), 1000, chunk_bytes=chunk).tolist() == [3, 511, 512, 999]
+        assert _changed_rows(t, st.get_slice("w"), 512, chunk_bytes=64 * 7).tolist() == [3, 511]

@@ -93,6 +93,17 @@ def _base_index(base: Path) -> dict[str, Path]:
     return idx
 
 
+def _changed_rows(t: torch.Tensor, base_slice, n: int, chunk_bytes: int = 64 << 20) -> torch.Tensor:
+    """(k,) int64: the rows i < n where `t[i]` differs from the base's row i (cast to t's dtype), read and
+    compared `chunk_bytes` of rows at a time (never the whole base tensor: the 7B's tables are 1 GB)."""
+    step = max(1, chunk_bytes // max(1, t[0].numel() * t.element_size()))
+    out = []
+    for a in range(0, n, step):
+        b = base_slice[a:min(n, a + step)].to(t.dtype)
+        out.append((t[a:a + len(b)].cpu() != b).reshape(len(b), -1).any(1).nonzero().flatten() + a)
+    return torch.cat(out) if out else torch.zeros(0, dtype=torch.int64)
+
+
 def save_delta(qwen, base: str | os.PathLike, out_dir: str | os.PathLike, processor=None) -> dict:
     """Write `out_dir/DELTA_FILE`: every tensor of `qwen` (a Qwen2_5_VLForConditionalGeneration without
     the prompt injector) that differs from the base's, whole, or as a row patch (`@rows` (n, ...) and
@@ -125,26 +136,28 @@ def save_delta(qwen, base: str | os.PathLike, out_dir: str | os.PathLike, proces
             f = index[fk]
             if f not in handles:
                 handles[f] = safe_open(str(f), framework="pt").__enter__()
-            b = handles[f].get_tensor(fk).to(t.dtype)
-            t = t.cpu()
-            if t.shape == b.shape:
-                if torch.equal(t, b):
+            sl = handles[f].get_slice(fk)
+            bshape = tuple(sl.get_shape())
+            if t.dim() < 2:  # norms, biases: small, compared whole
+                if tuple(t.shape) == bshape and torch.equal(t.cpu(), sl[:].to(t.dtype)):
                     continue
-                rows = (t != b).reshape(len(t), -1).any(1).nonzero().flatten() if t.dim() >= 2 else None
-            elif t.dim() >= 2 and t.shape[1:] == b.shape[1:] and t.shape[0] > b.shape[0]:  # grown along dim 0
-                n = b.shape[0]
-                same = (t[:n] != b).reshape(n, -1).any(1).nonzero().flatten()
-                rows = torch.cat([same, torch.arange(n, t.shape[0])])
+                rows = None
+            elif tuple(t.shape) == bshape:
+                rows = _changed_rows(t, sl, len(t))
+                if not len(rows):
+                    continue
+            elif t.shape[1:] == bshape[1:] and t.shape[0] > bshape[0]:  # grown along dim 0 (prompt tokens)
+                rows = torch.cat([_changed_rows(t, sl, bshape[0]), torch.arange(bshape[0], t.shape[0])])
                 shapes[mk] = list(t.shape)
             else:
-                raise CheckpointError(f"{base}: tensor {fk} has shape {tuple(b.shape)}, the model's {mk} "
+                raise CheckpointError(f"{base}: tensor {fk} has shape {bshape}, the model's {mk} "
                                       f"{tuple(t.shape)}: not a delta of this base (set stage2.checkpoints: full)")
+            t = t.cpu()
             if rows is not None and (2 * len(rows) <= len(t) or mk in shapes):
                 tensors[mk + ROWS] = t[rows].contiguous()
                 tensors[mk + INDEX] = rows.to(torch.int64).contiguous()
             else:
                 tensors[mk] = t.contiguous()
-            del b
     finally:
         for h in handles.values():
             h.__exit__(None, None, None)
