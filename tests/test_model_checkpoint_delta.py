@@ -191,3 +191,14 @@ def test_changed_rows_read_the_base_in_chunks(tmp_path):
         for chunk in (32, 64 * 7, 1 << 26):  # 1 row, 7 rows, everything per read
             assert _changed_rows(t, st.get_slice("w"), 1000, chunk_bytes=chunk).tolist() == [3, 511, 512, 999]
         assert _changed_rows(t, st.get_slice("w"), 512, chunk_bytes=64 * 7).tolist() == [3, 511]
+
+
+def test_a_base_inside_the_checkout_is_recorded_relative_to_it(tmp_path):
+    bb = from_pretrained("assets/tiny-qwen2.5-vl", max_pixels=112 * 112)  # the shipped tiny backbone
+    model = TVAD.build(bb, None, {}, RAEConfig(channels=8), seed=0, meta={"fps": 8.0})
+    want = _state(model)
+    d = save_model(model, tmp_path / "ck")
+    info = json.loads((d / "tvad.json").read_text())["backbone_storage"]
+    assert info["storage"] == "delta" and info["base"] == "assets/tiny-qwen2.5-vl"
+    got = load(d, device="cpu").qwen.state_dict()
+    assert all(torch.equal(got[k], want[k]) for k in want)

@@ -27,6 +27,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
+from tvad.io import REPO_ROOT, resolve_path
 from tvad.model.ahd import CheckpointError
 from tvad.model.backbone import Backbone, from_pretrained
 
@@ -163,14 +164,16 @@ def save_delta(qwen, base: str | os.PathLike, out_dir: str | os.PathLike, proces
             h.__exit__(None, None, None)
     path = out / DELTA_FILE
     save_file(tensors, str(path), metadata={"format": DELTA_FORMAT, "shapes": json.dumps(shapes)})
-    return {"storage": "delta", "base": str(base), "sha256": base_hash(base), "tensors": len(tensors),
+    # a base inside the checkout is recorded relative to it (a run directory stays usable from another clone)
+    ref = str(base.relative_to(REPO_ROOT)) if base.is_relative_to(REPO_ROOT) else str(base)
+    return {"storage": "delta", "base": ref, "sha256": base_hash(base), "tensors": len(tensors),
             "bytes": path.stat().st_size}
 
 
 def check_base(ckpt: Path, info: dict) -> Path:
     """The base directory `info` (tvad.json's "backbone_storage") references, checked to be there with the
     same content; a `CheckpointError` naming the checkpoint and what differs otherwise."""
-    base = Path(str(info.get("base")))
+    base = resolve_path(str(info.get("base")))  # relative: to the repository root
     how = ("this checkpoint stores only what stage 2 changed against that base (tvad.json 'backbone_storage'); "
            "put the base back, or re-save the model with stage2.checkpoints: full")
     if not info.get("base") or not base.is_dir() or not weight_files(base):
