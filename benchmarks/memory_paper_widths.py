@@ -127,6 +127,11 @@ def _stage(name: str, work: Path, base: str, checkpoints: str) -> dict:
                  "judgement_scores": lambda *a, **k: []}
         for k, v in stubs.items():
             setattr(sft, k, v)
+        from tvad.model.delta import base_hash
+
+        t1 = time.time()
+        base_hash(base)  # what the first delta save pays (memoised for the rest of the process)
+        extra["base_sha256_s"] = round(time.time() - t1, 1)
         out = sft.run_stage2(run, progress=False, log=lambda s: None)
         extra["after_run_stage2_rss_gb"] = round(_rss() / 2**30, 2)
         model = load(out.final_dirs["rae"], device="cpu")  # notebook 03's cell 9
