@@ -148,7 +148,8 @@ def _stage(name: str, work: Path, base: str, checkpoints: str) -> dict:
         test_dir = run.dir / "stage2" / "test_corpus"
         test_dir.mkdir(parents=True, exist_ok=True)
         (test_dir / "phase_b.val.jsonl").write_text("".join(json.dumps(r) + "\n" for r in test))
-        stubs = {"import_stage2_predictions": lambda r: {}, "corpus_records": lambda r: recs, "load_records": lambda f: test,
+        stubs = {"import_stage2_predictions": lambda r: {}, "corpus_records": lambda r: recs,
+                 "load_records": lambda f: test,
                  "all_clips": lambda r: [], "ClipResolver": lambda videos: object(), "clip_budgets": lambda r: {},
                  "evaluate_model": lambda *a, **k: ({}, []),
                  "example_dialogue": lambda *a, **k: {"id": "x", "turns": [], "frames": torch.zeros(1, 2, 2, 3).numpy(),

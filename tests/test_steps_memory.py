@@ -63,7 +63,8 @@ def test_run_stage2_holds_one_model_at_a_time(tmp_path, monkeypatch):
     (tmp_path / "stage2" / "no_rae" / "phase_b" / "final").mkdir(parents=True)
     (tmp_path / "stage2" / "no_rae" / "phase_b" / "final" / "tvad.json").write_text("{}")  # reloaded: `load`
     for name, value in {
-        "corpus_records": lambda run: recs, "clip_split": lambda run, split: [], "heldout_clips": lambda run: {"test": []},
+        "corpus_records": lambda run: recs, "clip_split": lambda run, split: [],
+        "heldout_clips": lambda run: {"test": []},
         "test_records": lambda *a, **k: test, "find_checkpoint": lambda d: d, "ClipResolver": lambda videos: object(),
         "dialogue_budgets": lambda *a, **k: {}, "check_clips": lambda *a, **k: None,
         "truncated_dialogues": lambda *a, **k: [], "train_phase": _trainer, "load": loads, "build_model": loads,

@@ -4,7 +4,8 @@ The paper's recipe (section 4.1): load the best AHD; LoRA r 16, alpha 32, dropou
 decoder's q_proj / v_proj only (the ViT's attention is `qkv`, so it is never touched); trainable:
 RAE, the three new token rows, LoRA. Phase A on the all-object corpus with LoRA on every decoder
 layer; merge; phase B on the anomaly-focused corpus with a fresh LoRA on the last four layers;
-merge. After each phase a checkpoint (`tvad.model.save_model`; by `stage2.checkpoints` a delta of the base backbone or a full merge) that `tvad.load` restores.
+merge. After each phase a checkpoint (`tvad.model.save_model`; by `stage2.checkpoints` a delta of
+the base backbone or a full merge) that `tvad.load` restores.
 
     clips = ClipStore(model, resolver, run.dir / "stage2" / "clips")       # train/clips.py: V + heatmap per clip
     res = train_phase(model, "a", train_a, val_a, clips, cfg.stage2, out / "phase_a")
