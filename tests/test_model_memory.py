@@ -77,3 +77,24 @@ def test_prompt_rows_get_the_same_mean_as_before_without_a_float32_table_copy(mo
     for i in ids.values():
         assert torch.allclose(w[i].float(), want.float(), rtol=1e-2, atol=1e-3)  # bf16 rounding of one value
     assert (w[list(ids.values())].float() - want.float()).abs().max() <= want.float().abs().max() * 2 ** -7
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_pread_loading_equals_transformers_own(dtype, tmp_path):
+    """from_pretrained hands transformers lazy pread slices (no whole-file mmap held while loading):
+    the same weights, buffers, configs and tied head as transformers' own loading of the folder."""
+    from transformers import Qwen2_5_VLForConditionalGeneration
+
+    from tvad.model.backbone import _weight_files, from_pretrained
+
+    build_tiny(seed=0).save_pretrained(tmp_path / "bb")
+    assert _weight_files(tmp_path / "bb") == [tmp_path / "bb" / "model.safetensors"]
+    a = from_pretrained(tmp_path / "bb", dtype=dtype).model
+    b = Qwen2_5_VLForConditionalGeneration.from_pretrained(tmp_path / "bb", dtype=getattr(torch, dtype))
+    sa, sb = a.state_dict(), b.state_dict()
+    assert sa.keys() == sb.keys() and not [k for k in sa if not torch.equal(sa[k], sb[k])]
+    assert all(torch.equal(x, y) for (_, x), (_, y) in zip(a.named_buffers(), b.named_buffers()))
+    assert a.generation_config.to_dict() == b.generation_config.to_dict()
+    ca, cb = a.config.to_dict(), b.config.to_dict()
+    assert {k for k in ca if ca[k] != cb.get(k)} <= {"_name_or_path"}
+    assert a.lm_head.weight.data_ptr() == a.get_input_embeddings().weight.data_ptr()  # tied as saved
