@@ -427,12 +427,28 @@ class Backbone:
         return p
 
 
+def _libc():
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6")
+        libc.malloc_trim  # noqa: B018  (glibc only)
+        return libc
+    except (OSError, AttributeError):
+        return None
+
+
+_LIBC = _libc()  # glibc, for malloc_trim in free_memory (None elsewhere)
+
+
 def free_memory() -> None:
     """Collect what is no longer referenced (a trainer's or a model's reference cycles) and return the
     accelerator's cached blocks: called between one backbone and the next (one in memory at a time)."""
     gc.collect()
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
+    if _LIBC is not None:  # hand freed heap back to the OS (glibc keeps it for reuse otherwise)
+        _LIBC.malloc_trim(0)
 
 
 def from_pretrained(path_or_id: str | os.PathLike, dtype: str | torch.dtype = "float32",

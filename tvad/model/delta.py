@@ -94,6 +94,21 @@ def _base_index(base: Path) -> dict[str, Path]:
     return idx
 
 
+class _BaseRows:
+    """Rows of one base tensor, each read opening the file anew: a slice of a safetensors mmap keeps its
+    pages resident until the file is closed (reading a whole base that way holds it all), and safetensors'
+    pread backend reads the whole tensor for any slice (the 7B's 1 GB tables)."""
+
+    def __init__(self, file: Path, key: str):
+        self.file, self.key = str(file), key
+        with safe_open(self.file, framework="pt", device="cpu") as st:
+            self.shape = tuple(st.get_slice(key).get_shape())
+
+    def __getitem__(self, s):
+        with safe_open(self.file, framework="pt", device="cpu") as st:
+            return st.get_slice(self.key)[s]
+
+
 def _changed_rows(t: torch.Tensor, base_slice, n: int, chunk_bytes: int = 64 << 20) -> torch.Tensor:
     """(k,) int64: the rows i < n where `t[i]` differs from the base's row i (cast to t's dtype), read and
     compared `chunk_bytes` of rows at a time (never the whole base tensor: the 7B's tables are 1 GB)."""
@@ -125,43 +140,35 @@ def save_delta(qwen, base: str | os.PathLike, out_dir: str | os.PathLike, proces
         groups.setdefault((t.data_ptr(), tuple(t.shape)), []).append(k)
     tensors: dict[str, torch.Tensor] = {}
     shapes: dict[str, list[int]] = {}
-    handles: dict[Path, object] = {}
-    try:
-        for names in groups.values():
-            mk = next((k for k in names if keys.get(k) in index), names[0])
-            t = sd[mk].detach()
-            fk = keys.get(mk)
-            if fk not in index:
-                tensors[mk] = t.cpu().contiguous()
+    for names in groups.values():
+        mk = next((k for k in names if keys.get(k) in index), names[0])
+        t = sd[mk].detach()
+        fk = keys.get(mk)
+        if fk not in index:
+            tensors[mk] = t.cpu().contiguous()
+            continue
+        sl = _BaseRows(index[fk], fk)
+        bshape = sl.shape
+        if t.dim() < 2:  # norms, biases: small, compared whole
+            if tuple(t.shape) == bshape and torch.equal(t.cpu(), sl[:].to(t.dtype)):
                 continue
-            f = index[fk]
-            if f not in handles:
-                handles[f] = safe_open(str(f), framework="pt").__enter__()
-            sl = handles[f].get_slice(fk)
-            bshape = tuple(sl.get_shape())
-            if t.dim() < 2:  # norms, biases: small, compared whole
-                if tuple(t.shape) == bshape and torch.equal(t.cpu(), sl[:].to(t.dtype)):
-                    continue
-                rows = None
-            elif tuple(t.shape) == bshape:
-                rows = _changed_rows(t, sl, len(t))
-                if not len(rows):
-                    continue
-            elif t.shape[1:] == bshape[1:] and t.shape[0] > bshape[0]:  # grown along dim 0 (prompt tokens)
-                rows = torch.cat([_changed_rows(t, sl, bshape[0]), torch.arange(bshape[0], t.shape[0])])
-                shapes[mk] = list(t.shape)
-            else:
-                raise CheckpointError(f"{base}: tensor {fk} has shape {bshape}, the model's {mk} "
-                                      f"{tuple(t.shape)}: not a delta of this base (set stage2.checkpoints: full)")
-            t = t.cpu()
-            if rows is not None and (2 * len(rows) <= len(t) or mk in shapes):
-                tensors[mk + ROWS] = t[rows].contiguous()
-                tensors[mk + INDEX] = rows.to(torch.int64).contiguous()
-            else:
-                tensors[mk] = t.contiguous()
-    finally:
-        for h in handles.values():
-            h.__exit__(None, None, None)
+            rows = None
+        elif tuple(t.shape) == bshape:
+            rows = _changed_rows(t, sl, len(t))
+            if not len(rows):
+                continue
+        elif t.shape[1:] == bshape[1:] and t.shape[0] > bshape[0]:  # grown along dim 0 (prompt tokens)
+            rows = torch.cat([_changed_rows(t, sl, bshape[0]), torch.arange(bshape[0], t.shape[0])])
+            shapes[mk] = list(t.shape)
+        else:
+            raise CheckpointError(f"{base}: tensor {fk} has shape {bshape}, the model's {mk} "
+                                  f"{tuple(t.shape)}: not a delta of this base (set stage2.checkpoints: full)")
+        t = t.cpu()
+        if rows is not None and (2 * len(rows) <= len(t) or mk in shapes):
+            tensors[mk + ROWS] = t[rows].contiguous()
+            tensors[mk + INDEX] = rows.to(torch.int64).contiguous()
+        else:
+            tensors[mk] = t.contiguous()
     path = out / DELTA_FILE
     save_file(tensors, str(path), metadata={"format": DELTA_FORMAT, "shapes": json.dumps(shapes)})
     # a base inside the checkout is recorded relative to it (a run directory stays usable from another clone)
