@@ -167,6 +167,10 @@ class Stage2Config:
     #                       masks) in training and evaluation; an upper bound that separates the AHD's quality from
     #                       stage 2's reading of heatmaps (a diagnostic, not the paper's method; needs pixel masks)
     eval_max_new_tokens: int = 128  # greedy answer length limit (Trajectory) in the dialogue evaluation
+    checkpoints: str = "delta"  # how each phase's merged model is saved: "delta" keeps only what stage 2 changed
+    #                             (LoRA-merged decoder tensors, prompt rows; 7B: ~0.8 GB) and references the base
+    #                             backbone by path and sha256 (it must stay in place); "full" writes whole merged
+    #                             models (7B: ~16.6 GB each, self-contained). tvad.model.delta, docs/paper-memory.md
     cpu_threads: int = 1  # torch threads for stage 2 on CPU (1: no OpenMP oversubscription, measured 10x faster
     #                       on a shared 2-core box for the tiny model); 0 leaves torch's setting alone
     seed: int = 0  # training seed
@@ -278,6 +282,7 @@ _CHOICES = {
     "rae.init": ("zero_bias", "default"),
     "stage1.select_by": ("micro_auc", "macro_auc", "rbdc", "tbdc", "last"),  # tvad.train.stage1.train
     "stage2.video_input": ("embeds", "pixels"),  # tvad.train.collate
+    "stage2.checkpoints": ("delta", "full"),  # tvad.model.checkpoint.save_model
 }
 _LIST_OR = {  # list fields that also take one of these strings instead of a list
     "backbone.layers": ("auto",),  # tvad.model.backbone.resolve_layers

@@ -44,7 +44,7 @@ from tvad.io import atomic_write_json, atomic_write_text
 from tvad.metrics import dialogue_metrics
 from tvad.model import load
 from tvad.model.ahd import load_ahd
-from tvad.model.backbone import from_config
+from tvad.model.backbone import free_memory, from_config
 from tvad.model.build import build_ahd, build_model
 from tvad.model.decoder_heatmap import decoder_heatmaps
 from tvad.model.detector import find_checkpoint
@@ -219,6 +219,7 @@ def predict_heatmaps(run, force: bool = False, methods: Sequence[str] = ("ahd", 
     dist.barrier()  # rank 0's files are complete before any rank goes on
     seconds["total"] = time.time() - t0
     torch.set_grad_enabled(True)
+    _DECODER_MODEL.clear()  # it holds this backbone: the next step's model must not load beside it
     return HeatmapRun(list(splits), list(methods), seconds, skipped)
 
 
@@ -408,7 +409,8 @@ def predict_dialogues(run, force: bool = False, variants: Sequence[str] = ("back
                 atomic_write_text(_source_path(d, v, int(cfg.stage2.seed)), sources.get(v) or "")
             dist.barrier()
             _log(log, f"[eval] {v}: {len(preds)} answers in {time.time() - t0:.0f}s")
-            del model
+            del model, clips  # the store holds the model too: both go before the next variant loads
+            free_memory()
     return {v: dialogue_metrics(p) for v in dialogue_variants(d) for p in load_dialogue_predictions(d, v).values()}
 
 

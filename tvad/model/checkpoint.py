@@ -5,10 +5,13 @@ public loader (`tvad.load`, `tvad.model.load`): a checkpoint directory, or a run
     model = load("runs/cpu")              # its stage-2 model if trained, else its stage-1 AHD (no prompts)
     model = load("runs/cpu/stage2/rae/phase_b/final", device="cpu")   # a checkpoint directory
 
-A checkpoint directory (written aside and renamed into place): backbone/ (the merged Qwen model in
-safetensors, with the processor and the tokenizer carrying the prompt tokens), rae.safetensors (the
-RAE and the three token rows), ahd/ (the AHD checkpoint, `tvad.model.ahd.save_ahd`) and tvad.json
-(switches, tokens, meta, the RAE's settings, a fingerprint of the vision tower's weights).
+A checkpoint directory (written aside and renamed into place): backbone/ (the processor and the
+tokenizer carrying the prompt tokens, the config and, stored "full", the merged Qwen model in
+safetensors), delta.safetensors (stored "delta", the default: only the tensors stage 2 changed against
+the base backbone, which tvad.json references by path and sha256; `tvad.model.delta`), rae.safetensors
+(the RAE and the three token rows), ahd/ (the AHD checkpoint, `tvad.model.ahd.save_ahd`) and tvad.json
+(switches, tokens, meta, the RAE's settings, how the backbone is stored, a fingerprint of the vision
+tower's weights).
 """
 
 from __future__ import annotations
@@ -25,17 +28,24 @@ from safetensors.torch import save_file
 from tvad.io import atomic_replace_dir, atomic_write_json
 from tvad.model.ahd import CheckpointError, load_ahd, load_weights, read_checkpoint_json, read_safetensors, save_ahd
 from tvad.model.backbone import from_pretrained, vision_hash
+from tvad.model.delta import DELTA_FILE, delta_base, load_delta, save_delta
 from tvad.model.detector import find_checkpoint, load_detector
 from tvad.model.rae import new_rae, rae_kwargs
 from tvad.model.tvad import INJECTOR_NAME, TVAD
 
 CKPT_FORMAT = "tvad-model-1"  # tvad.json "format" of full-model checkpoint directories
+STORAGES = ("delta", "full")  # how save_model stores the backbone (`stage2.checkpoints`)
 
 
-def save_model(model: TVAD, path: str | os.PathLike, meta: dict | None = None) -> Path:
-    """A self-contained checkpoint directory of `model` (atomic): backbone/ (the merged Qwen model in
-    safetensors with the processor and the tokenizer carrying the prompt tokens), rae.safetensors,
-    ahd/ (the AHD checkpoint), tvad.json (switches, tokens, meta, resolved config)."""
+def save_model(model: TVAD, path: str | os.PathLike, meta: dict | None = None, storage: str = "delta") -> Path:
+    """A checkpoint directory of `model` (atomic): backbone/ (the processor and the tokenizer carrying
+    the prompt tokens), rae.safetensors, ahd/ (the AHD checkpoint), tvad.json (switches, tokens, meta,
+    resolved config, "backbone_storage": how the backbone is stored). `storage` "delta": only the
+    tensors that differ from the base backbone the model was loaded from (delta.safetensors, the base
+    referenced by path and sha256; a backbone built in memory or from a hub id has no base on disk and is
+    stored "full", tvad.json saying why); "full": the whole merged model in backbone/ (self-contained)."""
+    if storage not in STORAGES:
+        raise ValueError(f"checkpoint storage must be one of {STORAGES}, got {storage!r}")
     p = Path(path)
     tmp = p.with_name(p.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
@@ -43,8 +53,15 @@ def save_model(model: TVAD, path: str | os.PathLike, meta: dict | None = None) -
     model.merge_prompt_rows()
     inner = model.qwen.model
     inj = inner._modules.pop(INJECTOR_NAME)
+    base = delta_base(model.backbone) if storage == "delta" else None
     try:
-        model.backbone.save_pretrained(tmp / "backbone")
+        if base is not None:
+            stored = save_delta(model.qwen, base, tmp, processor=model.backbone.processor)
+        else:
+            model.backbone.save_pretrained(tmp / "backbone")
+            stored = {"storage": "full"}
+            if storage == "delta":
+                stored["why"] = "the backbone was not read from a local folder of safetensors weights"
     finally:
         inner._modules[INJECTOR_NAME] = inj
     tensors = {"token_rows": model.injector.token_rows.detach().float().cpu().contiguous()}
@@ -59,7 +76,7 @@ def save_model(model: TVAD, path: str | os.PathLike, meta: dict | None = None) -
               "fps": model.fps, "max_frames": model.max_frames, "system_prompt": model.system_prompt,
               "num_prompts": model.injector.num_prompts, "vision_hash": vision_hash(model.qwen),
               "dtype": str(model.backbone.dtype).replace("torch.", ""), "max_pixels": model.backbone.max_pixels,
-              "video_max_tokens": model.video_max_tokens,
+              "video_max_tokens": model.video_max_tokens, "backbone_storage": stored,
               "rae": rae_kwargs(model.rae) if model.rae is not None else None})
     atomic_write_json(tmp / "tvad.json", m)
     return atomic_replace_dir(tmp, p)
@@ -81,15 +98,25 @@ def read_checkpoint(path: str | os.PathLike, device: str | None = None, dtype: s
     """Restore a checkpoint directory written by `save_model` (identical logits)."""
     p = Path(path)
     meta = read_checkpoint_json(p, "tvad.json", CKPT_FORMAT, "a T-VAD")
+    stored = meta.get("backbone_storage") if isinstance(meta.get("backbone_storage"), dict) else {"storage": "full"}
+    delta = stored.get("storage") == "delta"
     parts = {"backbone": p / "backbone" / "config.json", "RAE weights": p / "rae.safetensors"}
+    if delta:
+        parts["backbone delta"] = p / DELTA_FILE
     if meta.get("has_ahd", True):
         parts["AHD"] = p / "ahd" / "ahd.json"
     for name, f in parts.items():
         if not f.exists():
             raise FileNotFoundError(f"{p}: the checkpoint is missing its {name} ({f.relative_to(p)})")
     try:
-        bb = from_pretrained(p / "backbone", dtype=dtype or meta.get("dtype", "float32"), device=device or "auto",
-                             max_pixels=meta.get("max_pixels"))
+        if delta:  # the base (checked by path and sha256) + delta.safetensors
+            bb = load_delta(p, stored, dtype=dtype or meta.get("dtype", "float32"), device=device or "auto",
+                            max_pixels=meta.get("max_pixels"))
+        else:
+            bb = from_pretrained(p / "backbone", dtype=dtype or meta.get("dtype", "float32"),
+                                 device=device or "auto", max_pixels=meta.get("max_pixels"))
+    except CheckpointError:
+        raise
     except Exception:
         _check_safetensors_files(p / "backbone")  # a truncated / garbled weights file: name it
         raise

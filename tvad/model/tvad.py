@@ -103,10 +103,23 @@ def add_prompt_tokens(model, tokenizer) -> dict[str, int]:
         emb = model.get_input_embeddings()
     if new:
         with torch.no_grad():
-            mean = emb.weight[:n_real].float().mean(0).to(emb.weight.dtype)
+            mean = _row_mean(emb.weight, n_real).to(emb.weight.dtype)
             for t in new:
                 emb.weight[ids[t]] = mean
     return ids
+
+
+MEAN_CHUNK_ROWS = 8192  # rows per float32 chunk of `_row_mean` (7B: 117 MB of float32 at a time)
+
+
+def _row_mean(table: torch.Tensor, n: int, chunk: int | None = None) -> torch.Tensor:
+    """(D,) float32 mean of `table[:n]` ((V, D), any dtype), accumulated in float32 `chunk` rows at a
+    time (default MEAN_CHUNK_ROWS): no float32 copy of the whole table (7B: 151,665 x 3,584, 2.2 GB)."""
+    chunk = int(chunk or MEAN_CHUNK_ROWS)
+    acc = torch.zeros(table.shape[1], dtype=torch.float32, device=table.device)
+    for a in range(0, n, chunk):
+        acc += table[a:min(n, a + chunk)].float().sum(0)
+    return acc / max(1, n)
 
 
 # -- the injection ----------------------------------------------------------------------------------

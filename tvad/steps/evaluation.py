@@ -14,6 +14,7 @@ from typing import Sequence
 from tvad import dist
 from tvad.evaluate.predict import HeatmapRun, predict_dialogues, predict_heatmaps, save_dialogue_example
 from tvad.evaluate.tables import Table, build_tables, write_tables
+from tvad.model.backbone import free_memory
 
 RESULTS = "04_evaluation"
 
@@ -32,9 +33,13 @@ def run_evaluation(run, force: bool = False, decoder_max_videos: int | None = No
                    progress: bool = True, log=print) -> EvaluationOutputs:
     """Notebook 04 in one call: heatmap predictions, dialogue predictions and the dialogue example
     (each kept when it exists, unless `force`), then the tables from the saved files."""
+    # one backbone in memory at a time: each step loads its own and drops it before the next loads
     hm = predict_heatmaps(run, force=force, decoder_max_videos=decoder_max_videos, progress=progress, log=log)
+    free_memory()
     dm = predict_dialogues(run, force=force, variants=dialogue_variants, progress=progress, log=log)
+    free_memory()
     example = save_dialogue_example(run, force=force)
+    free_memory()
     tables = build_tables(run.dir, run.config)
     paths = write_tables(run.dir, tables) if dist.is_main() else []  # rank 0 writes under `accelerate launch`
     dist.barrier()

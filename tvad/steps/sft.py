@@ -20,6 +20,7 @@ from tvad.corpus import annotator_from_config, build_corpora
 from tvad.evaluate.dialogues import evaluate_model, judgement_auroc, judgement_scores
 from tvad.io import atomic_write_json
 from tvad.model import load
+from tvad.model.backbone import free_memory
 from tvad.model.build import build_model
 from tvad.model.detector import find_checkpoint
 from tvad.steps.dataset import clip_split, heldout_clips
@@ -39,7 +40,8 @@ class Stage2Outputs:
     predictions: dict  # {variant: [prediction dicts]} on the test dialogues
     final_dirs: dict  # {variant: Path} the phase-B checkpoints
     test_records: list  # the held-out dialogues (phase B, test split)
-    clips: ClipStore  # heatmaps and video tokens of every clip used
+    clips: ClipStore  # heatmaps and video tokens of every clip used; holds no model (one backbone in memory at
+    #                   a time: set `clips.model` to a loaded model before computing new clips with it)
     seconds: dict  # wall time per part
     judgements: dict = field(default_factory=dict)  # {variant: {split: judgement_scores rows}}; the full
     #                                                  model's with all-zero heatmaps under "rae_zero_heatmaps"
@@ -228,7 +230,11 @@ def _run_stage2(run, force: bool = False, progress: bool = True, log: Callable[[
                                         if variant != "backbone" else {"phases": []})
         for k, v in counts.items():
             results[f"params.{variant}.{k}"] = int(v)
-        del model
+        # one backbone in memory at a time: nothing may keep this variant's model alive while the next
+        # loads (the store outlives it; a trainer's reference cycles are collected)
+        clips.model = None
+        del model, vclips
+        free_memory()
     seconds["total"] = time.time() - t0
     results.update({f"timing.{k}_s": v for k, v in seconds.items()})
     for split, rs in heldout.items():

@@ -188,6 +188,9 @@ class ClipStore:
         return f
 
     def get(self, clip: Mapping) -> ClipInputs:
+        if self.model is None:
+            raise TVADError("this clip store holds no model (released so that one backbone is in memory at a "
+                            "time): set store.model to a loaded model first")
         if self.model.video_max_tokens != self.video_max_tokens:
             raise TVADError(f"this clip store holds clips under video_max_tokens={self.video_max_tokens}, the model "
                             f"uses {self.model.video_max_tokens}: make a new ClipStore for it")

@@ -4,7 +4,8 @@ The paper's recipe (section 4.1): load the best AHD; LoRA r 16, alpha 32, dropou
 decoder's q_proj / v_proj only (the ViT's attention is `qkv`, so it is never touched); trainable:
 RAE, the three new token rows, LoRA. Phase A on the all-object corpus with LoRA on every decoder
 layer; merge; phase B on the anomaly-focused corpus with a fresh LoRA on the last four layers;
-merge. After each phase a self-contained checkpoint (`tvad.model.save_model`) that `tvad.load` restores.
+merge. After each phase a checkpoint (`tvad.model.save_model`; by `stage2.checkpoints` a delta of
+the base backbone or a full merge) that `tvad.load` restores.
 
     clips = ClipStore(model, resolver, run.dir / "stage2" / "clips")       # train/clips.py: V + heatmap per clip
     res = train_phase(model, "a", train_a, val_a, clips, cfg.stage2, out / "phase_a")
@@ -303,7 +304,7 @@ def train_phase(model: TVAD, phase: str, train_records: Sequence[dict], val_reco
                                                  "steps": trainer.state.global_step, "seconds": seconds})
     final = out / "final"
     if trainer.is_world_process_zero():  # one writer under `accelerate launch`
-        save_model(model, final, {"phase": phase, **(meta or {})})
+        save_model(model, final, {"phase": phase, **(meta or {})}, storage=getattr(cfg, "checkpoints", "delta"))
     trainer.accelerator.wait_for_everyone()
     return PhaseResult(final, history, trainer.state.best_model_checkpoint, int(trainer.state.global_step), seconds,
                        last)
