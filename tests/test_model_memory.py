@@ -9,7 +9,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import pytest
 import torch
 
-from tvad.model import tvad as tvad_module
+from tvad.model import inject as tvad_module
 from tvad.model.tiny import build_tiny
 from tvad.model.tvad import _row_mean, add_prompt_tokens
 from tvad.prompts import class_prompts
