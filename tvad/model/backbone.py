@@ -20,7 +20,6 @@ repeating the last frame (exactly what Qwen's video processor does), so T = ceil
 
 from __future__ import annotations
 
-import gc
 import hashlib
 import json
 import os
@@ -30,10 +29,10 @@ from typing import Iterator, Sequence
 
 import numpy as np
 import torch
-from safetensors import safe_open
 
 from tvad import dist
 from tvad.io import resolve_model_path
+from tvad.model.loading import _weight_files, free_memory, load_qwen  # noqa: F401  (re-exported)
 
 TEMPORAL_PATCH = 2  # Qwen2.5-VL's temporal patch: two frames per visual token
 
@@ -428,30 +427,6 @@ class Backbone:
         return p
 
 
-def _libc():
-    try:
-        import ctypes
-
-        libc = ctypes.CDLL("libc.so.6")
-        libc.malloc_trim  # noqa: B018  (glibc only)
-        return libc
-    except (OSError, AttributeError):
-        return None
-
-
-_LIBC = _libc()  # glibc, for malloc_trim in free_memory (None elsewhere)
-
-
-def free_memory() -> None:
-    """Collect what is no longer referenced (a trainer's or a model's reference cycles) and return the
-    accelerator's cached blocks: called between one backbone and the next (one in memory at a time)."""
-    gc.collect()
-    if torch.cuda.is_available():
-        torch.cuda.empty_cache()
-    if _LIBC is not None:  # hand freed heap back to the OS (glibc keeps it for reuse otherwise)
-        _LIBC.malloc_trim(0)
-
-
 def from_pretrained(path_or_id: str | os.PathLike, dtype: str | torch.dtype = "float32",
                     device: str | torch.device = "cpu", max_pixels: int | None = None,
                     attn_implementation: str = "sdpa", local_files_only: bool | None = None) -> Backbone:
@@ -463,7 +438,7 @@ def from_pretrained(path_or_id: str | os.PathLike, dtype: str | torch.dtype = "f
     `AutoProcessor`); no remote code. `local_files_only` defaults to True for existing directories
     and when HF_HUB_OFFLINE=1. `device="auto"`: cuda when available, else cpu.
     """
-    from transformers import AutoProcessor, GenerationConfig, Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
+    from transformers import AutoProcessor
 
     free_memory()  # a previous backbone dropped by its caller but still in reference cycles goes first
     src = str(resolve_model_path(path_or_id))
@@ -471,50 +446,11 @@ def from_pretrained(path_or_id: str | os.PathLike, dtype: str | torch.dtype = "f
         local_files_only = Path(src).is_dir() or os.environ.get("HF_HUB_OFFLINE") == "1"
     if not Path(src).is_dir() and local_files_only and "/" not in src:
         raise FileNotFoundError(f"backbone {src!r}: no such directory")
-    wdir = src if Path(src).is_dir() else _hub_snapshot(src)
-    # transformers reads local safetensors through mmap and keeps every file mapped until the whole
-    # model is loaded: peak RSS twice the checkpoint (7B-wide: 8.3 GB for 4.2 GB). Its own lazy slices
-    # over pread (safetensors' backend="pread"), handed over as `state_dict`, read each tensor into
-    # its parameter alone: peak RSS the checkpoint plus one tensor. Same loader, same key conversions.
-    files = _weight_files(wdir)
-    if files:
-        handles = [safe_open(str(f), framework="pt", device="cpu", backend="pread") for f in files]
-        try:
-            model = Qwen2_5_VLForConditionalGeneration.from_pretrained(
-                None, config=Qwen2_5_VLConfig.from_pretrained(wdir), dtype=_dtype(dtype),
-                attn_implementation=attn_implementation, state_dict={k: h.get_slice(k) for h in handles for k in h.keys()})
-        finally:
-            del handles
-        if (Path(wdir) / "generation_config.json").is_file():
-            model.generation_config = GenerationConfig.from_pretrained(wdir)
-        model.config._name_or_path = model.name_or_path = src  # as from_pretrained(src) records it
-    else:  # a hub id not in the cache: transformers fetches it
-        model = Qwen2_5_VLForConditionalGeneration.from_pretrained(
-            src, dtype=_dtype(dtype), attn_implementation=attn_implementation, local_files_only=local_files_only)
+    model, wdir = load_qwen(src, _dtype(dtype), attn_implementation, local_files_only)
     model.to(_device(device))
     processor = AutoProcessor.from_pretrained(src, local_files_only=local_files_only)
     return Backbone(model, processor, source=src if Path(src).is_dir() else None, max_pixels=max_pixels,
                     weights_dir=wdir)
-
-
-def _weight_files(folder: str | None) -> list[Path]:
-    """The safetensors files of the model in `folder` (its index's shards, or model.safetensors), [] if
-    there are none (transformers then finds the weights itself)."""
-    if not folder:
-        return []
-    d = Path(folder)
-    index = d / "model.safetensors.index.json"
-    if index.is_file():
-        return [d / f for f in sorted(set(json.loads(index.read_text())["weight_map"].values()))]
-    return [d / "model.safetensors"] if (d / "model.safetensors").is_file() else []
-
-
-def _hub_snapshot(repo_id: str) -> str | None:
-    """The cached snapshot folder of a hub id (where from_pretrained read its files), or None."""
-    from huggingface_hub import try_to_load_from_cache
-
-    f = try_to_load_from_cache(repo_id, "config.json")
-    return str(Path(f).parent) if isinstance(f, str) else None
 
 
 def from_config(cfg) -> Backbone:
