@@ -14,7 +14,6 @@ import json
 import os
 import socket
 import subprocess
-import sys
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -22,6 +21,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import numpy as np
 import pytest
 import torch
+from launch_fixtures import accelerate_launch
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -133,24 +133,10 @@ def case_stage2(out: Path) -> dict:
             "final": (res.final_dir / "tvad.json").exists(), "history_file": (out / "history.json").exists()}
 
 
-def _launch(tmp_path: Path, script: Path, *args: str, nproc: int = 2, extra: list[str] = ()) -> subprocess.CompletedProcess:
-    launcher = Path(sys.executable).with_name("accelerate")
-    assert launcher.exists(), f"no accelerate launcher beside {sys.executable}"
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    env = {**os.environ, "ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1",
-           "HF_HOME": str(tmp_path / "hf"), "PYTHONPATH": f"{REPO}{os.pathsep}{HERE}"}
-    cmd = [str(launcher), "launch", "--multi_gpu", "--num_processes", str(nproc), "--num_machines", "1",
-           "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(port), *extra,
-           str(script), *args]
-    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900, cwd=REPO)
-
-
 def test_two_processes_match_one_process(tmp_path):
     script = tmp_path / "launched.py"
     script.write_text(LAUNCHED)
-    p = _launch(tmp_path, script, str(tmp_path / "mp"), str(HERE))
+    p = accelerate_launch(tmp_path, script, str(tmp_path / "mp"), str(HERE))
     assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-6000:]
     ranks = [json.loads((tmp_path / "mp" / f"rank{r}.json").read_text()) for r in (0, 1)]
     assert [(r["rank"], r["world"]) for r in ranks] == [(0, 2), (1, 2)] and all("gloo" in r["backend"] for r in ranks), ranks
@@ -232,11 +218,11 @@ def test_a_rank_dying_mid_extraction_loses_nothing(tmp_path):
     script = tmp_path / "killed.py"
     script.write_text(KILLED)
     kill_videos(tmp_path / "run" / "videos")  # written before the launch (the records' mtimes are the cache keys)
-    p = _launch(tmp_path, script, str(tmp_path / "run"), str(HERE), "die")
+    p = accelerate_launch(tmp_path, script, str(tmp_path / "run"), str(HERE), "die")
     assert p.returncode != 0 and not (tmp_path / "run" / "rank0.json").exists()
     cached = list((tmp_path / "run" / "cache").rglob("*.safetensors"))
     assert 2 <= len(cached) <= 6, cached  # rank 1's two, and what rank 0 finished of its four before the end
-    p = _launch(tmp_path, script, str(tmp_path / "run"), str(HERE), "resume")
+    p = accelerate_launch(tmp_path, script, str(tmp_path / "run"), str(HERE), "resume")
     assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-6000:]
     ranks = [json.loads((tmp_path / "run" / f"rank{r}.json").read_text()) for r in (0, 1)]
     assert [r["n"] for r in ranks] == [8, 8]
@@ -330,7 +316,7 @@ def test_launcher_checks(tmp_path, monkeypatch, capsys):
                      launchers={"all": str(REPO / "configs" / "accelerate" / "deepspeed_zero2.yaml")})
 
 
-def test_stage2_global_batch_under_a_launch(monkeypatch, tmp_path):
+def test_stage2_global_batch_under_aaccelerate_launch(monkeypatch, tmp_path):
     """Under N processes each runs grad_accum / N micro-steps (the global batch of the config); a
     grad_accum N does not divide is a ConfigError."""
     import dataclasses
@@ -400,7 +386,7 @@ def test_the_cpu_launcher_config_starts_two_gloo_processes(tmp_path):
     assert all(g["seen"] == [0, 1] and "gloo" in g["backend"] for g in got), got
 
 
-def test_a_notebook_runs_in_every_process_of_a_launch(tmp_path):
+def test_a_notebook_runs_in_every_process_of_aaccelerate_launch(tmp_path):
     """What `--launcher` relies on: under `accelerate launch` the chain's runner executes the notebook
     on every rank, each kernel inherits the rank and joins the process group, rank 0's executed copy
     goes to <run_dir>/notebooks/, the others' to notebooks/rankN/."""
@@ -408,7 +394,7 @@ def test_a_notebook_runs_in_every_process_of_a_launch(tmp_path):
     script = tmp_path / "chain.py"
     script.write_text(NOTEBOOK_LAUNCHED)
     run = tmp_path / "run"
-    p = _launch(tmp_path, script, str(run), str(tmp_path / "nbs"))
+    p = accelerate_launch(tmp_path, script, str(run), str(tmp_path / "nbs"))
     assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-6000:]
     probes = [json.loads((run / f"probe{r}.json").read_text()) for r in (0, 1)]
     assert probes == [{"world": 2, "seen": [0, 1]}] * 2

@@ -12,6 +12,7 @@ from tvad.config import EvalConfig, Stage1Config
 from tvad.train.common import Killed
 from tvad.model.ahd import load_ahd
 from tvad.train.stage1 import evaluate, train
+from launch_fixtures import accelerate_launch
 from stage1_fixtures import fresh_ahd, planted  # noqa: F401  (fresh_ahd: also for the launched script)
 
 
@@ -200,9 +201,6 @@ def test_two_process_accelerate_launch_matches_one_process(tmp_path, monkeypatch
     checkpoints, both ranks return the same result, and kill + resume is exact."""
     import json
     import shutil
-    import socket
-    import subprocess
-    import sys
     from pathlib import Path
 
     from torch.optim.optimizer import register_optimizer_step_pre_hook
@@ -212,19 +210,7 @@ def test_two_process_accelerate_launch_matches_one_process(tmp_path, monkeypatch
     here = Path(__file__).resolve().parent
     script = tmp_path / "launched.py"
     script.write_text(LAUNCHED)
-    launcher = Path(sys.executable).with_name("accelerate")
-    assert launcher.exists(), f"no accelerate launcher beside {sys.executable}"
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    env = {**os.environ, "ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1",
-           "HF_HOME": str(tmp_path / "hf")}  # no user accelerate config file
-    # `--cpu` alone would start a single process (accelerate's simple launcher, no mpirun): several CPU
-    # processes go through torchrun (`--multi_gpu`), ACCELERATE_USE_CPU=1 selecting MULTI_CPU with gloo.
-    cmd = [str(launcher), "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
-           "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(port),
-           str(script), str(tmp_path / "mp"), str(here)]
-    p = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    p = accelerate_launch(tmp_path, script, str(tmp_path / "mp"), str(here), timeout=600)
     assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-5000:]
     ranks = [json.loads((tmp_path / "mp" / f"rank{r}.json").read_text()) for r in (0, 1)]
     assert [r["rank"] for r in ranks] == [0, 1] and ranks[0]["pid"] != ranks[1]["pid"]
