@@ -122,10 +122,12 @@ def _stage(name: str, work: Path, base: str, checkpoints: str) -> dict:
         stubs = {"corpus_records": lambda r: recs, "clip_split": lambda r, s: [],
                  "heldout_clips": lambda r: {"test": []}, "test_records": lambda *a, **k: test,
                  "ClipResolver": lambda videos: object(), "dialogue_budgets": lambda *a, **k: {},
-                 "check_clips": lambda *a, **k: None, "truncated_dialogues": lambda *a, **k: [],
+                 "check_clips_sharded": lambda *a, **k: None, "truncated_dialogues": lambda *a, **k: [],
                  "train_phase": _merge_phase, "evaluate_model": lambda *a, **k: ({}, []),
                  "judgement_scores": lambda *a, **k: []}
         for k, v in stubs.items():
+            if not hasattr(sft, k):  # a renamed step function would otherwise run for real, unnoticed
+                raise SystemExit(f"tvad.steps.sft has no {k!r} to stand in for: update the benchmark's stubs")
             setattr(sft, k, v)
         from tvad.model.delta import base_hash
 
