@@ -82,10 +82,13 @@ def bikes_mp4() -> Path:
 # -- the paper rehearsal starts early ---------------------------------------------------------------
 # Its chain (tests/test_paper_rehearsal.py) is the suite's longest item; started as soon as collection
 # selects it, it runs beside the other tests where the machine has cores to spare, and its fixture
-# waits for it. TVAD_REHEARSAL_EARLY=0 keeps it in line (started by its fixture).
+# waits for it. TVAD_REHEARSAL_EARLY=0 keeps it in line (started by its fixture), as do pytest-xdist's
+# workers (`make test` runs two: the other worker keeps the second core busy instead).
 def pytest_collection_finish(session):
     if os.environ.get("TVAD_REHEARSAL_EARLY", "1") == "0":
         return
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        return  # under pytest-xdist every worker collects everything: the worker that runs it starts it
     if not any(item.nodeid.startswith("tests/test_paper_rehearsal.py") for item in session.items):
         return
     import tempfile
@@ -116,8 +119,15 @@ def pytest_sessionfinish(session, exitstatus):
 @pytest.fixture(scope="session")
 def wide_checkpoint(tmp_path_factory) -> Path:
     """A random Qwen2.5-VL at the 7B's widths (decoder cut to 2 layers, bf16, the real Qwen2.5
-    tokenizer and the 7B's processor; ~4.5 GB), written once per test session and shared by every
-    test that needs it (`tvad.model.widths.write_wide_checkpoint`, idempotent)."""
+    tokenizer and the 7B's processor; ~4.5 GB), written once per test run and shared by every test
+    that needs it (`tvad.model.widths.write_wide_checkpoint`, idempotent). Under pytest-xdist the
+    workers share it: it lives beside their temporary folders, and a file lock lets one write it."""
+    from filelock import FileLock
+
     from tvad.model.widths import write_wide_checkpoint
 
-    return write_wide_checkpoint(tmp_path_factory.getbasetemp() / "wide-qwen2.5-vl")
+    base = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        base = base.parent  # pytest-N/, shared by the workers' pytest-N/popen-gwK folders
+    with FileLock(str(base / "wide-qwen2.5-vl.lock")):
+        return write_wide_checkpoint(base / "wide-qwen2.5-vl")

@@ -66,7 +66,7 @@ def test_run_stage2_holds_one_model_at_a_time(tmp_path, monkeypatch):
         "corpus_records": lambda run: recs, "clip_split": lambda run, split: [],
         "heldout_clips": lambda run: {"test": []},
         "test_records": lambda *a, **k: test, "find_checkpoint": lambda d: d, "ClipResolver": lambda videos: object(),
-        "dialogue_budgets": lambda *a, **k: {}, "check_clips": lambda *a, **k: None,
+        "dialogue_budgets": lambda *a, **k: {}, "check_clips_sharded": lambda *a, **k: None,
         "truncated_dialogues": lambda *a, **k: [], "train_phase": _trainer, "load": loads, "build_model": loads,
         "evaluate_model": lambda model, rs, clips, *a, **k: ({"yes_no_accuracy": 0.5}, []),
         "judgement_scores": lambda *a, **k: [],
