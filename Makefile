@@ -42,11 +42,12 @@ pipeline: $(STAMP)
 	$(PY) -m tvad.cli pipeline --preset $(PRESET) --run-dir $(RUN_DIR) $(ARGS)
 	@mkdir -p figures && if [ -d $(RUN_DIR)/figures ]; then cp -r $(RUN_DIR)/figures/. figures/; fi
 
-# Two pytest workers (pytest-xdist, work stealing): the notebook chain and the paper rehearsal each hold
-# one core for minutes, so one worker would leave the other core idle. TEST_JOBS=0 runs in one process.
+# Two pytest workers (pytest-xdist), whole test files to a worker (--dist loadfile): the notebook chain and
+# the paper rehearsal each hold one core for minutes, so one worker would leave the other core idle; a
+# file's module fixtures (the rehearsal's chain) then run once. TEST_JOBS=0 runs in one process.
 TEST_JOBS ?= 2
 test: $(STAMP)
-	$(PY) -m pytest $(if $(filter 0,$(TEST_JOBS)),,-n $(TEST_JOBS) --dist worksteal) $(ARGS)
+	$(PY) -m pytest $(if $(filter 0,$(TEST_JOBS)),,-n $(TEST_JOBS) --dist loadfile) $(ARGS)
 
 # Regenerates assets/tiny-qwen2.5-vl/ deterministically (about an hour on 2 cores; CI never runs it).
 tiny-backbone: $(STAMP)
