@@ -388,7 +388,7 @@ def predict_dialogues(run, force: bool = False, variants: Sequence[str] = ("back
                 model = load(rae_final)
                 clips = ClipStore(model, resolver, d / "stage2" / "clips",
                                   video_embeds=cfg.stage2.video_input == "embeds",
-                      pixels=cfg.stage2.video_input == "pixels", budgets=clip_budgets(run))
+                                  pixels=cfg.stage2.video_input == "pixels", budgets=clip_budgets(run))
                 _, preds = evaluate_model(model, records, HeatmapView(clips, "zeros"),
                                                  cfg.stage2.eval_max_new_tokens, progress=progress)
             elif v == "backbone_one_shot":
@@ -399,7 +399,7 @@ def predict_dialogues(run, force: bool = False, variants: Sequence[str] = ("back
                 model = build_model(cfg, find_checkpoint(d), use_rae=False, meta=meta)
                 clips = ClipStore(model, resolver, d / "stage2" / "clips",
                                   video_embeds=cfg.stage2.video_input == "embeds",
-                      pixels=cfg.stage2.video_input == "pixels", budgets=clip_budgets(run))
+                                  pixels=cfg.stage2.video_input == "pixels", budgets=clip_budgets(run))
                 _, preds = evaluate_model(model, one_shot_records(records, example), clips,
                                                  cfg.stage2.eval_max_new_tokens, progress=progress)
             else:
