@@ -102,3 +102,22 @@ def test_heat_to_frames_shares_each_map_with_its_pair():
     assert torch.allclose(out[2], torch.full((8, 10), 0.5))
     assert heat_to_frames(heat, (8, 10), 6).shape[0] == 6 and heat_to_frames(heat, (8, 10), 1).shape[0] == 1
     assert heat_to_frames(heat.double(), (4, 4), 2).dtype == torch.float32
+
+
+def test_text_separation_bounds_every_heat_value():
+    ahd = make()
+    n = torch.randn(3, 6)
+    a = n + 0.05 * torch.randn(3, 6)  # nearly parallel class texts
+    ahd.set_text(n, a)
+    sep = ahd.text_separation()
+    tn, ta = F.normalize(n.mean(0), dim=0), F.normalize(a.mean(0), dim=0)
+    assert sep["text_cos"] == pytest.approx(float(tn @ ta), abs=1e-6)
+    assert sep["logit_gap_max"] == pytest.approx(100 * float((ta - tn).norm()), rel=1e-5)
+    torch.manual_seed(0)
+    feats = {l: 10 * torch.randn(2, 4, 5, 8) for l in (0, 2)}
+    for _ in range(3):  # whatever the MLPs do, H stays inside the bound
+        for p in ahd.mlps.parameters():
+            p.data.normal_(0, 3)
+        h = ahd(feats).heat
+        assert sep["heat_min"] - 1e-6 <= float(h.min()) and float(h.max()) <= sep["heat_max"] + 1e-6
+    assert 0 < sep["heat_min"] < 0.5 < sep["heat_max"] < 1

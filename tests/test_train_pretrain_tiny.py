@@ -96,3 +96,26 @@ def test_vision_from_copies_and_freezes_the_vit_and_embeddings(tmp_path):
     with pytest.raises(Exception, match="size|shape|embedding"):
         pretrain(PretrainConfig(out=str(tmp_path / "c"), steps=1, vision_hidden=64, vision_from=str(a), **kw),
                  videos(), log=lambda s: None)
+
+
+def test_anomaly_targets_mark_anomaly_types_including_held_out_ones():
+    from tvad.train.pretrain_tiny import anomaly_targets
+
+    vocab = ["abandoned_object", "jaywalking", "running", "walking"]
+    g = torch.tensor([[[0, 1, 2], [3, 4, 0]]])  # nothing, abandoned, jaywalking / running, walking, nothing
+    assert anomaly_targets(g, vocab).tolist() == [[[0, 2, 2], [2, 1, 0]]]
+
+
+def test_class_text_is_the_eq2_mean_and_carries_gradient():
+    from tvad.train.pretrain_tiny import class_text
+
+    emb = torch.nn.Embedding(10, 4)
+    ids = torch.tensor([[1, 2, 0], [3, 0, 0], [4, 5, 6], [7, 8, 0]])
+    mask = (ids > 0).long()
+    t = class_text(emb, ids, mask, 2)
+    w = emb.weight
+    want_n = ((w[1] + w[2]) / 2 + w[3]) / 2
+    want_a = ((w[4] + w[5] + w[6]) / 3 + (w[7] + w[8]) / 2) / 2
+    assert torch.allclose(t[0], want_n) and torch.allclose(t[1], want_a)
+    t[1].sum().backward()
+    assert emb.weight.grad[4].abs().sum() > 0 and emb.weight.grad[1].abs().sum() == 0

@@ -87,6 +87,20 @@ class AHD(nn.Module):
         t = torch.stack([normal.float().mean(0), abnormal.float().mean(0)])  # eq. 4: t_c = mean_K F_c
         self.text.copy_(t.to(self.text.device))
 
+    def text_separation(self) -> dict[str, float]:
+        """How far apart the two class texts are, and what that allows the heatmap (eq. 5-7):
+        {"text_cos": cos(t_normal, t_abnormal), "logit_gap_max": (1/tau) * ||t^_a - t^_n||, the
+        largest abnormal-minus-normal logit any feature can reach (Cauchy-Schwarz on eq. 5-6 with
+        convex a_l), "heat_min", "heat_max": sigmoid(-/+ that), the range every heat value H lies in
+        however the MLPs are trained}. With nearly parallel texts the range shrinks towards 0.5."""
+        t = F.normalize(self.text.float(), dim=-1)
+        cos = float(t[0] @ t[1])
+        gap = float(self.scale.detach().float()) * float((t[ABNORMAL] - t[NORMAL]).norm())
+        if self.layer_weighting != "softmax":  # raw a_l: the bound scales with sum |a_l|
+            gap *= float(self.mix_weights().detach().abs().sum())
+        return {"text_cos": cos, "logit_gap_max": gap, "heat_min": float(torch.sigmoid(torch.tensor(-gap))),
+                "heat_max": float(torch.sigmoid(torch.tensor(gap)))}
+
     @property
     def scale(self) -> torch.Tensor:
         return self.log_scale.exp()

@@ -453,8 +453,49 @@ def from_pretrained(path_or_id: str | os.PathLike, dtype: str | torch.dtype = "f
                     weights_dir=wdir)
 
 
+# The recipe of the cpu preset's tiny backbone (`make tiny-backbone`: tvad.train.pretrain_tiny, then
+# tvad.train.instruct_tiny). Bumped whenever the recipe changes what the asset knows, so that a chain run
+# on an asset of another recipe stops with a clear error instead of giving that recipe's numbers.
+TINY_RECIPE = "tiny-2: caption, motion, behaviour, box grounding, anomaly grounding in the text space; instruct"
+
+
+def check_tiny_asset(path: str | os.PathLike) -> None:
+    """A directory holding `pretrain_summary.json` is a tiny backbone made here: it must come from this
+    code's recipe (`TINY_RECIPE`), be instruction-tuned, and keep the tokenizer it was trained with
+    (the eq.-2 prompt rows and the decoder are tied to its token ids). Anything else: BackboneError naming
+    the file and the fix. Other checkpoints (the 7B, a hub id) are not checked."""
+    d = Path(path)
+    pre = d / "pretrain_summary.json"
+    if not d.is_dir() or not pre.is_file():
+        return
+    try:
+        recipe = json.loads(pre.read_text()).get("recipe")
+    except (OSError, ValueError) as e:
+        raise BackboneError(f"{pre}: unreadable pretraining summary ({e})") from None
+    if recipe != TINY_RECIPE:
+        raise BackboneError(f"{pre}: this tiny backbone was made by another recipe ({recipe or 'unrecorded'!r}); "
+                            f"this code expects {TINY_RECIPE!r}: regenerate it with `make tiny-backbone` "
+                            "(or check out the asset that came with this commit)")
+    ins = d / "instruct_summary.json"
+    if not ins.is_file():
+        raise BackboneError(f"{d}: pretrained but not instruction-tuned ({ins.name} missing): run "
+                            "`python -m tvad.train.instruct_tiny --asset " + str(d) + "` (make tiny-backbone's second step)")
+    try:
+        want = json.loads(ins.read_text()).get("tokenizer_sha256")
+    except (OSError, ValueError) as e:
+        raise BackboneError(f"{ins}: unreadable instruction summary ({e})") from None
+    tok = d / "tokenizer.json"
+    got = hashlib.sha256(tok.read_bytes()).hexdigest() if tok.is_file() else None
+    if want != got:
+        raise BackboneError(f"{tok}: the tokenizer changed since this tiny backbone was trained (sha256 "
+                            f"{(got or 'missing')[:12]}, trained with {(want or 'unrecorded')[:12]}); its embedding "
+                            "rows and decoder follow the old token ids: restore the file or run `make tiny-backbone`")
+
+
 def from_config(cfg) -> Backbone:
-    """The backbone a `tvad.config.BackboneConfig` names (paths relative to the repository root)."""
+    """The backbone a `tvad.config.BackboneConfig` names (paths relative to the repository root); a tiny
+    backbone made here is checked first (`check_tiny_asset`)."""
+    check_tiny_asset(resolve_model_path(cfg.path))
     return from_pretrained(cfg.path, dtype=cfg.dtype, device=cfg.device, max_pixels=cfg.max_pixels,
                            attn_implementation=cfg.attn_implementation)
 

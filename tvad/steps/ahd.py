@@ -91,7 +91,7 @@ def run_stage1(run, force: bool = False, progress: bool = True, log=print) -> St
     history = json.loads((out_dir / "history.json").read_text()) if (out_dir / "history.json").exists() else {}
     ahd, _ = load_ahd(best_dir, backbone_identity=bb.identity, layers=bb.resolve_layers(cfg.backbone.layers))
     ahd = ahd.to(bb.device)
-    results: dict[str, Any] = {}
+    results: dict[str, Any] = {f"stage1.{k}": v for k, v in ahd.text_separation().items()}  # eq. 5-7 bounds
     heat, fd = {}, {}
     for k in [k for k in ("val", "test_seen", "test") if k in samples]:
         m, heat[k] = evaluate(ahd, samples[k], cfg.eval, cfg.ahd.frame_score, cfg.ahd.topk, per_type=(k == "test"))

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import hashlib
 import json
 import os
 import shutil
@@ -365,6 +366,8 @@ def instruct(cfg: InstructConfig, log: Callable = print, videos: Sequence | None
     size = save_weights(bb, asset, stamp)
     summary = {"config": asdict(cfg), **res, "train_dialogues": len(train_recs), "val_dialogues": len(val_recs),
                "wall_s": round(time.time() - t0, 1), "weights_bytes": size, "torch": torch.__version__,
+               # the tokenizer this asset's rows were trained with (tvad.model.backbone.check_tiny_asset)
+               "tokenizer_sha256": hashlib.sha256((asset / "tokenizer.json").read_bytes()).hexdigest(),
                "note": "deterministic for a seed and thread count on one machine; ViT + the eq.-2 prompt tokens' embedding rows frozen"}
     with open(asset / LOG_FILE, "a") as f:
         f.write(json.dumps({"run": time.strftime("%Y-%m-%dT%H:%M:%S"), "config": asdict(cfg)}) + "\n")

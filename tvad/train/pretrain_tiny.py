@@ -13,6 +13,17 @@ every behaviour type (the held-out anomaly types included), with captions and no
 * a grounding loss: from each chosen ViT block, a linear probe names the behaviour of the object
   whose *box* covers each patch (or "nothing"), the stand-in for the grounded captions (phrases
   with boxes) of Qwen2.5-VL's pretraining. Boxes, never masks; the probes are discarded.
+* an anomaly grounding loss in the shared vision-text space: what an LVLM knows and a linear
+  behaviour probe does not give, that jaywalking, a left bag or a car going the wrong way are
+  *abnormal* like running or fighting. From each chosen block a linear map takes each patch
+  into the text space and the eq. 4-7 form scores it against the class texts t_normal and
+  t_abnormal, pooled differentiably from the embedding table over the cpu preset's own prompts
+  (`tvad.prompts.class_prompts`, the eq.-2 templates): cross-entropy against "the box covering
+  this patch is doing an anomaly type now" (every type of the generator, the held-out ones
+  included, as an LVLM's pretraining covers them; boxes, never masks). It gives the blocks one
+  direction shared by all anomaly types and pulls the two class texts apart, so the AHD trained
+  on four types has something to carry to the others (issue 19: before it, cos(t_a, t_n) =
+  0.99956 and the fine-tuned AHD's `test` micro AUC was 66.7).
   Measured (issue #5): without it the block features separate moving agents from the background
   (patch AUROC 0.95) but hardly anomalous agents from normal ones (AUROC 0.75 among foreground
   patches of the training types), which capped the AHD's frame micro-AUC near 0.62.
@@ -42,8 +53,9 @@ import torch.nn.functional as F
 
 from tvad.data import synthetic
 from tvad.io import atomic_write_json, resolve_path
-from tvad.model.backbone import from_pretrained
+from tvad.model.backbone import TINY_RECIPE, from_pretrained
 from tvad.model.tiny import build_tiny
+from tvad.prompts import class_prompts
 from tvad.run import seed_everything
 from tvad.train.stage1 import video_name
 
@@ -70,6 +82,10 @@ class PretrainConfig:
     #                                measured: 1.0 gave AHD test_seen micro-AUC 0.83, 3.0 gave 0.88)
     grounding_background: float = 0.1  # weight of "nothing" patches in the grounding loss (they dominate)
     grounding_cover: float = 0.3  # a patch belongs to a box when the box covers this fraction of it
+    anomaly_weight: float = 1.0  # per-patch normal/abnormal in the shared vision-text space (below; 0 = off)
+    anomaly_background: float = 0.1  # weight of "nothing" patches (normal) in that loss
+    anomaly_scale: float = 100.0  # its 1/tau, the AHD's (eq. 7)
+    anomaly_dataset: str = "synthetic"  # whose class prompts (tvad.prompts.class_prompts) give t_normal, t_abnormal
     vocab_size: int = 1024  # BPE vocabulary (before Qwen's special tokens)
     depth: int = 4  # ViT blocks
     vision_hidden: int = 128  # ViT width
@@ -147,6 +163,23 @@ def grounding_targets(rec: dict, start: int, stop: int, vocab: list[str], frame_
             y[t][sel] = 1 + vocab.index(beh[-1])
             area[t][sel] = a
     return y
+
+
+def anomaly_targets(grounding: torch.Tensor, vocab: list[str]) -> torch.Tensor:
+    """(T, h, w) long grounding targets (0 nothing, 1 + vocab index) -> (T, h, w) long 0/1/2:
+    0 nothing (background), 1 a box doing a normal behaviour, 2 a box doing an anomaly type."""
+    ab = torch.tensor([0] + [2 if b in synthetic.ANOMALY_TYPES else 1 for b in vocab], dtype=torch.long)
+    return ab[grounding]
+
+
+def class_text(emb: torch.nn.Embedding, ids: torch.Tensor, mask: torch.Tensor, k: int) -> torch.Tensor:
+    """(2, D) t_normal, t_abnormal: the mean over each prompt's real tokens of the embedding rows
+    (`Backbone.text_features`, mode "embeddings"), then over the K prompts of each class (eq. 2, 4);
+    ids / mask (2K, L): the K normal prompts, then the K abnormal ones. Differentiable."""
+    h = emb(ids).float()
+    mk = mask.unsqueeze(-1).float()
+    f = (h * mk).sum(1) / mk.sum(1).clamp_min(1)  # (2K, D)
+    return torch.stack([f[:k].mean(0), f[k:].mean(0)])
 
 
 def video_phases(v) -> list[tuple[int, int, str, np.ndarray]]:
@@ -286,8 +319,13 @@ def pretrain(cfg: PretrainConfig, videos: list[dict] | None = None, log=print) -
                                   for l in cfg.motion_layers})
     g_weight = torch.ones(1 + len(vocab))
     g_weight[0] = cfg.grounding_background
+    # anomaly grounding: per block a linear map into the text space (an AHD MLP_l stand-in, discarded)
+    to_text = torch.nn.ModuleDict({str(l): torch.nn.Linear(cfg.vision_hidden, cfg.text_hidden)
+                                   for l in cfg.motion_layers})
+    abnormal_p, normal_p = class_prompts(cfg.anomaly_dataset, k=8)
+    ptok = bb.tokenizer(normal_p + abnormal_p, padding=True, return_tensors="pt")
     params = ([p for p in model.parameters() if p.requires_grad] + list(probes.parameters()) + [pool_q]
-              + list(beh_head.parameters()) + list(ground.parameters()))
+              + list(beh_head.parameters()) + list(ground.parameters()) + list(to_text.parameters()))
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     bgs = [background(v) for v in videos]
     log(f"[pretrain] backgrounds done ({time.time() - t_start:.0f}s); behaviours {vocab}")
@@ -297,7 +335,7 @@ def pretrain(cfg: PretrainConfig, videos: list[dict] | None = None, log=print) -
     shutil.rmtree(tmp_dir, ignore_errors=True)
     tmp_dir.mkdir(parents=True)
     log_path = tmp_dir / "training_log.jsonl"
-    run_cap = run_mot = run_beh = run_gnd = 0.0
+    run_cap = run_mot = run_beh = run_gnd = run_ano = 0.0
     with open(log_path, "w") as logf:
         logf.write(json.dumps({"config": asdict(cfg), "videos": len(videos),
                                "params": sum(p.numel() for p in model.parameters())}) + "\n")
@@ -323,25 +361,39 @@ def pretrain(cfg: PretrainConfig, videos: list[dict] | None = None, log=print) -
                 att = (vf.merged @ pool_q).softmax(0)  # (tokens,)
                 logit = beh_head((att[:, None] * vf.merged).sum(0))
                 beh = F.binary_cross_entropy_with_logits(logit, clip_behaviours(v, start, start + cf, vocab))
-            gnd = torch.zeros(())
-            if vocab and cfg.grounding_weight > 0 and v.get("boxes"):
+            gnd, gt = torch.zeros(()), None
+            if vocab and (cfg.grounding_weight > 0 or cfg.anomaly_weight > 0) and v.get("boxes"):
                 f0 = vf.features[cfg.motion_layers[0]]  # (T, h, w, D)
                 gt = grounding_targets(v, start, start + cf, vocab, clip.shape[1:3], tuple(f0.shape[1:3]),
                                        cfg.grounding_cover)
+            if gt is not None and cfg.grounding_weight > 0:
                 gnd = sum(F.cross_entropy(ground[str(l)](vf.features[l]).flatten(0, 2), gt.flatten(),
                                           weight=g_weight) for l in cfg.motion_layers) / len(cfg.motion_layers)
+            ano = torch.zeros(())
+            if gt is not None and cfg.anomaly_weight > 0:
+                at = anomaly_targets(gt, vocab).flatten()  # 0 nothing, 1 normal agent, 2 anomalous agent
+                w = torch.tensor([cfg.anomaly_background, 1.0, 1.0])[at]
+                t = F.normalize(class_text(model.get_input_embeddings(), ptok["input_ids"],
+                                           ptok["attention_mask"], len(normal_p)), dim=-1)  # (2, D)
+                ano = 0.0
+                for l in cfg.motion_layers:  # eq. 5, 7 at each block: scale * cos(map_l(F_l), t_c)
+                    s_l = cfg.anomaly_scale * F.normalize(to_text[str(l)](vf.features[l]), dim=-1) @ t.T
+                    ce = F.cross_entropy(s_l.flatten(0, 2), (at == 2).long(), reduction="none")
+                    ano = ano + (w * ce).sum() / w.sum()
+                ano = ano / len(cfg.motion_layers)
             loss = (cfg.caption_weight * out.loss + cfg.motion_weight * mot + cfg.behaviour_weight * beh
-                    + cfg.grounding_weight * gnd)
+                    + cfg.grounding_weight * gnd + cfg.anomaly_weight * ano)
             clipped_step(opt, loss, params, lr_at(step, cfg), f"pretraining loss at step {step}")
             a = 0.98 if step else 0.0
             run_cap = a * run_cap + (1 - a) * float(out.loss.detach())
             run_mot = a * run_mot + (1 - a) * float(mot.detach())
             run_beh = a * run_beh + (1 - a) * float(beh.detach())
             run_gnd = a * run_gnd + (1 - a) * float(gnd.detach())
+            run_ano = a * run_ano + (1 - a) * float(torch.as_tensor(ano).detach())
             if step % cfg.log_every == 0 or step == cfg.steps - 1:
                 rec = {"step": step, "caption_loss": round(run_cap, 4), "motion_loss": round(run_mot, 4),
                        "behaviour_loss": round(run_beh, 4), "grounding_loss": round(run_gnd, 4),
-                       "lr": lr_at(step, cfg), "elapsed_s": round(time.time() - t_start, 1)}
+                       "anomaly_loss": round(run_ano, 4), "lr": lr_at(step, cfg), "elapsed_s": round(time.time() - t_start, 1)}
                 logf.write(json.dumps(rec) + "\n")
                 logf.flush()
                 log(f"[pretrain] {rec}")
@@ -349,8 +401,8 @@ def pretrain(cfg: PretrainConfig, videos: list[dict] | None = None, log=print) -
     bb.save_pretrained(tmp_dir)
     size = sum(f.stat().st_size for f in tmp_dir.glob("*.safetensors"))
     atomic_write_json(tmp_dir / "pretrain_summary.json", {
-        "config": asdict(cfg), "final_caption_loss": run_cap, "final_motion_loss": run_mot, "final_behaviour_loss": run_beh,
-        "final_grounding_loss": run_gnd, "behaviours": vocab,
+        "recipe": TINY_RECIPE, "config": asdict(cfg), "final_caption_loss": run_cap, "final_motion_loss": run_mot, "final_behaviour_loss": run_beh,
+        "final_grounding_loss": run_gnd, "final_anomaly_loss": run_ano, "behaviours": vocab,
         "wall_s": round(time.time() - t_start, 1), "weights_bytes": size, "torch": torch.__version__,
         "note": "deterministic for a seed and thread count on one machine; other BLAS builds may differ"})
     if size > 20 * 2**20:
