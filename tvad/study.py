@@ -386,8 +386,8 @@ def study_markdown(study: dict) -> str:
     n, keys = study["n"], study["keys"]
     seeds = ", ".join(map(str, study["finished"]))
     note = (f"_Mean ± sample std (ddof = 1) over n = {n} training seed(s) ({seeds}: `stage1.seed`, `stage2.seed`, "
-            f"`eval.seeds`), the data fixed (global `seed`); a cell with fewer seeds says (n=k). Accuracy, AUC, "
-            "RBDC/TBDC in %; BLEU-4 0-100._")
+            f"`eval.seeds`), the data fixed (global `seed`); a cell with fewer seeds says (n=k); – (a dash): no "
+            "finite value in any seed (the metric undefined there). Accuracy, AUC, RBDC/TBDC in %; BLEU-4 0-100._")
     parts = []
     t2 = table2_md(keys, n)
     if t2:
