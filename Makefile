@@ -18,7 +18,7 @@ else
   STAMP := .venv/.tvad-installed
 endif
 
-.PHONY: install pipeline test figures tiny-backbone benchmarks clean-runs
+.PHONY: install pipeline study test figures tiny-backbone benchmarks clean-runs
 
 $(PY):
 	python3 -m venv .venv
@@ -41,6 +41,16 @@ install: $(STAMP)
 pipeline: $(STAMP)
 	$(PY) -m tvad.cli pipeline --preset $(PRESET) --run-dir $(RUN_DIR) $(ARGS)
 	@mkdir -p figures && if [ -d $(RUN_DIR)/figures ]; then cp -r $(RUN_DIR)/figures/. figures/; fi
+
+# A seed study: notebooks 01-03 (data, stage 1, stage 2) once per training seed (stage1.seed, stage2.seed,
+# eval.seeds; the data stays the same) into $(STUDY_DIR)/seed-S/, then mean ± sample std of every result key:
+# $(STUDY_DIR)/study.json and $(STUDY_DIR)/tables/study.md (tvad/study.py). Rerunning skips finished seeds.
+# The cpu preset: about 10 minutes a seed on 2 cores. ARGS="--write-docs docs/results.md" fills its section;
+# ARGS="--to 04" adds notebook 04's tables (about 100 s more a seed).
+SEEDS ?= 0 1 2
+STUDY_DIR ?= runs/study
+study: $(STAMP)
+	$(PY) -m tvad.cli study --preset $(PRESET) --seeds $(SEEDS) --out $(STUDY_DIR) $(ARGS)
 
 # Two pytest workers (pytest-xdist), whole test files to a worker (--dist loadfile): the notebook chain and
 # the paper rehearsal each hold one core for minutes, so one worker would leave the other core idle; a

@@ -15,7 +15,7 @@ PKG = Path(__file__).resolve().parents[1] / "tvad"
 
 # What each part of the package may import from tvad (besides itself). Bottom to top:
 # config / io / prompts / run / data / metrics / baselines -> model / viz -> corpus / train -> evaluate
-# -> steps -> cli / pipeline.
+# -> steps -> cli / pipeline / study.
 BOTTOM = {"tvad.config", "tvad.io", "tvad.prompts", "tvad.dist"}
 ALLOWED = {
     "tvad.config": set(),
@@ -36,8 +36,9 @@ ALLOWED = {
                             "tvad.corpus", "tvad.train", "tvad.evaluate"},
     "tvad.plan": BOTTOM | {"tvad.run", "tvad.data", "tvad.metrics", "tvad.model", "tvad.corpus", "tvad.train"},
     "tvad.pipeline": {"tvad.config", "tvad.io", "tvad.run", "tvad.dist"},
+    "tvad.study": {"tvad.config", "tvad.io", "tvad.pipeline"},
     "tvad.cli": BOTTOM | {"tvad.run", "tvad.data", "tvad.metrics", "tvad.model", "tvad.viz", "tvad.evaluate",
-                          "tvad.pipeline", "tvad.plan"},
+                          "tvad.pipeline", "tvad.plan", "tvad.study"},
 }
 LAZY_OK = {"tvad"}  # tvad/__init__.py: `load` and `TVAD` are imported on first use, so `import tvad` stays light
 

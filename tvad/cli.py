@@ -8,6 +8,8 @@
     tvad chat VIDEO --checkpoint DIR               # multi-turn dialogue about a video in the terminal
     tvad eval --run-dir DIR                        # rebuild the tables from a run's saved predictions
     tvad plan --preset paper [-p key=value ...] [--json]   # check model + datasets, predict costs (docs/plan.md)
+    tvad study --preset cpu --seeds 0 1 2 --out runs/study [-p key=value ...] [--to 03] [--write-docs docs/results.md]
+                                                   # stages 1-2 per training seed, mean +- std (tvad/study.py)
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from tvad.evaluate import EvalError, main_eval
 from tvad.io import atomic_write_json, atomic_write_text
 from tvad.pipeline import PipelineError, main_pipeline, parse_overrides
 from tvad.plan import format_plan, make_plan
+from tvad.study import main_study
 from tvad.viz.overlays import draw_boxes, overlay_heatmap
 
 
@@ -48,6 +51,19 @@ def _parser() -> argparse.ArgumentParser:
                          "configs/accelerate/ddp.yaml (docs/multi-gpu.md)")
     pl.add_argument("--stage2-launcher", default=None, metavar="ACCELERATE_CONFIG",
                     help="another accelerate config for notebook 03 only, e.g. configs/accelerate/deepspeed_zero2.yaml")
+
+    st = sub.add_parser("study", help="run the chain's stages 1-2 once per training seed and report mean ± std")
+    st.add_argument("--preset", default="cpu", help="configuration preset: cpu or paper")
+    st.add_argument("--seeds", nargs="*", default=["0", "1", "2"], metavar="S",
+                    help="training seeds (stage1.seed, stage2.seed, eval.seeds); default 0 1 2")
+    st.add_argument("--out", default=None, help="study folder, one run dir per seed (default runs/study)")
+    st.add_argument("--to", dest="stop", default="03",
+                    help="last notebook of each seed's chain (default 03; 04 adds the evaluation's tables)")
+    st.add_argument("-p", "--param", action="append", default=[], metavar="KEY=VALUE",
+                    help="config override for every seed, e.g. stage1.epochs=2 (repeatable; not the seed keys)")
+    st.add_argument("--write-docs", default=None, metavar="MARKDOWN",
+                    help="replace the <!-- study:begin/end --> section of this file, e.g. docs/results.md")
+    st.add_argument("--quiet", action="store_true", help="no notebook progress bars")
 
     pr = sub.add_parser("probe", help="print a video's frame count, fps and size")
     pr.add_argument("video")
@@ -97,6 +113,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "pipeline":
         args.run_dir = args.run_dir or f"runs/{args.preset}"
         return main_pipeline(args)
+    if args.command == "study":
+        args.out = args.out or "runs/study"
+        return main_study(args)
     if args.command == "probe":
         try:
             info = probe(args.video)
