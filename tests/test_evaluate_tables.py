@@ -128,6 +128,9 @@ def test_tables_formats_and_results(run_dir):
     r = json.loads((d / "results" / "04_evaluation.json").read_text())
     assert r["table2.test.ahd.micro_auc.n"] == 2
     assert r["table3.rae.yes_no_accuracy.mean"] == pytest.approx(0.5)
+    # the Target answer names a person as its references do; 4 answers end mid-sentence ("Yes", "maybe", ...)
+    assert r["table3.rae.target_category_accuracy.mean"] == 1.0 and r["table3.rae.answers_cut.mean"] == 4
+    assert "| right category % | cut answers |" in t3.to_markdown() and "| 100.0 | 4 |" in t3.to_markdown()
     assert r["table4.t_vad.parameters"] == "12.35M"
     assert all(p.exists() for p in paths)
 

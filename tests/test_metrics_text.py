@@ -6,7 +6,15 @@ import numpy as np
 import pytest
 import sacrebleu
 
-from tvad.metrics import bleu4, dialogue_metrics, yes_no_accuracy
+from tvad.metrics import (
+    CATEGORY_WORDS,
+    answer_cut,
+    bleu4,
+    categories_named,
+    dialogue_metrics,
+    target_category_accuracy,
+    yes_no_accuracy,
+)
 
 HYPS = [
     "A man in a red shirt is running across the street.",
@@ -125,3 +133,92 @@ def test_dialogue_metrics_over_answered_turns():
     assert math.isnan(m["bleu4_trajectory"])
     only_text = dialogue_metrics(preds[4:6])
     assert "yes_no_accuracy" not in only_text and only_text["bleu4_target"] == m["bleu4_target"]
+
+
+# -- Target category and cut answers ------------------------------------------------------------------
+
+@pytest.mark.parametrize(
+    "text, cats",
+    [
+        ("Target 1 is a black car. Target 2 is a blue car.", {"car"}),
+        ("Two cars and three persons.", {"car", "person"}),  # plurals, the corpus's "persons"
+        ("Some people and two men near the buses.", {"person", "car"}),
+        ("A woman, two children and a pedestrian.", {"person"}),
+        ("a person riding a bicycle", {"person", "bicycle"}),
+        ("The target is a cyclist in a red top.", {"bicycle"}),
+        ("A skater rolls by; a skateboarder too.", {"skateboard"}),
+        ("An abandoned black suitcase.", {"bag"}),
+        ("a person in a white top and grey shorts with a green backpack", {"person"}),  # carried, not the target
+        ("A motorbike.", {"motorcycle"}),
+        ("It is something red.", set()),
+        ("", set()),
+        (None, set()),
+    ],
+)
+def test_categories_named(text, cats):
+    assert categories_named(text) == cats
+
+
+def test_category_vocabulary_covers_the_corpus_categories():
+    # the synthetic set's categories (tvad.data.synthetic.agents) and their plurals as the corpus writes them
+    for w in ("person", "persons", "cyclist", "cyclists", "skateboarder", "car", "cars", "bag", "bags", "bus", "buses"):
+        assert w in CATEGORY_WORDS, w
+
+
+def test_target_category_accuracy():
+    refs = [["Target 1 is a black car. Target 2 is a blue car.", "Target 1 is a black car."],
+            ["The target is a person in a red top.", "It is a person wearing a red top."],
+            ["The target is a person in a red top."],
+            ["Target 1 is a person in a red top. Target 2 is a cyclist."],
+            ["The target is a car."],
+            ["The target is an object."]]  # names no category: not scored
+    answers = ["Two cars.",  # plural: right
+               "A man in a red shirt.",  # synonym: right
+               "A person riding a bicycle.",  # also names a bicycle the references do not: wrong
+               "A person riding a bicycle.",  # both named by the references: right
+               "Something red.",  # no category named: wrong, unparsed
+               "A car."]
+    out = target_category_accuracy(answers, refs)
+    assert out == {"accuracy": pytest.approx(3 / 5), "n": 5, "unparsed": 1, "skipped": 1}
+    assert math.isnan(target_category_accuracy(["a car"], [["an object"]])["accuracy"])
+    with pytest.raises(ValueError, match="no videos"):
+        target_category_accuracy([], [])
+    with pytest.raises(ValueError, match=r"answers\[0\]"):
+        target_category_accuracy([None], [["a car"]])
+    with pytest.raises(ValueError, match=r"references\[0\]"):
+        target_category_accuracy(["a car"], [[]])
+
+
+@pytest.mark.parametrize(
+    "text, cut",
+    [("Yes.", False), ("No, it moves to the left.", False), ("Really?", False), ("Stop!", False),
+     ('He shouts "stop."', False), ("(It is normal.)", False), ("**Yes.**", False), ("Yes. ", False),
+     ("Yes", True), ("Yes, the car moves to", True), ("", True), ("The target is a", True), (None, True)],
+)
+def test_answer_cut(text, cut):
+    assert answer_cut(text) is cut
+    assert answer_cut(text, hit_cap=True) is True
+
+
+def test_dialogue_metrics_category_and_cut_answers():
+    preds = [
+        {"id": "a", "turn": 0, "type": "yes_no", "kind": "judgement", "answer": "Yes. Two cars.", "truth": "yes",
+         "label": 1, "cut": False},
+        {"id": "a", "turn": 1, "type": "target", "kind": "appearance", "answer": "Target 1 is a black car",
+         "references": ["Target 1 is a black car. Target 2 is a blue car."], "label": 1, "cut": True},
+        {"id": "b", "turn": 0, "type": "yes_no", "kind": "judgement", "answer": "Yes, there", "truth": "yes"},
+        {"id": "b", "turn": 1, "type": "target", "kind": "appearance", "answer": "A person.",
+         "references": ["The target is a car."]},  # no label: the judgement's truth says anomalous
+        {"id": "c", "turn": 0, "type": "yes_no", "kind": "judgement", "answer": "No.", "truth": "no", "label": 0},
+        {"id": "c", "turn": 1, "type": "target", "kind": "appearance", "answer": "A car.",
+         "references": ["A person."], "label": 0},  # a normal clip: not scored
+        {"id": "d", "turn": 1, "type": "target", "kind": "motion_to_appearance", "answer": "A car.",
+         "references": ["A person."], "label": 1},  # phase A's kind: not scored
+    ]
+    m = dialogue_metrics(preds)
+    assert m["target_category_accuracy"] == 0.5 and m["target_category_accuracy_n"] == 2
+    # cut: the flag where given ("a" turn 1), else the text ("Yes, there" of "b")
+    assert m["answers_cut"] == 2 and m["answers_n"] == 7
+    none = dialogue_metrics(preds[:1])
+    assert math.isnan(none["target_category_accuracy"]) and none["target_category_accuracy_n"] == 0
+    assert none["answers_cut"] == 0 and none["answers_n"] == 1

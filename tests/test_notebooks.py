@@ -96,6 +96,8 @@ def test_03_rae_sft(chain_run):
             for metric in ("yes_no_accuracy", "bleu4_target", "bleu4_trajectory"):
                 v = r[f"{variant}.{split}.{metric}"]
                 assert 0 <= v <= (1 if metric == "yes_no_accuracy" else 100)
+            # whole answers: the cut ones (hit the safety cap, or end mid-sentence) are counted
+            assert 0 <= r[f"{variant}.{split}.answers_cut"] <= r[f"{variant}.{split}.answers_n"] > 0
     for split in ("train", "test", "val", "test_seen"):  # does the judgement rest on the heatmap?
         for key in ("rae.{}.judgement_auroc", "rae.{}.judgement_auroc_zero_heatmaps", "no_rae.{}.judgement_auroc",
                     "backbone.{}.judgement_auroc", "rae_oracle.{}.judgement_auroc"):
@@ -121,6 +123,8 @@ def test_04_evaluation(chain_run):
     for v in ("rae", "rae_oracle", "no_rae", "backbone_zero_shot", "backbone_one_shot"):
         assert r[f"table3.{v}.yes_no_accuracy.n"] >= 1, v
     assert r["table4.t_vad.parameters"].endswith("M")
+    assert 0 <= r["rae.test.answers_cut"] <= r["rae.test.answers_n"] > 0  # whole answers, as in 03's results
+    assert "table3.rae.target_category_accuracy.mean" in r and "table3.rae.answers_cut.mean" in r
     for name in ("table2", "table3", "table4"):
         for ext in ("json", "csv", "md", "tex"):
             assert (chain_run / "tables" / f"{name}.{ext}").exists()

@@ -166,7 +166,10 @@ class Stage2Config:
     oracle: bool = False  # also train "rae_oracle": the full model fed ground-truth heatmaps (the clips' anomaly
     #                       masks) in training and evaluation; an upper bound that separates the AHD's quality from
     #                       stage 2's reading of heatmaps (a diagnostic, not the paper's method; needs pixel masks)
-    eval_max_new_tokens: int = 128  # greedy answer length limit (Trajectory) in the dialogue evaluation
+    # upper bound of the dialogue evaluation's answer caps: each turn type's cap is 2 x its longest reference
+    # answer + 16 tokens (tvad.evaluate.dialogues.answer_caps), lowered to this but never below that longest
+    # reference, so answers are generated in full (one that hits its cap counts as cut)
+    eval_max_new_tokens: int = 128
     checkpoints: str = "delta"  # how each phase's merged model is saved: "delta" keeps only what stage 2 changed
     #                             (LoRA-merged decoder tensors, prompt rows; 7B: ~0.8 GB) and references the base
     #                             backbone by path and sha256 (it must stay in place); "full" writes whole merged

@@ -1,5 +1,7 @@
 """Notebook 05's figure assembly: every figure whose inputs exist in a run directory, drawn by
-`tvad.viz.figures` from the saved predictions only (no model, no GPU)."""
+`tvad.viz.figures` from the saved predictions only (no model, no GPU). The heatmap grid and the
+dialogue figure each show a success and a failure, labelled as such, chosen by the rules of
+`tvad.evaluate.selection`."""
 
 from __future__ import annotations
 
@@ -22,9 +24,21 @@ from tvad.evaluate.store import (
     load_heatmap_predictions,
     training_histories,
 )
+from tvad.evaluate.selection import pick_heatmap_examples
 from tvad.evaluate.tables import detection_curves, roc_curve
 from tvad.metrics import regions_from_heatmaps
 from tvad.viz import figures as F
+
+
+def dialogue_title(ex: dict) -> str:
+    """A dialogue example's heading: "Success: <what the shown dialogue got right>" or "Failure:
+    <what it got wrong>", with the rule that chose it (`tvad.evaluate.selection`); an older file's
+    single example: its id."""
+    role = ex.get("role") or "example"
+    if role not in ("success", "failure"):
+        return str(ex.get("id", ""))
+    return f"{role.capitalize()}: {ex.get('reason') or 'no verdict'} [{ex.get('id', '')}; chosen as the " \
+           f"{ex.get('rule') or '?'}]"
 
 
 def _log(log, msg):
@@ -49,8 +63,14 @@ def make_figures(run_dir, out_dir=None, split: str = "test", cfg=None, log=print
 
     examples = load_examples(d) if (_pred_dir(d) / "examples").is_dir() else []
     if examples:
-        emit("heatmap_grid", F.heatmap_grid(examples[:2]))
-        ex = examples[0]
+        picked = pick_heatmap_examples(examples, "ahd")  # one success, one failure (tvad.evaluate.selection)
+        if picked:
+            emit("heatmap_grid", F.heatmap_grid([e for e, _ in picked], titles=[t for _, t in picked]))
+        else:
+            _log(log, "[figures] no example with an AHD heatmap and a GT region: heatmap_grid shows the first two, "
+                      "unlabelled")
+            emit("heatmap_grid", F.heatmap_grid(examples[:2]))
+        ex = picked[0][0] if picked else examples[0]
         h = ex["heatmaps"].get("ahd")
         emit("trajectory", F.trajectory(ex["frames"], ex.get("gt_tracks"),
                                         regions_from_heatmaps(h, cfg.eval.threshold) if h is not None else None,
@@ -59,7 +79,7 @@ def make_figures(run_dir, out_dir=None, split: str = "test", cfg=None, log=print
         _log(log, "[figures] no examples: heatmap_grid and trajectory skipped")
     dex = load_dialogue_example(d)
     if dex is not None:
-        emit("dialogue", F.dialogue(dex["frames"], dex["heat"], dex["messages"], title=dex["id"]))
+        emit("dialogue", F.dialogue_examples([{**e, "title": dialogue_title(e)} for e in dex["examples"]]))
     else:
         _log(log, "[figures] no dialogue example: dialogue skipped")
     splits = heatmap_splits(d)

@@ -23,6 +23,7 @@ from tvad import dist
 from tvad.baselines import framediff_heatmaps
 from tvad.data import protocol
 from tvad.evaluate.dialogues import evaluate_model, example_dialogue
+from tvad.evaluate.selection import boxes_region, dialogue_verdict, heat_separation, pick_dialogue_examples, verdict_text
 from tvad.evaluate.store import (
     HEATMAP_METHODS,
     EvalError,
@@ -264,13 +265,31 @@ def _decoder_split(run, bb, videos, samples, max_videos, progress) -> dict | Non
     return out
 
 
+def example_clips(samples: Sequence, ahd_heat: dict | None, n: int) -> list[int]:
+    """Indices of the anomalous `samples` to keep as figure examples: the AHD's best and worst clip
+    by `heat_separation` over its GT boxes (`tvad.evaluate.selection`: the heatmap figure's success
+    and failure), then the first anomalous clips, n in all (at least those two); without AHD
+    heatmaps (`ahd_heat` {clip: (T, H, W)}) the first n anomalous clips."""
+    anomalous = [i for i, s in enumerate(samples) if np.asarray(s.frame_labels).any()]
+    sep = {}
+    for i in anomalous:
+        h = (ahd_heat or {}).get(samples[i].name)
+        if h is not None:
+            x = heat_separation(h, boxes_region(samples[i].gt_tracks, np.shape(h)))
+            if x is not None:
+                sep[i] = x
+    ends = [max(sep, key=lambda i: (sep[i], -i)), min(sep, key=lambda i: (sep[i], i))] if sep else []
+    return list(dict.fromkeys(ends + anomalous))[:max(n, len(set(ends)))]
+
+
 def _save_examples(run, bb, videos, samples, heat_cache, n, best_dir, progress, max_frames: int = 48) -> None:
-    """The first n anomalous test clips with frames, GT masks, GT tracks and every heatmap (at most
-    `max_frames` frames each, around the anomaly)."""
+    """n anomalous test clips (`example_clips`: the AHD's best and worst, then the first ones) with
+    frames, GT masks, GT tracks and every heatmap (at most `max_frames` frames each, around the
+    anomaly)."""
 
     cfg = run.config
     ahd = None
-    picked = [(s, v) for s, v in zip(samples, videos) if np.asarray(s.frame_labels).any()][:n]
+    picked = [(samples[i], videos[i]) for i in example_clips(samples, heat_cache.get(("test", "ahd")), n)]
     for s, v in picked:
         frames = np.asarray(v.read_frames())
         masks = np.asarray(v.read_masks())
@@ -415,8 +434,11 @@ def predict_dialogues(run, force: bool = False, variants: Sequence[str] = ("back
 
 
 def save_dialogue_example(run, force: bool = False, max_new_tokens: int | None = None) -> Path | None:
-    """The full model's own multi-turn dialogue on an abnormal test clip, with its frames and
-    heatmap, for the dialogue figure (predictions/dialogue_example.json + examples/_dialogue.npz)."""
+    """The full model's own multi-turn dialogues on two test clips, a success and a failure, with
+    their frames and heatmaps, for the dialogue figure (predictions/dialogue_example.json +
+    dialogue_example.npz). The clips are chosen among the full model's scored `test` predictions
+    (notebook 03's, imported by `predict_dialogues`) by `tvad.evaluate.selection.
+    pick_dialogue_examples`; without them, the first abnormal clip alone."""
 
     d = run.dir
     out = _pred_dir(d) / "dialogue_example.json"
@@ -431,6 +453,16 @@ def save_dialogue_example(run, force: bool = False, max_new_tokens: int | None =
         dist.barrier()
 
 
+def _scored_predictions(run) -> list[dict]:
+    """The full model's scored test predictions: predictions/dialogues/rae (stage2.seed, else the
+    first seed), else notebook 03's stage2/rae.test_predictions.json; [] without."""
+    saved = load_dialogue_predictions(run.dir, "rae")
+    if saved:
+        return list(saved.get(int(run.config.stage2.seed), saved[min(saved)]))
+    f = run.dir / "stage2" / "rae.test_predictions.json"
+    return json.loads(f.read_text()) if f.exists() else []
+
+
 def _save_dialogue_example(run, out: Path, max_new_tokens: int | None) -> Path | None:
     d = run.dir
     rae_final = d / "stage2" / "rae" / "phase_b" / "final"
@@ -439,12 +471,26 @@ def _save_dialogue_example(run, out: Path, max_new_tokens: int | None) -> Path |
         return None
 
     cfg = run.config
+    records = load_records(test_file)
+    ids = {r["id"] for r in records}
+    picks = [p for p in pick_dialogue_examples([p for p in _scored_predictions(run) if p.get("id") in ids])]
+    if not picks:
+        picks = [{"id": None, "role": "example", "rule": "no scored predictions: the first abnormal clip",
+                  "reason": ""}]
     model = load(rae_final)
     clips = ClipStore(model, ClipResolver(all_clips(run)), d / "stage2" / "clips",
                       video_embeds=cfg.stage2.video_input == "embeds",
                       pixels=cfg.stage2.video_input == "pixels", budgets=clip_budgets(run))
-    ex = example_dialogue(model, load_records(test_file), clips,
-                                 max_new_tokens or cfg.stage2.eval_max_new_tokens)
-    _save_npz(_pred_dir(d) / "dialogue_example.npz", {"frames": np.asarray(ex["frames"], np.uint8),
-                                                      "heat": np.asarray(ex["heat"], np.float16)}, {"id": ex["id"]})
-    return atomic_write_json(out, {"id": ex["id"], "turns": ex["turns"]})
+    arrays, examples = {}, []
+    for k, pick in enumerate(picks):
+        ex = example_dialogue(model, records, clips, max_new_tokens or cfg.stage2.eval_max_new_tokens,
+                              record_id=pick["id"])
+        sfx = "" if k == 0 else f"_{k}"  # the first example keeps the old array names
+        arrays[f"frames{sfx}"] = np.asarray(ex["frames"], np.uint8)
+        arrays[f"heat{sfx}"] = np.asarray(ex["heat"], np.float16)
+        # the shown dialogue is the model's own (its answers as history): its verdict is recomputed
+        examples.append({"id": ex["id"], "role": pick["role"], "rule": pick["rule"],
+                         "scored": pick["reason"], "reason": verdict_text(dialogue_verdict(ex["turns"])),
+                         "turns": ex["turns"]})
+    _save_npz(_pred_dir(d) / "dialogue_example.npz", arrays, {"id": examples[0]["id"]})
+    return atomic_write_json(out, {"id": examples[0]["id"], "turns": examples[0]["turns"], "examples": examples})

@@ -473,19 +473,36 @@ def _cfg(run_dir, cfg):
 
 
 def load_dialogue_example(run_dir) -> dict | None:
+    """predictions/dialogue_example.{json,npz}: {"id", "turns", "frames", "heat", "messages",
+    "examples": [{"id", "role", "rule", "reason", "turns", "frames", "heat", "messages"}]} (an older
+    file's single dialogue: one example of role "example"); None without the file."""
     p = _pred_dir(run_dir) / "dialogue_example.json"
     if not p.exists():
         return None
     ex = _read_json(p)
-    turns = ex.get("turns") if isinstance(ex, dict) else None
-    if not isinstance(turns, list) or "id" not in ex or not all(
-            isinstance(t, dict) and "question" in t and "answer" in t for t in turns):
-        raise EvalError(f"{p}: expected {{'id', 'turns': [{{'question', 'answer'}}, ...]}}; {_RERUN}")
-    _, a = _load_npz(_pred_dir(run_dir) / "dialogue_example.npz", required=["frames", "heat"])
-    msgs = []
-    for t in turns:
-        msgs += [{"role": "user", "content": t["question"]}, {"role": "assistant", "content": t["answer"]}]
-    return {**ex, "frames": a["frames"], "heat": a["heat"].astype(np.float32), "messages": msgs}
+    good = lambda e: isinstance(e, dict) and "id" in e and isinstance(e.get("turns"), list) and all(  # noqa: E731
+        isinstance(t, dict) and "question" in t and "answer" in t for t in e["turns"])
+    many = ex.get("examples", [ex]) if isinstance(ex, dict) else None
+    if not good(ex) or not isinstance(many, list) or not many or not all(good(e) for e in many):
+        raise EvalError(f"{p}: expected {{'id', 'turns': [{{'question', 'answer'}}, ...], 'examples': [...]}}; "
+                        f"{_RERUN}")
+    names = [x for k in range(len(many)) for x in (("frames", "heat") if k == 0 else (f"frames_{k}", f"heat_{k}"))]
+    _, a = _load_npz(_pred_dir(run_dir) / "dialogue_example.npz", required=names)
+
+    def messages(turns):
+        msgs = []
+        for t in turns:
+            msgs += [{"role": "user", "content": t["question"]}, {"role": "assistant", "content": t["answer"]}]
+        return msgs
+
+    examples = []
+    for k, e in enumerate(many):
+        sfx = "" if k == 0 else f"_{k}"
+        examples.append({"role": "example", "rule": "", "reason": "", **e, "frames": a[f"frames{sfx}"],
+                         "heat": a[f"heat{sfx}"].astype(np.float32), "messages": messages(e["turns"])})
+    first = examples[0]
+    return {**ex, "frames": first["frames"], "heat": first["heat"], "messages": first["messages"],
+            "examples": examples}
 
 
 def training_histories(run_dir) -> tuple[dict | None, dict[str, dict]]:

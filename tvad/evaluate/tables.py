@@ -311,7 +311,8 @@ def table2(run_dir, cfg=None) -> Table:
 
 
 def table3(run_dir, cfg=None) -> Table:
-    """Target / Trajectory BLEU-4 and Yes/No (balanced) accuracy of each dialogue variant: over all
+    """Target / Trajectory BLEU-4, Yes/No (balanced) accuracy, the Target category accuracy and the
+    count of cut answers of each dialogue variant: over all
     held-out dialogues, and per dataset (the paper's ShanghaiTech / UBnormal columns) when the
     answers are about clips of more than one."""
     sets = dialogue_datasets(run_dir)
@@ -326,16 +327,21 @@ def table3(run_dir, cfg=None) -> Table:
                    "bleu4_target": _cell((m["bleu4_target"] for m in per_seed), 1.0, 2),
                    "bleu4_trajectory": _cell((m["bleu4_trajectory"] for m in per_seed), 1.0, 2),
                    "yes_no_accuracy": _cell(m.get("yes_no_accuracy", math.nan) for m in per_seed),
-                   "yes_no_balanced_accuracy": _cell(m.get("yes_no_balanced_accuracy", math.nan) for m in per_seed)}
+                   "yes_no_balanced_accuracy": _cell(m.get("yes_no_balanced_accuracy", math.nan) for m in per_seed),
+                   "target_category_accuracy": _cell(m.get("target_category_accuracy", math.nan) for m in per_seed),
+                   "answers_cut": _cell((m.get("answers_cut", math.nan) for m in per_seed), 1.0, 0)}
             if per_dataset:
                 row = {"dataset": ds or "all", **row}
             rows.append(row)
     cols = [("method", "Method"), ("bleu4_target", "Target BLEU-4"), ("bleu4_trajectory", "Trajectory BLEU-4"),
-            ("yes_no_accuracy", "Yes/No acc."), ("yes_no_balanced_accuracy", "Yes/No bal. acc.")]
+            ("yes_no_accuracy", "Yes/No acc."), ("yes_no_balanced_accuracy", "Yes/No bal. acc."),
+            ("target_category_accuracy", "right category %"), ("answers_cut", "cut answers")]
     return Table("table3", "Table 3 analogue: dialogue answers on held-out clips (BLEU-4, accuracy %)",
                  ([("dataset", "Dataset")] if per_dataset else []) + cols, rows,
                  ["BLEU-4: sacrebleu sentence BLEU against the best reference, macro over answers; Yes/No "
-                  "from the answer's leading word (unparsed answers count as wrong)"]
+                  "from the answer's leading word (unparsed answers count as wrong); right category: Target "
+                  "answers about anomalous clips naming only object kinds their references name; cut answers: "
+                  "answers that hit their token cap or do not end a sentence"]
                  + (["Dataset: the clips' source (ShanghaiTech: its held-out validation clips; UBnormal and the "
                      "synthetic set: their test clips); 'all': every held-out dialogue"] if per_dataset else []))
 

@@ -7,7 +7,8 @@ fractions in [0, 1], except BLEU (0-100, as papers print it).
 * region / track level: :func:`rbdc_tbdc`, :func:`operating_point`, with detections from
   :func:`regions_from_heatmaps` and GT tracks from :func:`tracks_from_masks` /
   :func:`link_regions`
-* text: :func:`bleu4`, :func:`yes_no_accuracy`, and both over dialogue turns: :func:`dialogue_metrics`
+* text: :func:`bleu4`, :func:`yes_no_accuracy`, :func:`target_category_accuracy`, :func:`answer_cut`,
+  and all over dialogue turns: :func:`dialogue_metrics`
 """
 
 from tvad.metrics.frame import macro_auc, micro_auc
@@ -18,7 +19,15 @@ from tvad.metrics.regions import (
     regions_from_heatmaps,
     tracks_from_masks,
 )
-from tvad.metrics.text import bleu4, dialogue_metrics, yes_no_accuracy
+from tvad.metrics.text import (
+    CATEGORY_WORDS,
+    answer_cut,
+    bleu4,
+    categories_named,
+    dialogue_metrics,
+    target_category_accuracy,
+    yes_no_accuracy,
+)
 
 __all__ = [
     "micro_auc",
@@ -31,4 +40,8 @@ __all__ = [
     "bleu4",
     "yes_no_accuracy",
     "dialogue_metrics",
+    "target_category_accuracy",
+    "categories_named",
+    "answer_cut",
+    "CATEGORY_WORDS",
 ]

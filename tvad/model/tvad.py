@@ -391,6 +391,11 @@ class TVAD:
     @torch.no_grad()
     def answer(self, messages: Sequence[dict], clip: ClipInputs, max_new_tokens: int = 96) -> str:
         """Greedy answer to the last user message of `messages` (the clip in the first user turn)."""
+        return self.answer_capped(messages, clip, max_new_tokens)[0]
+
+    def answer_capped(self, messages: Sequence[dict], clip: ClipInputs, max_new_tokens: int = 96
+                      ) -> tuple[str, bool]:
+        """`answer`, and whether generation stopped at `max_new_tokens` (no end-of-turn token)."""
         if not messages or messages[-1]["role"] != "user":
             raise TVADError("the last message must be a user question")
         enc = self.encode(messages, clip, add_generation_prompt=True)
@@ -410,7 +415,8 @@ class TVAD:
         finally:
             self.qwen.train(was)
         new = out[0, inputs["input_ids"].shape[1]:]
-        return tok.decode(new, skip_special_tokens=True).strip()
+        hit = len(new) >= max_new_tokens and int(new[-1]) not in eos
+        return tok.decode(new, skip_special_tokens=True).strip(), bool(hit)
 
     def chat(self, video, question: str, history: History | None = None, fps: float | None = None,
              max_new_tokens: int = 96) -> tuple[str, History]:

@@ -43,5 +43,7 @@ def run_evaluation(run, force: bool = False, decoder_max_videos: int | None = No
     tables = build_tables(run.dir, run.config)
     paths = write_tables(run.dir, tables) if dist.is_main() else []  # rank 0 writes under `accelerate launch`
     dist.barrier()
-    run.write_results(RESULTS, {f"timing.heatmaps.{k}_s": v for k, v in hm.seconds.items()})
+    answers = {f"{v}.test.{k}": m[k] for v, m in dm.items()  # as notebook 03's <model>.<split>.<metric>
+               for k in ("answers_cut", "answers_n", "target_category_accuracy", "target_category_accuracy_n") if k in m}
+    run.write_results(RESULTS, {**{f"timing.heatmaps.{k}_s": v for k, v in hm.seconds.items()}, **answers})
     return EvaluationOutputs(hm, dm, example, tables, paths)

@@ -5,6 +5,8 @@
     trajectory(frames, gt_tracks, regions, masks, heat)   GT (green) / predicted (red) boxes over time,
                                             accumulated GT and predicted masks
     dialogue(frames, heat, messages)        key frames with heatmaps beside a multi-turn conversation
+    dialogue_examples(examples)             teaching figure: a success and a failure, each with its heading,
+                                            key frames, heatmaps, and every answer in full beside its reference
     roc({method: (fpr, tpr, auc)}, labels=...)          frame-level ROC curves
     rbdc_curves({method: {"fpr", "rbdr", "tbdr"}}, labels=...)   RBDR / TBDR against false positives per frame
     training_curves(stage1_history, stage2_histories)   losses and validation metrics
@@ -30,7 +32,7 @@ FULL_IN = 6.9  # full text width, inches
 HEAT_CMAP = "jet"
 ROW_LABELS = {"frame": "input", "gt": "GT mask", "ahd": "AHD", "decoder": "decoder", "framediff": "frame diff."}
 
-__all__ = ["save", "heatmap_grid", "trajectory", "dialogue", "roc", "rbdc_curves", "training_curves",
+__all__ = ["save", "heatmap_grid", "trajectory", "dialogue", "dialogue_examples", "roc", "rbdc_curves", "training_curves",
            "time_indices", "FIGURE_NAMES"]
 FIGURE_NAMES = ("heatmap_grid", "trajectory", "dialogue", "roc", "rbdc_curves", "training_curves")
 
@@ -70,19 +72,34 @@ def _off(ax):
         s.set_visible(False)
 
 
+_HEAD_COLOR = {"success": "#1b5e20", "failure": "#8b0000"}  # a teaching figure's example headings
+
+
+def _wrap(text: str, width: int) -> list[str]:
+    """`text` in lines of at most `width` characters where words allow: every word kept whole, in
+    order, nothing dropped or elided (a longer word gets its own line); paragraphs ("\\n") kept."""
+    out = []
+    for para in str(text).split("\n"):
+        out += textwrap.wrap(para, width, break_long_words=False, break_on_hyphens=False) or [""]
+    return out
+
+
 # -- heatmap comparison grid -----------------------------------------------------------------------
 
 def heatmap_grid(examples: Sequence[Mapping], rows: Sequence[str] = ("frame", "gt", "ahd", "decoder"),
                  times: int = 4, width: float = FULL_IN, overlay: bool = True,
-                 labels: Mapping[str, str] | None = None):
+                 labels: Mapping[str, str] | None = None, titles: Sequence[str] | None = None,
+                 wrap: int = 110):
     """The paper's heatmap comparison: for each example clip a block of rows (input, GT mask, AHD,
     decoder-driven map; any method in `example["heatmaps"]`), columns = `times` frames spread over
     the clip's anomalous span. `examples`: dicts with "name", "frames" (T, H, W, 3) uint8,
     "masks" (T, H, W) or None, "heatmaps" {method: (T, H, W) in [0, 1]}. `labels`: {row: label},
-    over the short `ROW_LABELS` (default: those, else the row key)."""
+    over the short `ROW_LABELS` (default: those, else the row key). `titles`: per example a heading
+    above its block (e.g. "Success: ..." / "Failure: ..."), wrapped at `wrap` characters, never cut."""
     plt = _plt()
     if not examples:
         raise ValueError("heatmap_grid needs at least one example")
+    heads = [_wrap(t, wrap) if t else [] for t in titles] if titles else [[] for _ in examples]
     row_labels = {**ROW_LABELS, **(labels or {})}
     blocks = []
     for ex in examples:
@@ -92,8 +109,29 @@ def heatmap_grid(examples: Sequence[Mapping], rows: Sequence[str] = ("frame", "g
     n_rows = sum(len(b) for b in blocks)
     H, W = examples[0]["frames"].shape[1:3]
     cell = width / (times + 0.35)
-    fig, axes = plt.subplots(n_rows, times, figsize=(width, cell * H / W * n_rows + 0.3 * len(examples)),
-                             squeeze=False, gridspec_kw={"wspace": 0.03, "hspace": 0.06})
+    head_in = [0.13 * len(h) + (0.28 if h else 0) for h in heads]  # inches per heading (and the t= labels below it)
+    ratios = [1.0] * n_rows
+    gaps = [hi / (cell * H / W) for hi in head_in]  # heading height in rows
+    fig_h = cell * H / W * (n_rows + sum(gaps)) + 0.3 * len(examples)
+    fig = plt.figure(figsize=(width, fig_h))
+    spec_rows, r = [], 0
+    for have, g, h in zip(blocks, gaps, heads):  # a spacer row above a block holds its heading
+        if h:
+            spec_rows.append(r)
+            ratios.insert(r, g)
+            r += 1
+        r += len(have)
+    gs = fig.add_gridspec(len(ratios), times, height_ratios=ratios, wspace=0.03, hspace=0.06)
+    axes = np.empty((n_rows, times), dtype=object)
+    row_of = [k for k in range(len(ratios)) if k not in spec_rows]
+    for i, k in enumerate(row_of):
+        for j in range(times):
+            axes[i, j] = fig.add_subplot(gs[k, j])
+    for k, h in zip(spec_rows, [h for h in heads if h]):
+        ax = fig.add_subplot(gs[k, :])
+        ax.axis("off")
+        ax.text(0.0, 1.0, "\n".join(h), fontsize=7.5, weight="bold", ha="left", va="top",
+                transform=ax.transAxes, color=_HEAD_COLOR.get(h[0].split(":")[0].lower(), "black"))
     r0 = 0
     for ex, have in zip(examples, blocks):
         fr = np.asarray(ex["frames"])
@@ -256,6 +294,70 @@ def dialogue(frames: np.ndarray, heat: np.ndarray | None, messages: Sequence[Map
         y -= step
     if title:
         fig.suptitle(title, fontsize=9)
+    return fig
+
+
+def dialogue_examples(examples: Sequence[Mapping], times: int = 3, width: float = FULL_IN, wrap: int = 64):
+    """Teaching figure: per example a block, its heading (`example["title"]`, e.g. "Success: ..." /
+    "Failure: ..."), `times` key frames with their heatmaps on the left and the conversation on the
+    right: each question, the model's answer and the reference answer, every one in full, wrapped at
+    `wrap` characters (never cut or elided). `examples`: dicts with "frames" (T, H, W, 3), "heat"
+    (T, H, W) or None, "turns" [{"question", "answer", "reference"}], "title"."""
+    plt = _plt()
+    if not examples:
+        raise ValueError("dialogue_examples needs at least one example")
+    blocks = []
+    for ex in examples:
+        lines = [("head", ln) for ln in _wrap(ex.get("title") or "", wrap + 30)] if ex.get("title") else []
+        for t in ex.get("turns") or []:
+            for who, key in (("Q", "question"), ("Model", "answer"), ("Ref.", "reference")):
+                if key == "reference" and not t.get(key):
+                    continue
+                body = _wrap(str(t.get(key) or "").strip() or "(empty)", wrap)
+                lines += [(who, (f"{who}: " if i == 0 else "      ") + ln) for i, ln in enumerate(body)]
+            lines.append(("gap", ""))
+        blocks.append(lines)
+    line_in = 0.13
+    fr0 = np.asarray(examples[0]["frames"])
+    H, W = fr0.shape[1:3]
+    img_w = width * 0.36
+    heights = [max(img_w / times * H / W * 2 + 0.3, line_in * len(b) + 0.2) for b in blocks]
+    fig = plt.figure(figsize=(width, sum(heights)))
+    outer = fig.add_gridspec(len(examples), 1, height_ratios=heights, hspace=0.12)
+    colors = {"head": "black", "Q": "#1f4e79", "Model": "#7a1f1f", "Ref.": "#555555"}
+    for b, (ex, lines, h_in) in enumerate(zip(examples, blocks, heights)):
+        g = outer[b].subgridspec(1, 2, width_ratios=[0.36, 0.64], wspace=0.03)
+        fr = np.asarray(ex["frames"])
+        heat = ex.get("heat")
+        idx = time_indices(len(fr), times, None if heat is None else
+                           (np.asarray(heat).reshape(len(heat), -1).max(1) >= 0.5))
+        rows = 2 if heat is not None else 1
+        img_h = img_w / times * fr.shape[1] / fr.shape[2] * rows
+        gi = g[0].subgridspec(rows + 1, len(idx), height_ratios=[img_h / rows] * rows + [max(h_in - img_h, 1e-3)],
+                              wspace=0.04, hspace=0.05)
+        for j, t in enumerate(idx):
+            ax = fig.add_subplot(gi[0, j])
+            ax.imshow(fr[t])
+            ax.set_title(f"t={int(t)}", fontsize=6, pad=2)
+            _off(ax)
+            if heat is not None:
+                ax2 = fig.add_subplot(gi[1, j])
+                ax2.imshow(overlay_heatmap(fr[t], np.asarray(heat[t], np.float32), 0.55, HEAT_CMAP))
+                _off(ax2)
+                if j == 0:
+                    ax2.set_ylabel("heatmap", fontsize=6)
+        tx = fig.add_subplot(g[1])
+        tx.axis("off")
+        step = line_in / max(h_in, 1e-6)
+        y = 1.0
+        role = str(lines[0][1] if lines and lines[0][0] == "head" else "").split(":")[0].lower()
+        for who, text in lines:
+            if who != "gap":
+                tx.text(0.0, y, text, fontsize=6.5 if who != "head" else 7.5, va="top", ha="left",
+                        family="sans-serif", transform=tx.transAxes,
+                        color=_HEAD_COLOR.get(role, "black") if who == "head" else colors[who],
+                        weight="bold" if who in ("head", "Q") else "normal")
+            y -= step
     return fig
 
 
