@@ -91,7 +91,8 @@ def test_03_rae_sft(chain_run):
     from tvad.corpus import load_corpus
 
     r = _results(chain_run, "03_rae_sft")
-    for variant in ("rae", "rae_oracle", "no_rae", "backbone"):  # rae_oracle: the cpu preset's stage2.oracle
+    assert "rae_oracle.test.yes_no_accuracy" not in r  # the upper bound is off in the default chain
+    for variant in ("rae", "no_rae", "backbone"):
         for split in ("test", "val", "test_seen"):  # the contract's test, and the other held-out dialogues
             for metric in ("yes_no_accuracy", "bleu4_target", "bleu4_trajectory"):
                 v = r[f"{variant}.{split}.{metric}"]
@@ -100,14 +101,12 @@ def test_03_rae_sft(chain_run):
             assert 0 <= r[f"{variant}.{split}.answers_cut"] <= r[f"{variant}.{split}.answers_n"] > 0
     for split in ("train", "test", "val", "test_seen"):  # does the judgement rest on the heatmap?
         for key in ("rae.{}.judgement_auroc", "rae.{}.judgement_auroc_zero_heatmaps", "no_rae.{}.judgement_auroc",
-                    "backbone.{}.judgement_auroc", "rae_oracle.{}.judgement_auroc"):
+                    "backbone.{}.judgement_auroc"):
             assert 0 <= r[key.format(split)] <= 1, key.format(split)
     # The cpu recipe makes the judgement read the heatmap: on the training clips zeroing it costs AUROC
-    # (measured 0.88 -> 0.69, seed 1: 0.87 -> 0.66), and with ground-truth heatmaps the judgements
-    # separate the clips (train 1.00 / 0.94 and test_seen 1.00 / 1.00 over seeds 0 / 1; with the paper's
-    # plain token mean 0.68 and 0.69, the same as with zero heatmaps).
+    # (measured 0.88 -> 0.69, seed 1: 0.87 -> 0.66; with the paper's plain token mean 0.68 and 0.69, the
+    # same as with zero heatmaps).
     assert r["rae.train.judgement_auroc"] > r["rae.train.judgement_auroc_zero_heatmaps"] + 0.05
-    assert r["rae_oracle.train.judgement_auroc"] > 0.9 and r["rae_oracle.test_seen.judgement_auroc"] > 0.8
     seen = load_corpus(chain_run / "stage2" / "test_seen_corpus" / "phase_b.val.jsonl")
     assert r["stage2.test_seen_dialogues"] == len(seen) > 0
     assert {rec["clip"]["name"] for rec in seen}.isdisjoint(
@@ -120,7 +119,7 @@ def test_04_evaluation(chain_run):
     for split in ("val", "test_seen", "test"):
         for method in ("ahd", "ahd_one_shot", "framediff", "decoder"):
             assert 0 <= r[f"table2.{split}.{method}.micro_auc.mean"] <= 1, (split, method)
-    for v in ("rae", "rae_oracle", "no_rae", "backbone_zero_shot", "backbone_one_shot"):
+    for v in ("rae", "no_rae", "backbone_zero_shot", "backbone_one_shot"):
         assert r[f"table3.{v}.yes_no_accuracy.n"] >= 1, v
     assert r["table4.t_vad.parameters"].endswith("M")
     assert 0 <= r["rae.test.answers_cut"] <= r["rae.test.answers_n"] > 0  # whole answers, as in 03's results

@@ -166,10 +166,10 @@ class Stage2Config:
     oracle: bool = False  # also train "rae_oracle": the full model fed ground-truth heatmaps (the clips' anomaly
     #                       masks) in training and evaluation; an upper bound that separates the AHD's quality from
     #                       stage 2's reading of heatmaps (a diagnostic, not the paper's method; needs pixel masks)
-    # upper bound of the dialogue evaluation's answer caps: each turn type's cap is 2 x its longest reference
-    # answer + 16 tokens (tvad.evaluate.dialogues.answer_caps), lowered to this but never below that longest
-    # reference, so answers are generated in full (one that hits its cap counts as cut)
-    eval_max_new_tokens: int = 128
+    eval_max_new_tokens: int = 128  # upper bound of the dialogue evaluation's answer caps: each turn type's cap
+    #                                 is 2 x its longest reference answer + 16 tokens (tvad.evaluate.dialogues.
+    #                                 answer_caps), lowered to this but never below that longest reference, so
+    #                                 answers are generated in full (one that hits its cap counts as cut)
     checkpoints: str = "delta"  # how each phase's merged model is saved: "delta" keeps only what stage 2 changed
     #                             (LoRA-merged decoder tensors, prompt rows; 7B: ~0.8 GB) and references the base
     #                             backbone by path and sha256 (it must stay in place); "full" writes whole merged
@@ -513,7 +513,9 @@ def _cpu() -> Config:
     # Yes/No 0.44, judgement AUROC unchanged by zeroing the heatmap). Weighting that word, a larger LR for
     # the from-scratch RAE and more steps make the answers read the heatmaps (oracle: 0.72, AUROC 1.0 on
     # every split); chosen on val / test_seen with the oracle (README, docs/results.md).
-    c.stage2 = Stage2Config(lr=3e-4, rae_lr_scale=10.0, yes_no_weight=30.0, grad_accum=1, epochs=4.0, oracle=True)
+    # The ground-truth-heatmap upper bound (`stage2.oracle`, a diagnostic) is off in the default chain: it
+    # trains a third variant (~190 s of the chain's ~10 minutes); `-p stage2.oracle=true` adds it back.
+    c.stage2 = Stage2Config(lr=3e-4, rae_lr_scale=10.0, yes_no_weight=30.0, grad_accum=1, epochs=4.0, oracle=False)
     # The paper's clip protocol at this scale: each 24-frame, 8 fps synthetic video is cut into three
     # non-overlapping 8-frame clips (the clip rate is the video's, so resampling keeps every frame);
     # stage 1 sees exactly the 8-frame windows it trained on before (stage1.clip_frames 8). Stage 2 has
