@@ -246,6 +246,22 @@ def trajectory(frames: np.ndarray, gt_tracks: np.ndarray | None, regions: np.nda
 
 # -- dialogue figure ---------------------------------------------------------------------------------
 
+def _frames_and_heat(fig, grid, fr: np.ndarray, heat: np.ndarray | None, idx: Sequence[int], fontsize: float) -> None:
+    """The key frames `idx` of `fr` (N, H, W, 3) in row 0 of `grid` and, with `heat` (N, H, W), their
+    heatmap overlays in row 1 (the dialogue figures' left column)."""
+    for j, t in enumerate(idx):
+        ax = fig.add_subplot(grid[0, j])
+        ax.imshow(fr[t])
+        ax.set_title(f"t={int(t)}", fontsize=fontsize, pad=2)
+        _off(ax)
+        if heat is not None:
+            ax2 = fig.add_subplot(grid[1, j])
+            ax2.imshow(overlay_heatmap(fr[t], np.asarray(heat[t], np.float32), 0.55, HEAT_CMAP))
+            _off(ax2)
+            if j == 0:
+                ax2.set_ylabel("heatmap", fontsize=fontsize)
+
+
 def dialogue(frames: np.ndarray, heat: np.ndarray | None, messages: Sequence[Mapping], times: int = 4,
              width: float = FULL_IN, wrap: int = 58, title: str | None = None):
     """Left: `times` key frames (top) and their heatmaps (bottom); right: the conversation
@@ -269,17 +285,7 @@ def dialogue(frames: np.ndarray, heat: np.ndarray | None, messages: Sequence[Map
     fig = plt.figure(figsize=(width, fig_h))
     gs = fig.add_gridspec(n_img_rows, times + 1, width_ratios=[1] * times + [times * 1.0],
                           wspace=0.04, hspace=0.05)
-    for j, t in enumerate(idx):
-        ax = fig.add_subplot(gs[0, j])
-        ax.imshow(fr[t])
-        ax.set_title(f"t={int(t)}", fontsize=7, pad=2)
-        _off(ax)
-        if heat is not None:
-            ax2 = fig.add_subplot(gs[1, j])
-            ax2.imshow(overlay_heatmap(fr[t], np.asarray(heat[t], np.float32), 0.55, HEAT_CMAP))
-            _off(ax2)
-            if j == 0:
-                ax2.set_ylabel("heatmap", fontsize=7)
+    _frames_and_heat(fig, gs, fr, heat, idx, 7)
     tx = fig.add_subplot(gs[:, times])
     tx.axis("off")
     y = 1.0
@@ -335,17 +341,7 @@ def dialogue_examples(examples: Sequence[Mapping], times: int = 3, width: float 
         img_h = img_w / times * fr.shape[1] / fr.shape[2] * rows
         gi = g[0].subgridspec(rows + 1, len(idx), height_ratios=[img_h / rows] * rows + [max(h_in - img_h, 1e-3)],
                               wspace=0.04, hspace=0.05)
-        for j, t in enumerate(idx):
-            ax = fig.add_subplot(gi[0, j])
-            ax.imshow(fr[t])
-            ax.set_title(f"t={int(t)}", fontsize=6, pad=2)
-            _off(ax)
-            if heat is not None:
-                ax2 = fig.add_subplot(gi[1, j])
-                ax2.imshow(overlay_heatmap(fr[t], np.asarray(heat[t], np.float32), 0.55, HEAT_CMAP))
-                _off(ax2)
-                if j == 0:
-                    ax2.set_ylabel("heatmap", fontsize=6)
+        _frames_and_heat(fig, gi, fr, heat, idx, 6)
         tx = fig.add_subplot(g[1])
         tx.axis("off")
         step = line_in / max(h_in, 1e-6)
