@@ -112,7 +112,7 @@ def test_open_set_splits(dataset):
         ss = [s for s in specs if s.split == split]
         assert {s.kind for s in ss} == {"abnormal", "normal"}
         assert {t for s in ss for t in s.anomaly_types} == set(SPLIT_TYPES[split])
-    assert len({s.name for s in specs}) == len(specs) == 104  # test: 16 videos, 48 clips (issue 19)
+    assert len({s.name for s in specs}) == len(specs) == 105  # test: 17 videos, 51 clips, 74 Yes/No turns (issue 19)
 
 
 def test_every_anomaly_type_renders_and_agents_are_big_enough():

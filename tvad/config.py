@@ -31,7 +31,7 @@ class DataConfig:
     shanghaitech_root: str = "data/shanghaitech"  # ShanghaiTech Campus root (paper preset; second benchmark)
     generate: bool = True  # generate the synthetic dataset into `root` if it is missing
     num_videos: dict = field(  # videos per split for the synthetic generator
-        default_factory=lambda: {"pretrain": 48, "train": 24, "validation": 8, "test": 16, "test_seen": 8}
+        default_factory=lambda: {"pretrain": 48, "train": 24, "validation": 8, "test": 17, "test_seen": 8}
     )
     frame_size: list = field(default_factory=lambda: [224, 224])  # synthetic frame (H, W)
     frames_per_video: int = 24  # synthetic video length in frames

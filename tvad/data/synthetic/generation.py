@@ -68,7 +68,7 @@ def generate(root: str | os.PathLike, num_videos: dict | int | None = None, seed
     """Render the dataset into `root` in UBnormal's layout; returns the meta dict (also written
     as ``root/meta.json``, last, marking the dataset complete).
 
-    num_videos: per split, e.g. {"pretrain": 48, "train": 24, "validation": 8, "test": 16,
+    num_videos: per split, e.g. {"pretrain": 48, "train": 24, "validation": 8, "test": 17,
                 "test_seen": 8} (the default), or one int for every split.
     size:       frame (H, W); sprites scale with min(H, W) / 224 (people >= 28 px tall).
     workers:    processes (1 = in this process); the output does not depend on it.

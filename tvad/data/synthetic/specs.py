@@ -23,7 +23,7 @@ SPLIT_TYPES = {
 SPLITS = ("pretrain", "train", "validation", "test", "test_seen")
 NORMAL_BEHAVIOURS = ("walking", "standing", "crossing", "riding", "skating", "driving")
 BEHAVIOURS = NORMAL_BEHAVIOURS + ANOMALY_TYPES
-DEFAULT_NUM_VIDEOS = {"pretrain": 48, "train": 24, "validation": 8, "test": 16, "test_seen": 8}
+DEFAULT_NUM_VIDEOS = {"pretrain": 48, "train": 24, "validation": 8, "test": 17, "test_seen": 8}
 ABNORMAL_FRACTION = {"pretrain": 0.75, "train": 0.5, "validation": 0.5, "test": 0.5, "test_seen": 0.5}
 LIGHTINGS = (("day", 0.45), ("overcast", 0.25), ("dusk", 0.15), ("night", 0.15))
 
