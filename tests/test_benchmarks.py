@@ -110,3 +110,16 @@ def test_feature_cache_tiny(tmp_path):
         assert rec["cache_bytes"][k]["predicted"] == rec["cache_bytes"][k]["actual"] > 0
     assert rec["cache_bytes"]["4x"]["actual"] > 3 * rec["cache_bytes"]["1x"]["actual"]
     assert isinstance(rec["flat"], bool) and rec["peak_rss_ratio_4x_over_1x"] > 0
+
+
+def test_compare_runs_counts_what_moved_and_skips_timings(tmp_path):
+    cr = load("compare_runs")
+    for name, auc, t, extra in (("a", 0.55, 10.0, {}), ("b", 0.56, 99.0, {"ahd.test.rbdc": 0.3})):
+        (tmp_path / name / "results").mkdir(parents=True)
+        (tmp_path / name / "results" / "02_ahd_training.json").write_text(json.dumps(
+            {"ahd.test.micro_auc": auc, "ahd.val.micro_auc": math.nan, "timing.epoch_cached_s": t,
+             "stage1.backbone": name, "stage1.cache_bytes": 7, **extra}))
+    r = cr.compare(tmp_path / "a", tmp_path / "b")
+    assert (r["compared"], r["differ"], r["missing"]) == (3, 1, ["02_ahd_training:ahd.test.rbdc"])
+    delta, stem, key, u, v = r["diffs"][0]
+    assert (stem, key, u, v) == ("02_ahd_training", "ahd.test.micro_auc", 0.55, 0.56) and delta == pytest.approx(0.01)
