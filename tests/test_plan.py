@@ -109,7 +109,7 @@ def test_model_dir_with_truncated_or_other_weights(trees, tmp_path, capsys):
 
 
 def test_model_dir_with_another_tokenizer(trees, tmp_path, capsys):
-    """The real Qwen2.5 tokenizer beside the tiny config: every special id is elsewhere (151652.. vs 799..)."""
+    """The real Qwen2.5 tokenizer beside the tiny config: every special id is elsewhere (151652.. vs ~800)."""
     from tvad.model.widths import qwen25_tokenizer
 
     d = copy_model_dir(TINY, tmp_path / "m")
@@ -120,8 +120,10 @@ def test_model_dir_with_another_tokenizer(trees, tmp_path, capsys):
         shutil.copy(tok / f, d / f)
     rc, problems, _ = run_cli(capsys, trees, d)
     assert rc == 1 and len(problems) == 1, problems  # one line naming the four special tokens and the eos
-    for token, want in (("<|vision_start|>", 799), ("<|vision_end|>", 800), ("<|video_pad|>", 803),
-                        ("<|image_pad|>", 802), ("eos", 790)):
+    cfg = json.loads((TINY / "config.json").read_text())  # the ids the tiny asset's own tokenizer gives
+    for token, want in (("<|vision_start|>", cfg["vision_start_token_id"]), ("<|vision_end|>", cfg["vision_end_token_id"]),
+                        ("<|video_pad|>", cfg["video_token_id"]), ("<|image_pad|>", cfg["image_token_id"]),
+                        ("eos", cfg["text_config"]["eos_token_id"])):
         assert f"{token} " in problems[0] and f" {want})" in problems[0], (token, problems)
     assert "another model" in problems[0] and str(d) in problems[0]
 
