@@ -354,6 +354,15 @@ def import_stage2_predictions(run) -> dict[str, str]:
     return done
 
 
+def run_clip_store(run, model, resolver: ClipResolver) -> ClipStore:
+    """The stage-2 clip store a run's models here read: notebook 03's cache (stage2/clips), its video
+    input mode (`stage2.video_input`) and per-clip budgets (`clip_budgets`), so every model sees each
+    clip as stage 2 did."""
+    mode = run.config.stage2.video_input
+    return ClipStore(model, resolver, run.dir / "stage2" / "clips", video_embeds=mode == "embeds",
+                     pixels=mode == "pixels", budgets=clip_budgets(run))
+
+
 def one_shot_records(records: Sequence[dict], example: dict) -> list[dict]:
     """The test dialogues with one in-context example (a training dialogue's questions and
     reference answers, as text) appended to the system prompt."""
@@ -405,9 +414,7 @@ def predict_dialogues(run, force: bool = False, variants: Sequence[str] = ("back
             t0 = time.time()
             if v == "no_ahd":
                 model = load(rae_final)
-                clips = ClipStore(model, resolver, d / "stage2" / "clips",
-                                  video_embeds=cfg.stage2.video_input == "embeds",
-                                  pixels=cfg.stage2.video_input == "pixels", budgets=clip_budgets(run))
+                clips = run_clip_store(run, model, resolver)
                 _, preds = evaluate_model(model, records, HeatmapView(clips, "zeros"),
                                                  cfg.stage2.eval_max_new_tokens, progress=progress)
             elif v == "backbone_one_shot":
@@ -416,9 +423,7 @@ def predict_dialogues(run, force: bool = False, variants: Sequence[str] = ("back
                 meta = {"fps": float(example["clip"].get("fps") or cfg.data.clip_fps or 1.0),
                         "system_prompt": records[0]["messages"][0]["content"]}
                 model = build_model(cfg, find_checkpoint(d), use_rae=False, meta=meta)
-                clips = ClipStore(model, resolver, d / "stage2" / "clips",
-                                  video_embeds=cfg.stage2.video_input == "embeds",
-                                  pixels=cfg.stage2.video_input == "pixels", budgets=clip_budgets(run))
+                clips = run_clip_store(run, model, resolver)
                 _, preds = evaluate_model(model, one_shot_records(records, example), clips,
                                                  cfg.stage2.eval_max_new_tokens, progress=progress)
             else:
@@ -473,14 +478,12 @@ def _save_dialogue_example(run, out: Path, max_new_tokens: int | None) -> Path |
     cfg = run.config
     records = load_records(test_file)
     ids = {r["id"] for r in records}
-    picks = [p for p in pick_dialogue_examples([p for p in _scored_predictions(run) if p.get("id") in ids])]
+    picks = pick_dialogue_examples([p for p in _scored_predictions(run) if p.get("id") in ids])
     if not picks:
         picks = [{"id": None, "role": "example", "rule": "no scored predictions: the first abnormal clip",
                   "reason": ""}]
     model = load(rae_final)
-    clips = ClipStore(model, ClipResolver(all_clips(run)), d / "stage2" / "clips",
-                      video_embeds=cfg.stage2.video_input == "embeds",
-                      pixels=cfg.stage2.video_input == "pixels", budgets=clip_budgets(run))
+    clips = run_clip_store(run, model, ClipResolver(all_clips(run)))
     arrays, examples = {}, []
     for k, pick in enumerate(picks):
         ex = example_dialogue(model, records, clips, max_new_tokens or cfg.stage2.eval_max_new_tokens,

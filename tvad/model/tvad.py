@@ -393,6 +393,7 @@ class TVAD:
         """Greedy answer to the last user message of `messages` (the clip in the first user turn)."""
         return self.answer_capped(messages, clip, max_new_tokens)[0]
 
+    @torch.no_grad()
     def answer_capped(self, messages: Sequence[dict], clip: ClipInputs, max_new_tokens: int = 96
                       ) -> tuple[str, bool]:
         """`answer`, and whether generation stopped at `max_new_tokens` (no end-of-turn token)."""
