@@ -15,12 +15,15 @@ import json
 import math
 from pathlib import Path
 
+from tvad.study import is_timing_key
+
 STEMS = ("02_ahd_training", "03_rae_sft", "04_evaluation")
 
 
 def _skip(key: str) -> bool:
-    """Wall times and the backbone fingerprint (it hashes the checkout's path) are not results."""
-    return key.startswith("timing.") or "seconds" in key or key.endswith("_s") or key == "stage1.backbone"
+    """Wall times (`tvad.study.is_timing_key`, the seed study's rule) and the backbone fingerprint (it
+    hashes the checkout's path) are not results."""
+    return is_timing_key(key) or key == "stage1.backbone"
 
 
 def _same(u, v) -> bool:
